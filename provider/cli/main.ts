@@ -1,0 +1,11 @@
+import { Command } from "commander";
+
+/** Runs the pulumi-nixos command line. Subcommand groups load their code only when used. */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command("pulumi-nixos")
+    .description("Deploy NixOS fleets with Pulumi: fleet commands, channel pins and the test lab.")
+    .showHelpAfterError();
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  require("../../test/lab/cli").registerLabCommands(program);
+  await program.parseAsync(argv);
+}

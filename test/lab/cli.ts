@@ -1,0 +1,54 @@
+import { Command } from "commander";
+import { DEFAULT_LAB_DIR, Lab } from "./lab";
+
+/** Adds `lab up|status|exec|cut|restore|reboot|down` to the CLI. */
+export function registerLabCommands(program: Command): void {
+  const lab = program.command("lab").description(`local NixOS-like test hosts (needs root; default --dir ${DEFAULT_LAB_DIR})`);
+  const dirOpt = ["--dir <dir>", "lab directory", DEFAULT_LAB_DIR] as const;
+
+  lab.command("up").description("create hosts: own netns, mount/PID namespaces, /nix, /run/keys, sshd")
+    .option(...dirOpt)
+    .option("--hosts <n>", "number of hosts", "3")
+    .option("--names <list>", "comma-separated host names (instead of host1..N)")
+    .action(async (o) => {
+      const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
+      const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names });
+      printStatus(await l.status());
+      console.log(`private key: ${l.privateKeyPath}`);
+    });
+
+  lab.command("status").description("list hosts (--json: name, address, port, user, privateKeyPath, hostPublicKey, state)")
+    .option(...dirOpt).option("--json", "machine-readable output")
+    .action(async (o) => {
+      const st = await Lab.open(o.dir).status();
+      if (o.json) console.log(JSON.stringify(st, null, 2));
+      else printStatus(st);
+    });
+
+  lab.command("exec <name> <cmd...>").description("run a command inside a host as its root: lab exec NAME -- CMD...")
+    .option(...dirOpt)
+    .action(async (name: string, cmd: string[], o) => {
+      const r = await Lab.open(o.dir).exec(name, cmd, { allowFailure: true });
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code ?? 1;
+    });
+
+  for (const [verb, what] of [["cut", "take a host off the network"], ["restore", "put a cut host back"],
+    ["reboot", "reboot one host (never the machine): new boot id, empty /run/keys"]] as const) {
+    lab.command(`${verb} <name>`).description(what).option(...dirOpt)
+      .action(async (name: string, o) => { await Lab.open(o.dir)[verb](name); console.log(`${name}: ${verb} done`); });
+  }
+
+  lab.command("down").description("remove every process, namespace, veth, mount and file of the lab")
+    .option(...dirOpt)
+    .action(async (o) => { await Lab.open(o.dir).down(); console.log(`lab in ${o.dir} removed`); });
+}
+
+function printStatus(hosts: Awaited<ReturnType<Lab["status"]>>): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const Table = require("cli-table3");
+  const t = new Table({ head: ["Name", "Address", "Port", "State", "Generation", "Current system"], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
+  for (const h of hosts) t.push([h.name, h.address, h.port, h.state, h.generation ?? "-", h.currentSystem ?? "-"]);
+  console.log(t.toString());
+}

@@ -1,0 +1,390 @@
+/**
+ * The lab: NixOS-like target hosts on this machine, each an sshd in its own network, mount and
+ * PID namespace with its own /nix, /etc, /run/keys and root home. Everything a lab creates is
+ * recorded in `<dir>/lab.json` *before* it is created, so `down` can remove it after a crash.
+ */
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { spawn } from "child_process";
+import { run, commandExists } from "../../provider/util/run";
+import { packageRoot } from "../../provider/util/package-root";
+
+/** Default lab directory (`--dir`); override with PULUMI_NIXOS_LAB_DIR. */
+export const DEFAULT_LAB_DIR = process.env.PULUMI_NIXOS_LAB_DIR ?? "/var/tmp/pulumi-nixos-lab";
+
+/** Lab hosts take 10.231.<slot>.2/30; the machine's side of the veth is 10.231.<slot>.1. */
+const SUBNET_PREFIX = "10.231";
+const NETNS_PREFIX = "pnx";
+
+/** What `lab status --json` prints for each host: enough for any program to target it. */
+export interface LabHostInfo {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  /** The host's SSH public key, `ssh-ed25519 AAAA…` (pin it). */
+  hostPublicKey: string;
+  /** `up`, `cut` (off the network), `off` (powered off or crashed), `rebooting`. */
+  state: "up" | "cut" | "off" | "rebooting";
+  /** Store path /run/current-system points to, if any. */
+  currentSystem?: string;
+  /** Generation number of /nix/var/nix/profiles/system, if any. */
+  generation?: number;
+}
+
+/** One host's record in lab.json. */
+interface HostRecord {
+  name: string;
+  slot: number;
+  netns: string;
+  vethOuter: string;
+  vethInner: string;
+  address: string;
+  gateway: string;
+  dir: string;
+  unsharePid?: number;
+  initPid?: number;
+  cut?: boolean;
+}
+
+interface LabRecord {
+  dir: string;
+  hosts: HostRecord[];
+}
+
+/** Options for {@link Lab.up}. */
+export interface LabUpOptions {
+  /** Lab directory (default {@link DEFAULT_LAB_DIR}). */
+  dir?: string;
+  /** Number of hosts (ignored when `names` is given). */
+  hosts?: number;
+  /** Host names; default host1…hostN. */
+  names?: string[];
+}
+
+const HOST_ENV = ["HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"];
+
+/** Checks that this process can build a lab: root, and the tools it drives. */
+export async function checkLabRequirements(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("the lab needs root (network and mount namespaces): run as root");
+  const missing: string[] = [];
+  for (const cmd of ["unshare", "nsenter", "ip", "/usr/sbin/sshd", "ssh-keygen", "nix-store", "useradd", "sudo"]) {
+    if (!(await commandExists(cmd))) missing.push(cmd);
+  }
+  if (missing.length) {
+    throw new Error(`the lab needs ${missing.join(", ")}: apt-get install -y nix-bin openssh-server iproute2 sudo`);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves when a TCP connect to address:port succeeds, or rejects after timeoutMs. */
+export async function waitForPort(address: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: address, port, timeout: 500 });
+      s.once("connect", () => { s.destroy(); resolve(true); });
+      s.once("error", () => resolve(false));
+      s.once("timeout", () => { s.destroy(); resolve(false); });
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${address}:${port} did not come up within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+function pidAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try { process.kill(pid, 0); } catch { return false; }
+  // A zombie still answers kill 0; it is not alive for us.
+  try { return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8")); } catch { return false; }
+}
+
+/** A running (or recorded) lab. */
+export class Lab {
+  private constructor(readonly dir: string, private record: LabRecord) {}
+
+  /** Path of the client private key that every lab host accepts for root and deployer. */
+  get privateKeyPath(): string { return path.join(this.dir, "id_ed25519"); }
+
+  /** Opens the lab recorded in dir. */
+  static open(dir = DEFAULT_LAB_DIR): Lab {
+    const file = path.join(dir, "lab.json");
+    if (!fs.existsSync(file)) throw new Error(`no lab in ${dir} (run: pulumi-nixos lab up --dir ${dir})`);
+    return new Lab(dir, JSON.parse(fs.readFileSync(file, "utf8")));
+  }
+
+  /** Brings up a lab of hosts in parallel. */
+  static async up(opts: LabUpOptions = {}): Promise<Lab> {
+    await checkLabRequirements();
+    const dir = path.resolve(opts.dir ?? DEFAULT_LAB_DIR);
+    if (fs.existsSync(path.join(dir, "lab.json"))) {
+      throw new Error(`a lab is already recorded in ${dir}: run 'pulumi-nixos lab down --dir ${dir}' first`);
+    }
+    const names = opts.names ?? Array.from({ length: opts.hosts ?? 3 }, (_, i) => `host${i + 1}`);
+    for (const n of names) {
+      if (!/^[a-z][a-z0-9-]{0,30}$/.test(n)) throw new Error(`lab host name '${n}': use lowercase letters, digits and '-'`);
+    }
+    if (new Set(names).size !== names.length) throw new Error("lab host names must be distinct");
+    fs.mkdirSync(path.join(dir, "hosts"), { recursive: true, mode: 0o700 });
+    const lab = new Lab(dir, { dir, hosts: [] });
+    lab.save();
+    try {
+      await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-lab", "-f", lab.privateKeyPath]);
+      const slots = await freeSlots(names.length);
+      const records = names.map((name, i) => lab.recordHost(name, slots[i]));
+      lab.save(); // recorded before anything exists, so a crash below is still cleaned by down
+      await Promise.all(records.map((h) => lab.createHost(h)));
+    } catch (e) {
+      if (!process.env.PULUMI_NIXOS_LAB_KEEP_FAILED) await lab.down().catch(() => undefined);
+      throw e;
+    }
+    return lab;
+  }
+
+  private recordHost(name: string, slot: number): HostRecord {
+    const h: HostRecord = {
+      name, slot,
+      netns: `${NETNS_PREFIX}${slot}`,
+      vethOuter: `${NETNS_PREFIX}${slot}o`,
+      vethInner: `${NETNS_PREFIX}${slot}i`,
+      address: `${SUBNET_PREFIX}.${slot}.2`,
+      gateway: `${SUBNET_PREFIX}.${slot}.1`,
+      dir: path.join(this.dir, "hosts", name),
+    };
+    this.record.hosts.push(h);
+    return h;
+  }
+
+  private save(): void {
+    const file = path.join(this.dir, "lab.json");
+    fs.writeFileSync(file + ".tmp", JSON.stringify(this.record, null, 2));
+    fs.renameSync(file + ".tmp", file);
+  }
+
+  private host(name: string): HostRecord {
+    const h = this.record.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no lab host '${name}' (hosts: ${this.record.hosts.map((x) => x.name).join(", ")})`);
+    return h;
+  }
+
+  /** Host names in creation order. */
+  get names(): string[] { return this.record.hosts.map((h) => h.name); }
+
+  private async createHost(h: HostRecord): Promise<void> {
+    await this.prepareHostDir(h);
+    await run(["ip", "netns", "add", h.netns]);
+    await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
+    await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
+    await run(["ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
+    await run(["ip", "link", "set", h.vethOuter, "up"]);
+    const inNs = (...a: string[]) => run(["ip", "netns", "exec", h.netns, ...a]);
+    await inNs("ip", "addr", "add", `${h.address}/30`, "dev", h.vethInner);
+    await inNs("ip", "link", "set", h.vethInner, "up");
+    await inNs("ip", "link", "set", "lo", "up");
+    await inNs("ip", "route", "add", "default", "via", h.gateway);
+    await this.boot(h);
+    // Users and groups go into the host's own copy of /etc.
+    await this.exec(h.name, ["sh", "-ec", [
+      "groupadd -f keys",
+      "id deployer >/dev/null 2>&1 || useradd -m -s /bin/bash deployer",
+      "usermod -p '*' deployer", // unlocked for key login (no password exists)
+      "install -d -m 700 -o deployer -g deployer /home/deployer/.ssh",
+      "install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
+      "echo 'deployer ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deployer && chmod 440 /etc/sudoers.d/deployer",
+    ].join("\n")]);
+  }
+
+  private async prepareHostDir(h: HostRecord): Promise<void> {
+    for (const d of ["nix", "root/.ssh", "home", "etc"]) fs.mkdirSync(path.join(h.dir, d), { recursive: true, mode: 0o700 });
+    for (const d of ["nix", "home"]) fs.chmodSync(path.join(h.dir, d), 0o755);
+    // A private copy of /etc without the machine's own SSH host keys.
+    await run(["cp", "-a", "/etc/.", path.join(h.dir, "etc")]);
+    for (const f of fs.readdirSync(path.join(h.dir, "etc/ssh"))) {
+      if (f.startsWith("ssh_host_")) fs.rmSync(path.join(h.dir, "etc/ssh", f));
+    }
+    fs.rmSync(path.join(h.dir, "etc/ssh/sshd_config.d"), { recursive: true, force: true });
+    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `root@${h.name}`, "-f", path.join(h.dir, "etc/ssh/ssh_host_ed25519_key")]);
+    fs.writeFileSync(path.join(h.dir, "etc/ssh/sshd_config"), [
+      `ListenAddress ${h.address}`,
+      "Port 22",
+      "HostKey /etc/ssh/ssh_host_ed25519_key",
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "UsePAM no",
+      "PidFile /run/sshd.pid",
+      "MaxStartups 200:30:400",
+      "MaxSessions 100",
+      "Subsystem sftp /usr/lib/openssh/sftp-server",
+      "",
+    ].join("\n"));
+    fs.writeFileSync(path.join(h.dir, "etc/hostname"), `${h.name}\n`);
+    fs.writeFileSync(path.join(h.dir, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${h.name}\n`);
+    fs.mkdirSync(path.join(h.dir, "etc/nix"), { recursive: true });
+    fs.writeFileSync(path.join(h.dir, "etc/nix/nix.conf"), "sandbox = false\nsubstituters =\nbuild-users-group =\n");
+    fs.copyFileSync(this.privateKeyPath + ".pub", path.join(h.dir, "root/.ssh/authorized_keys"));
+    fs.chmodSync(path.join(h.dir, "root/.ssh/authorized_keys"), 0o600);
+    fs.writeFileSync(path.join(h.dir, "boot_id"), "");
+  }
+
+  /** Starts the host's PID 1 (host-init.sh) in its namespaces and waits for sshd. */
+  private async boot(h: HostRecord): Promise<void> {
+    const labBin = path.join(packageRoot, "test", "lab");
+    const log = fs.openSync(path.join(h.dir, "init.log"), "a");
+    const child = spawn("ip", ["netns", "exec", h.netns, "unshare", "--mount", "--uts", "--propagation", "private", "--pid",
+      "--fork", "--mount-proc", "bash", path.join(labBin, "host-init.sh"), h.dir, labBin],
+    { detached: true, stdio: ["ignore", log, log] });
+    fs.closeSync(log);
+    child.unref();
+    h.unsharePid = child.pid;
+    h.initPid = undefined;
+    this.save();
+    // `ip netns exec` execs unshare in place; unshare forks the namespace's PID 1.
+    const deadline = Date.now() + 10_000;
+    while (!h.initPid) {
+      try {
+        const kids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim();
+        if (kids) h.initPid = Number(kids.split(/\s+/)[0]);
+      } catch { /* not yet */ }
+      if (!h.initPid) {
+        if (Date.now() > deadline || !pidAlive(child.pid)) {
+          throw new Error(`lab host ${h.name} did not start: ${fs.readFileSync(path.join(h.dir, "init.log"), "utf8")}`);
+        }
+        await sleep(20);
+      }
+    }
+    this.save();
+    await waitForPort(h.address, 22, 15_000);
+  }
+
+  /**
+   * Runs argv inside host `name` as its root (its namespaces, a clean environment).
+   * Rejects on a non-zero exit unless allowFailure.
+   */
+  exec(name: string, argv: string[], opts: { input?: string; allowFailure?: boolean; timeoutMs?: number } = {}) {
+    const h = this.host(name);
+    if (!pidAlive(h.initPid)) throw new Error(`lab host ${name} is not running`);
+    return run(["nsenter", "-t", String(h.initPid), "-m", "-n", "-p", "--wd=/", "--", "env", "-i", ...HOST_ENV, ...argv], opts);
+  }
+
+  /** A path inside host `name`'s filesystem view, readable from the machine (via /proc/PID/root). */
+  hostPath(name: string, p: string): string {
+    return path.join(`/proc/${this.host(name).initPid}/root`, p);
+  }
+
+  /** Status of every host. */
+  async status(): Promise<LabHostInfo[]> {
+    const pub = fs.existsSync(this.privateKeyPath) ? this.privateKeyPath : "";
+    return this.record.hosts.map((h) => {
+      const alive = pidAlive(h.initPid);
+      let power = "off";
+      try { power = fs.readFileSync(path.join(h.dir, "power"), "utf8").trim(); } catch { /* never booted */ }
+      const state: LabHostInfo["state"] = !alive ? "off" : power === "rebooting" ? "rebooting" : h.cut ? "cut" : "up";
+      let currentSystem: string | undefined;
+      let generation: number | undefined;
+      if (alive) {
+        try { currentSystem = fs.readlinkSync(this.hostPath(h.name, "/run/current-system")); } catch { /* none yet */ }
+      }
+      try {
+        const link = fs.readlinkSync(path.join(h.dir, "nix/var/nix/profiles/system"));
+        generation = Number(/system-(\d+)-link/.exec(link)?.[1]);
+      } catch { /* no profile yet */ }
+      let hostPublicKey = "";
+      try {
+        hostPublicKey = fs.readFileSync(path.join(h.dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+      } catch { /* not created */ }
+      return { name: h.name, address: h.address, port: 22, user: "root", privateKeyPath: pub, hostPublicKey, state, currentSystem, generation };
+    });
+  }
+
+  /** Takes a host off the network: established connections stall, new ones fail. */
+  async cut(name: string): Promise<void> {
+    const h = this.host(name);
+    await run(["ip", "netns", "exec", h.netns, "ip", "link", "set", h.vethInner, "down"]);
+    h.cut = true;
+    this.save();
+  }
+
+  /** Puts a cut host back on the network. */
+  async restore(name: string): Promise<void> {
+    const h = this.host(name);
+    await run(["ip", "netns", "exec", h.netns, "ip", "link", "set", h.vethInner, "up"]);
+    await run(["ip", "netns", "exec", h.netns, "ip", "route", "replace", "default", "via", h.gateway]);
+    h.cut = false;
+    this.save();
+  }
+
+  /** Current boot id of a host (its emulated /proc/sys/kernel/random/boot_id). */
+  bootId(name: string): string {
+    return fs.readFileSync(path.join(this.host(name).dir, "boot_id"), "utf8").trim();
+  }
+
+  /**
+   * Reboots one host (or boots it when powered off): its processes end, /run/keys is emptied,
+   * the boot id changes and /run/current-system becomes the system profile's default.
+   * Resolves when sshd answers again.
+   */
+  async reboot(name: string): Promise<void> {
+    const h = this.host(name);
+    if (!pidAlive(h.initPid)) {
+      await this.boot(h);
+      return;
+    }
+    const before = this.bootId(name);
+    process.kill(h.initPid!, "SIGUSR1");
+    await this.waitForBoot(name, before, 20_000);
+  }
+
+  /** Waits until a host has a boot id other than `before` and sshd accepts connections. */
+  async waitForBoot(name: string, before: string, timeoutMs: number): Promise<void> {
+    const h = this.host(name);
+    const deadline = Date.now() + timeoutMs;
+    while (this.bootId(name) === before || fs.readFileSync(path.join(h.dir, "power"), "utf8").trim() !== "up") {
+      if (Date.now() > deadline) throw new Error(`lab host ${name} did not come back within ${timeoutMs} ms`);
+      await sleep(50);
+    }
+    await waitForPort(h.address, 22, Math.max(1000, deadline - Date.now()));
+  }
+
+  /** Removes every process, namespace, veth, mount and file the lab created. Idempotent. */
+  async down(): Promise<void> {
+    const errors: string[] = [];
+    await Promise.all(this.record.hosts.map(async (h) => {
+      // Killing a PID namespace's PID 1 makes the kernel kill every process in it.
+      for (const pid of [h.initPid, h.unsharePid]) {
+        if (pid && pidAlive(pid)) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+      }
+      for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid)); i++) await sleep(20);
+      await run(["ip", "link", "del", h.vethOuter], { allowFailure: true });
+      if (fs.existsSync(`/run/netns/${h.netns}`)) {
+        const r = await run(["ip", "netns", "del", h.netns], { allowFailure: true });
+        if (r.code !== 0) errors.push(`netns ${h.netns}: ${r.stderr.trim()}`);
+      }
+    }));
+    if (errors.length) throw new Error(`lab down: ${errors.join("; ")}`);
+    // Store paths are read-only: make the tree writable before removing it.
+    if (fs.existsSync(this.dir)) {
+      await run(["chmod", "-R", "u+w", this.dir], { allowFailure: true });
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Slots (10.231.<slot>.0/30) not used by any existing netns of ours. */
+async function freeSlots(n: number): Promise<number[]> {
+  const used = new Set<number>();
+  if (fs.existsSync("/run/netns")) {
+    for (const f of fs.readdirSync("/run/netns")) {
+      const m = new RegExp(`^${NETNS_PREFIX}(\\d+)$`).exec(f);
+      if (m) used.add(Number(m[1]));
+    }
+  }
+  const out: number[] = [];
+  for (let s = 1; s < 255 && out.length < n; s++) if (!used.has(s)) out.push(s);
+  if (out.length < n) throw new Error("no free lab address slots (10.231.1-254.0/30)");
+  return out;
+}
