@@ -1,0 +1,163 @@
+/**
+ * The SDK's dynamic-provider plugin (`@pulumi/pulumi/cmd/dynamic-provider`), started as `pulumi up`
+ * starts it (cwd = program directory, PULUMI_NODEJS_PROJECT/STACK set) and driven over gRPC.
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as path from "path";
+import * as readline from "readline";
+import { ChildProcess, spawn } from "child_process";
+import { Json } from "./secrets";
+
+const pulumiDir = path.dirname(require.resolve("@pulumi/pulumi/package.json"));
+/* eslint-disable @typescript-eslint/no-var-requires */
+const provrpc = require("@pulumi/pulumi/proto/provider_grpc_pb");
+const provproto = require("@pulumi/pulumi/proto/provider_pb");
+// The generated stubs need the google-protobuf instance that @pulumi/pulumi itself resolves.
+const gpb = path.dirname(require.resolve("google-protobuf/package.json", { paths: [pulumiDir] }));
+const { Struct } = require(`${gpb}/google/protobuf/struct_pb`);
+const { Empty } = require(`${gpb}/google/protobuf/empty_pb`);
+const { Status } = require("@pulumi/pulumi/proto/status_pb");
+/* eslint-enable @typescript-eslint/no-var-requires */
+
+/** A failure of a provider call: message, and for partial failures the created resource. */
+export class ProviderError extends Error {
+  constructor(message: string, readonly partial?: { id: string; properties: Record<string, Json>; reasons: string[] }) {
+    super(message);
+  }
+}
+
+/** Result of Diff, as the engine reads it. */
+export interface DiffResult {
+  /** 0 unknown (engine diffs inputs itself), 1 none, 2 some. */
+  changes: 0 | 1 | 2;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+}
+
+const S = (o: object) => Struct.fromJavaScript(o);
+
+/** One running plugin process and its gRPC client. */
+export class DynamicProviderPlugin {
+  private constructor(private readonly child: ChildProcess, private readonly client: any) {}
+
+  /** Starts the plugin of the program's @pulumi/pulumi; its output goes to `log` line by line. */
+  static async start(opts: { programDir: string; project: string; stack: string; log: (line: string) => void }): Promise<DynamicProviderPlugin> {
+    const pluginPath = require.resolve("@pulumi/pulumi/cmd/dynamic-provider", { paths: [opts.programDir, __dirname] });
+    const child = spawn(process.execPath, [pluginPath, "127.0.0.1:1"], {
+      cwd: opts.programDir,
+      env: { ...process.env, PULUMI_NODEJS_PROJECT: opts.project, PULUMI_NODEJS_STACK: opts.stack },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines = readline.createInterface({ input: child.stdout! });
+    const port: string = await new Promise((resolve, reject) => {
+      lines.once("line", resolve);
+      child.once("exit", (c) => reject(new Error(`dynamic-provider plugin exited with ${c} before listening`)));
+    });
+    lines.on("line", opts.log);
+    readline.createInterface({ input: child.stderr! }).on("line", opts.log);
+    const client = new provrpc.ResourceProviderClient(`127.0.0.1:${port.trim()}`, grpc.credentials.createInsecure(),
+      { "grpc.max_receive_message_length": 64 << 20, "grpc.max_send_message_length": 64 << 20 });
+    return new DynamicProviderPlugin(child, client);
+  }
+
+  private call(method: string, req: unknown): Promise<any> {
+    return new Promise((resolve, reject) => this.client[method](req, (err: any, resp: any) => {
+      if (!err) return resolve(resp);
+      reject(toProviderError(err));
+    }));
+  }
+
+  async getPluginInfo(): Promise<string> {
+    return (await this.call("getPluginInfo", new Empty())).getVersion();
+  }
+
+  /** Configure with the stack's config, as the engine does before any CRUD. */
+  async configure(variables: Record<string, string>): Promise<void> {
+    const req = new provproto.ConfigureRequest();
+    req.setArgs(S(variables));
+    for (const [k, v] of Object.entries(variables)) req.getVariablesMap().set(k, v);
+    req.setAcceptsecrets(true);
+    req.setAcceptresources(true);
+    await this.call("configure", req);
+  }
+
+  async check(urn: string, olds: Record<string, Json>, news: Record<string, Json>): Promise<{ inputs: Record<string, Json>; failures: { property: string; reason: string }[] }> {
+    const req = new provproto.CheckRequest();
+    req.setUrn(urn); req.setType(typeOf(urn)); req.setName(nameOf(urn));
+    req.setOlds(S(olds)); req.setNews(S(news));
+    const resp = await this.call("check", req);
+    return {
+      inputs: resp.getInputs()?.toJavaScript() ?? news,
+      failures: resp.getFailuresList().map((f: any) => ({ property: f.getProperty(), reason: f.getReason() })),
+    };
+  }
+
+  async diff(id: string, urn: string, olds: Record<string, Json>, news: Record<string, Json>, oldInputs: Record<string, Json>): Promise<DiffResult> {
+    const req = new provproto.DiffRequest();
+    req.setId(id); req.setUrn(urn); req.setOlds(S(olds)); req.setNews(S(news)); req.setOldInputs(S(oldInputs));
+    const resp = await this.call("diff", req);
+    return { changes: resp.getChanges(), replaces: resp.getReplacesList(), deleteBeforeReplace: resp.getDeletebeforereplace() };
+  }
+
+  async create(urn: string, properties: Record<string, Json>, timeoutSec = 0): Promise<{ id: string; outputs: Record<string, Json> }> {
+    const req = new provproto.CreateRequest();
+    req.setUrn(urn); req.setType(typeOf(urn)); req.setName(nameOf(urn)); req.setProperties(S(properties)); req.setTimeout(timeoutSec);
+    const resp = await this.call("create", req);
+    return { id: resp.getId(), outputs: resp.getProperties()?.toJavaScript() ?? {} };
+  }
+
+  async read(id: string, urn: string, properties: Record<string, Json>, inputs: Record<string, Json>): Promise<{ id: string; outputs: Record<string, Json>; inputs?: Record<string, Json> }> {
+    const req = new provproto.ReadRequest();
+    req.setId(id); req.setUrn(urn); req.setProperties(S(properties)); req.setInputs(S(inputs));
+    const resp = await this.call("read", req);
+    return { id: resp.getId(), outputs: resp.getProperties()?.toJavaScript() ?? {}, inputs: resp.getInputs()?.toJavaScript() };
+  }
+
+  async update(id: string, urn: string, olds: Record<string, Json>, news: Record<string, Json>, oldInputs: Record<string, Json>, timeoutSec = 0): Promise<Record<string, Json>> {
+    const req = new provproto.UpdateRequest();
+    req.setId(id); req.setUrn(urn); req.setOlds(S(olds)); req.setNews(S(news)); req.setOldInputs(S(oldInputs)); req.setTimeout(timeoutSec);
+    const resp = await this.call("update", req);
+    return resp.getProperties()?.toJavaScript() ?? {};
+  }
+
+  async delete(id: string, urn: string, properties: Record<string, Json>, oldInputs: Record<string, Json>, timeoutSec = 0): Promise<void> {
+    const req = new provproto.DeleteRequest();
+    req.setId(id); req.setUrn(urn); req.setProperties(S(properties)); req.setOldInputs(S(oldInputs)); req.setTimeout(timeoutSec);
+    await this.call("delete", req);
+  }
+
+  /** Closes the client and ends the plugin process (as the engine does at the end of a run). */
+  async stop(): Promise<void> {
+    this.client.close();
+    if (this.child.exitCode === null) {
+      const exited = new Promise((r) => this.child.once("exit", r));
+      this.child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (this.child.exitCode === null) this.child.kill("SIGKILL");
+    }
+  }
+}
+
+const typeOf = (urn: string) => urn.split("::")[2]?.split("$").pop() ?? "";
+const nameOf = (urn: string) => urn.split("::").slice(3).join("::");
+
+/** Decodes a gRPC error; ErrorResourceInitFailed details become a partial result. */
+function toProviderError(err: any): ProviderError {
+  const message = String(err.details ?? err.message);
+  const bin = err.metadata?.get?.("grpc-status-details-bin")?.[0];
+  if (bin) {
+    try {
+      const st = Status.deserializeBinary(bin);
+      for (const any of st.getDetailsList()) {
+        if (!String(any.getTypeUrl()).endsWith("ErrorResourceInitFailed")) continue;
+        const det = provproto.ErrorResourceInitFailed.deserializeBinary(any.getValue());
+        return new ProviderError(message, {
+          id: det.getId(),
+          properties: det.getProperties()?.toJavaScript() ?? {},
+          reasons: det.getReasonsList(),
+        });
+      }
+    } catch { /* not a partial failure */ }
+  }
+  return new ProviderError(message);
+}
