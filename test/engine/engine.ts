@@ -124,9 +124,9 @@ class Engine {
       deleteFirst ||= d.deleteBeforeReplace;
     }
     // Compared with the old outputs so that drift found by refresh shows too.
-    const detail = kind === "update" || kind === "replace" ? diffDetail(pick(old!.outputs, Object.keys(inputs)), inputs, replaceKeys) : kind === "create" ? "create" : "";
+    const detail = kind === "update" || kind === "replace" ? diffDetail(pick(old!.outputs, Object.keys(inputs)), inputs, replaceKeys) : "";
     if (this.preview || kind === "same") {
-      this.report(kind, r.urn, r.type, detail);
+      this.report(kind, r.urn, r.type, kind === "create" ? "create" : detail);
       if (kind === "same") return { id: old!.id, outputs: old!.outputs };
       // Preview: inputs are known, everything computed by the provider is unknown.
       return { id: old?.id, outputs: kind === "update" ? { ...old!.outputs, ...inputs } : inputs };

@@ -265,7 +265,7 @@ export class Lab {
    * Runs argv inside host `name` as its root (its namespaces, a clean environment).
    * Rejects on a non-zero exit unless allowFailure.
    */
-  exec(name: string, argv: string[], opts: { input?: string; allowFailure?: boolean; timeoutMs?: number } = {}) {
+  exec(name: string, argv: string[], opts: { input?: string | Buffer; allowFailure?: boolean; timeoutMs?: number } = {}) {
     const h = this.host(name);
     if (!pidAlive(h.initPid)) throw new Error(`lab host ${name} is not running`);
     return run(["nsenter", "-t", String(h.initPid), "-m", "-n", "-p", "--wd=/", "--", "env", "-i", ...HOST_ENV, ...argv], opts);

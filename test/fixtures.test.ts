@@ -1,0 +1,87 @@
+import "./helpers/env";
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { run } from "../provider/util/run";
+import { Lab } from "./lab/lab";
+import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
+
+const FIX = path.join(ROOT, "test/fixtures");
+
+function writeConfig(dir: string, name: string, body: string): string {
+  const f = path.join(dir, `${name}.nix`);
+  fs.writeFileSync(f, body);
+  return f;
+}
+
+test("fixtures: <nixpkgs/nixos> builds a NixOS-shaped toplevel both ways", async () => {
+  const dir = tempDir("fix");
+  const cfg = writeConfig(dir, "m", `{ config, lib, pkgs, ... }: {
+    imports = [ ./extra.nix ];
+    networking.hostName = "m1";
+    environment.etc."motd".text = "hi\\n";
+    test.closure = { paths = 4; sizeKB = 8; };
+  }`);
+  writeConfig(dir, "extra", `{ ... }: { environment.etc."extra.conf".text = "from import\\n"; }`);
+  const built = (await run(["nix-build", "<nixpkgs/nixos>", "-A", "system", "-I", `nixos-config=${cfg}`, "-I", `nixpkgs=${STANDIN_NIXPKGS}`, "--no-out-link"])).stdout.trim();
+  const evaluated = JSON.parse((await run(["nix-instantiate", "--eval", "--json", "-I", `nixpkgs=${STANDIN_NIXPKGS}`, "-E",
+    `(import <nixpkgs/nixos> { configuration = ${cfg}; }).system.outPath`])).stdout);
+  assert.equal(built, evaluated, "both forms give the same toplevel");
+  for (const f of ["bin/switch-to-configuration", "activate", "bin/nixos-version", "nixos-version", "etc/motd", "etc/extra.conf"]) {
+    assert.ok(fs.existsSync(path.join(built, f)), f);
+  }
+  assert.equal(fs.readFileSync(path.join(built, "etc/extra.conf"), "utf8"), "from import\n");
+  assert.match(built, /nixos-system-m1-/);
+  const closure = (await run(["nix-store", "-qR", built])).stdout.trim().split("\n");
+  assert.equal(closure.filter((p) => p.includes("filler-")).length, 4, "closure sized by test.closure.paths");
+  const size = Number((await run(["nix-store", "-q", "--size", closure.find((p) => p.includes("filler-"))!])).stdout);
+  assert.ok(size >= 8 * 1024, `filler path holds sizeKB (${size})`);
+  const usage = await run([path.join(built, "bin/switch-to-configuration"), "bogus"], { allowFailure: true });
+  assert.equal(usage.code, 1);
+  const dry = await run([path.join(built, "bin/switch-to-configuration"), "dry-activate"]);
+  assert.match(dry.stdout, /would activate/);
+});
+
+test("fixtures: the flake exposes nixosConfigurations.<name>.config.system.build.toplevel", async () => {
+  const out = await run(["nix", "eval", "--raw", `path:${FIX}#nixosConfigurations.alpha.config.system.build.toplevel.outPath`]);
+  assert.match(out.stdout, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-alpha-/);
+});
+
+test("fixtures: activation on a lab host — switch, test, boot and exit codes 1 and 4", { skip: canRunLab ? false : "needs root" }, async () => {
+  const dir = tempDir("fixlab");
+  const lab = await Lab.up({ dir: path.join(dir, "lab"), hosts: 1 });
+  try {
+    const build = async (name: string, extra: string) => (await run(["nix-build", `${STANDIN_NIXPKGS}/nixos`, "-A", "system", "--no-out-link",
+      "--arg", "configuration", writeConfig(dir, name, `{ ... }: { networking.hostName = "${name}"; environment.etc."who".text = "${name}\\n"; ${extra} }`)])).stdout.trim();
+    const ok = await build("good", "");
+    const fail1 = await build("fail1", "test.activation.exitCode = 1;");
+    const fail4 = await build("fail4", `test.activation.exitCode = 4; test.activation.failedUnits = [ "nginx.service" ];`);
+    for (const p of [ok, fail1, fail4]) {
+      const nar = await run(["sh", "-c", `nix-store --export $(nix-store -qR ${p}) > ${dir}/c.nar`]);
+      assert.equal(nar.code, 0);
+      // The host has its own /tmp: the export goes in through stdin.
+      await lab.exec("host1", ["sh", "-c", "nix-store --import >/dev/null"], { input: fs.readFileSync(`${dir}/c.nar`) });
+    }
+    const sw = (p: string, action: string) => lab.exec("host1", ["sh", "-c", `nix-env -p /nix/var/nix/profiles/system --set ${p} && ${p}/bin/switch-to-configuration ${action}`], { allowFailure: true });
+    const r = await sw(ok, "switch");
+    assert.equal(r.code, 0, r.stderr);
+    const cur = await lab.exec("host1", ["sh", "-c", "readlink /run/current-system; cat /etc/who"]);
+    assert.equal(cur.stdout, `${ok}\ngood\n`);
+    const r1 = await sw(fail1, "switch");
+    assert.equal(r1.code, 1);
+    assert.equal((await lab.exec("host1", ["readlink", "/run/current-system"])).stdout.trim(), ok, "exit 1 does not activate");
+    const r4 = await sw(fail4, "switch");
+    assert.equal(r4.code, 4);
+    assert.match(r4.stderr, /the following units failed: nginx.service/);
+    assert.equal((await lab.exec("host1", ["readlink", "/run/current-system"])).stdout.trim(), fail4, "exit 4 still activates");
+    // `test` activates without changing the boot default; a reboot returns to the profile.
+    await lab.exec("host1", ["sh", "-c", `nix-env -p /nix/var/nix/profiles/system --set ${ok} && ${fail4}/bin/switch-to-configuration test || true`]);
+    assert.equal((await lab.exec("host1", ["readlink", "/run/current-system"])).stdout.trim(), fail4);
+    await lab.reboot("host1");
+    assert.equal((await lab.exec("host1", ["readlink", "/run/current-system"])).stdout.trim(), ok);
+  } finally {
+    await lab.down();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

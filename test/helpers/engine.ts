@@ -1,0 +1,26 @@
+/** Runs the engine harness CLI (a child process per run, as `pulumi up` is a process per run). */
+import * as fs from "fs";
+import * as path from "path";
+import { run, RunResult } from "../../provider/util/run";
+import { ROOT } from "./env";
+
+const CLI = path.join(ROOT, "dist/test/engine/cli.js");
+
+/** Arguments shared by a scenario's runs. */
+export interface StackRef { cwd: string; stack: string; state: string }
+
+/** `npm run engine -- OP --cwd … --stack … --state …`; resolves with the output, never rejects on exit code. */
+export function engine(op: "preview" | "up" | "refresh" | "destroy", s: StackRef, extra: string[] = []): Promise<RunResult> {
+  return run([process.execPath, CLI, op, "--cwd", s.cwd, "--stack", s.stack, "--state", s.state, ...extra], { allowFailure: true, timeoutMs: 600_000 });
+}
+
+/** The state file's resources (custom ones), keyed by resource name. */
+export function stateResources(file: string): Record<string, { urn: string; id?: string; type: string; inputs: any; outputs: any; dependencies: string[]; initErrors?: string[] }> {
+  const data = JSON.parse(fs.readFileSync(file, "utf8"));
+  return Object.fromEntries(data.deployment.resources.map((r: any) => [r.urn.split("::").slice(3).join("::"), r]));
+}
+
+/** Fails with the run's output when it did not exit as expected. */
+export function expectExit(r: RunResult, code: number, what: string): void {
+  if (r.code !== code) throw new Error(`${what}: exit ${r.code}, expected ${code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+}

@@ -1,0 +1,24 @@
+/**
+ * Environment every test shares: Nix must not wait on the public binary cache (no network here),
+ * and the harness's state secrets need a passphrase.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { packageRoot } from "../../provider/util/package-root";
+
+process.env.NIX_CONFIG = "substituters =\nexperimental-features = nix-command flakes";
+process.env.PULUMI_CONFIG_PASSPHRASE ??= "pulumi-nixos-tests";
+
+/** The repo root. */
+export const ROOT = packageRoot;
+/** The stand-in nixpkgs. */
+export const STANDIN_NIXPKGS = path.join(ROOT, "test/fixtures/nixpkgs");
+
+/** A fresh temp dir outside the repo, removed by the returned cleanup. */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `pnx-${prefix}-`));
+}
+
+/** Whether this process may build a lab (root on Linux). */
+export const canRunLab = process.platform === "linux" && process.getuid?.() === 0;
