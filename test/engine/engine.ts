@@ -316,14 +316,16 @@ async function runProgram(engine: Engine): Promise<void> {
     callback(null, {});
   };
 
-  const programErrors: string[] = [];
+  const programErrors = new Set<string>();
   const onError = (e: unknown) => {
     const m = errMessage(e);
-    // Failed registrations are already reported per resource; the SDK re-raises them here.
-    if (!engine.result.errors.some((x) => x.includes(m) || m.includes(x.replace(/^error: [^:]*: /, "")))) programErrors.push(m);
+    // Failed registrations are already reported per resource; the SDK re-raises them (many times).
+    if (/failed to register new resource/.test(m)) return;
+    programErrors.add(m);
   };
   process.on("unhandledRejection", onError);
   process.on("uncaughtException", onError);
+  process.on("rejectionHandled", () => undefined);
   try {
     if (project.main.endsWith(".ts")) registerTsNode(project.dir);
     let mod = require(project.main);
@@ -334,7 +336,7 @@ async function runProgram(engine: Engine): Promise<void> {
     await settings.waitForRPCs();
     engine.result.outputs = await resolveOutputs(pulumi, mod ?? {});
   } catch (e) {
-    programErrors.push(errMessage(e));
+    programErrors.add(errMessage(e));
   }
   for (const m of programErrors) {
     engine.result.ok = false;

@@ -1,0 +1,192 @@
+/**
+ * What the Machine dynamic resource does on create/update/read/delete. Loaded at run time by the
+ * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
+ */
+import * as fs from "fs";
+import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
+import { copyToHost, missingOnHost } from "../host/copy";
+import { activate, Action } from "../host/activate";
+import { readFacts } from "../host/facts";
+import { withHost } from "../ssh/pool";
+import { SshSession, shq } from "../ssh/session";
+import { resourceLogger, formatBytes, Logger } from "../util/log";
+import { CheckFailure, isUnknown, validateConnection } from "./validate";
+
+/** Machine inputs as the provider receives them (plain values). */
+export interface MachineInputs {
+  name: string;
+  connection: Connection;
+  systemPath: string;
+  drvPath?: string;
+  configuration?: string;
+  flake?: string;
+  action: Action;
+  buildOn: "local" | "target";
+  substituteOnTarget: boolean;
+  compress: boolean;
+  connectTimeout: number;
+  activationTimeout: number;
+}
+
+/** Machine outputs: the inputs plus what the deploy found. */
+export interface MachineOutputs extends MachineInputs {
+  generation: number;
+  previousSystemPath: string;
+  nixosVersion: string;
+  hostPublicKey: string;
+  activatedAt: string;
+  closureSize: { bytes: number; paths: number };
+  bytesCopied: number;
+  /** Units reported failed by the last activation (exit 4); a non-empty list makes the next up retry. */
+  failedUnits: string[];
+}
+
+const ACTIONS = ["switch", "boot", "test"];
+const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
+
+/** Validates inputs before anything touches a host; unknown values (preview) are skipped. */
+export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inputs: MachineInputs; failures: CheckFailure[] } {
+  const f: CheckFailure[] = validateConnection(news.connection);
+  if (!isUnknown(news.systemPath) && !STORE_PATH.test(String(news.systemPath ?? ""))) {
+    f.push({ property: "systemPath", reason: `Machine ${news.name}: systemPath must be a store path, got '${news.systemPath}'` });
+  }
+  if (!isUnknown(news.action) && !ACTIONS.includes(news.action)) {
+    f.push({ property: "action", reason: `Machine ${news.name}: action must be one of ${ACTIONS.join(", ")}, got '${news.action}'` });
+  }
+  if (!isUnknown(news.buildOn) && !["local", "target"].includes(news.buildOn)) {
+    f.push({ property: "buildOn", reason: `Machine ${news.name}: buildOn must be 'local' or 'target', got '${news.buildOn}'` });
+  }
+  if (news.buildOn === "target" && !news.drvPath) {
+    f.push({ property: "buildOn", reason: `Machine ${news.name}: buildOn 'target' needs a configuration or flake (a drvPath), not only systemPath` });
+  }
+  for (const k of ["connectTimeout", "activationTimeout"] as const) {
+    if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
+  }
+  return { inputs: news, failures: f };
+}
+
+/** Update when the system, action or anything else changed; replace when the host changes. */
+export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "connection", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
+  const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null));
+  return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
+}
+
+export async function create(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
+  const outs = await deploy(inputs, inputs.connection.hostPublicKey);
+  return { id: `${inputs.name}@${inputs.connection.host}:${inputs.connection.port ?? 22}`, outs };
+}
+
+export async function update(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
+  const pin = news.connection.hostPublicKey || olds.hostPublicKey;
+  const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
+  if (!redeploy) {
+    // Only connection details or options changed: record them, the host is not touched.
+    return { outs: { ...olds, ...news, connection: { ...normalizeConnection(news.connection), hostPublicKey: pin } } };
+  }
+  return { outs: await deploy(news, pin, id) };
+}
+
+/** Refresh: what does the host run now? A network error is an error, never "resource gone". */
+export async function read(id: string, props: MachineOutputs): Promise<{ id: string; props: MachineOutputs }> {
+  const conn = normalizeConnection(props.connection);
+  const pin = props.connection.hostPublicKey || props.hostPublicKey;
+  const facts = await withHost(conn, { pin, connectTimeoutMs: (props.connectTimeout ?? 15) * 1000 }, (s) => readFacts(s));
+  // `boot` activates at the next reboot: compare the boot default (profile) instead of the running system.
+  const observed = props.action === "boot" ? facts.profileSystem : facts.currentSystem;
+  return { id, props: { ...props, systemPath: observed, generation: facts.generation, nixosVersion: facts.nixosVersion || props.nixosVersion } };
+}
+
+export async function remove(_id: string, props: MachineOutputs): Promise<void> {
+  resourceLogger(props.name)(`forgotten; ${connectionLabel(normalizeConnection(props.connection))} keeps running ${props.systemPath}`);
+}
+
+/** Connect → realise → query → copy → profile → activate, each phase announced. */
+async function deploy(inputs: MachineInputs, pin: string | undefined, id?: string): Promise<MachineOutputs> {
+  const log = resourceLogger(inputs.name);
+  const conn = normalizeConnection(inputs.connection);
+  log(`connecting to ${connectionLabel(conn)}`);
+  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000 }, async (s) => {
+    const hostPublicKey = s.hostPublicKey;
+    const { closureSize, bytesCopied } = inputs.buildOn === "target"
+      ? await buildOnTarget(s, inputs, log)
+      : await buildLocallyAndCopy(s, inputs, log);
+    log(`activating (${inputs.action})`);
+    const act = await activate(s, inputs.systemPath, inputs.action, { timeoutSec: inputs.activationTimeout, log });
+    const outs: MachineOutputs = {
+      ...inputs,
+      connection: { ...conn, hostPublicKey },
+      generation: act.generation,
+      previousSystemPath: act.previousSystemPath,
+      nixosVersion: readLocalVersion(inputs.systemPath),
+      hostPublicKey,
+      activatedAt: new Date().toISOString(),
+      closureSize,
+      bytesCopied,
+      failedUnits: [],
+    };
+    if (act.exitCode === 0) {
+      log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
+      return outs;
+    }
+    if (act.exitCode === 4) {
+      // Partial failure: the new system is active, but units failed. Recorded, reported, retried next up.
+      const units = act.failedUnits.length ? act.failedUnits : ["(unnamed)"];
+      log(`activation finished with failed units: ${units.join(", ")}`);
+      throw Object.assign(new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} exited with 4 (some units failed: ${units.join(", ")})`), {
+        id: id ?? `${inputs.name}@${conn.host}:${conn.port}`,
+        properties: { ...outs, failedUnits: units, __provider: (inputs as unknown as Record<string, unknown>).__provider },
+        reasons: [`units failed on ${inputs.name}: ${units.join(", ")}`],
+      });
+    }
+    const why = act.exitCode === 124 ? `timed out after ${inputs.activationTimeout} s (activationTimeout)` : `failed with exit ${act.exitCode}`;
+    const back = act.rolledBackTo ? `; the system profile was set back to generation ${act.rolledBackTo}` : "";
+    throw new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} ${why}${back}; ` +
+      `the host keeps running ${act.previousSystemPath || "its previous system"} and the state keeps the old system. ` +
+      `Last output: ${act.tail.slice(-5).join(" | ")}`);
+  });
+}
+
+/** Size of the system closure and what was sent to the host. */
+interface Transfer { closureSize: { bytes: number; paths: number }; bytesCopied: number }
+
+const sizeOf = (c: ClosurePath[]) => ({ bytes: c.reduce((n, p) => n + p.narSize, 0), paths: c.length });
+
+async function buildLocallyAndCopy(s: SshSession, inputs: MachineInputs, log: Logger): Promise<Transfer> {
+  if (!(await isValidLocally(inputs.systemPath))) {
+    if (!inputs.drvPath) throw new Error(`Machine ${inputs.name}: ${inputs.systemPath} is not in the local store and there is no derivation to build it`);
+    log(`building ${inputs.drvPath}`);
+    const out = await realise(inputs.drvPath, log);
+    if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build produced ${out}, expected ${inputs.systemPath}`);
+  }
+  const closure = await closureOf([inputs.systemPath]);
+  let missing = await missingOnHost(s, closure.map((p) => p.path));
+  if (missing.length && inputs.substituteOnTarget) {
+    log(`asking the host to substitute ${missing.length} paths from its binary caches`);
+    await s.exec(`xargs -r nix-store --realise >/dev/null 2>&1 || true`, { stdin: missing.join("\n") + "\n", privileged: true, what: "substitution" });
+    missing = await missingOnHost(s, missing);
+  }
+  const wanted = new Set(missing);
+  log(`${closure.length} paths in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
+  const copied = await copyToHost(s, closure.filter((p) => wanted.has(p.path)), { compress: inputs.compress, log });
+  return { closureSize: sizeOf(closure), bytesCopied: copied.bytes };
+}
+
+async function buildOnTarget(s: SshSession, inputs: MachineInputs, log: Logger): Promise<Transfer> {
+  const drvClosure = await closureOf([inputs.drvPath!]);
+  const wanted = new Set(await missingOnHost(s, drvClosure.map((p) => p.path)));
+  const copied = await copyToHost(s, drvClosure.filter((p) => wanted.has(p.path)), { compress: inputs.compress, log });
+  log(`building ${inputs.drvPath} on the host`);
+  const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
+  const out = r.stdout.trim().split("\n")[0];
+  if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build on the host produced ${out}, expected ${inputs.systemPath}`);
+  const size = await s.exec(`nix-store -qR ${shq(out)} | xargs nix-store -q --size | awk '{n++; s+=$1} END {print n, s}'`, { privileged: true, what: "closure size" });
+  const [paths, bytes] = size.stdout.trim().split(/\s+/).map(Number);
+  return { closureSize: { paths, bytes }, bytesCopied: copied.bytes };
+}
+
+function readLocalVersion(systemPath: string): string {
+  try { return fs.readFileSync(`${systemPath}/nixos-version`, "utf8").trim(); } catch { return ""; }
+}

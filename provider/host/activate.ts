@@ -1,0 +1,83 @@
+/**
+ * Setting the system profile and running switch-to-configuration, in one remote script (one round
+ * trip). Where the host runs systemd the activation runs in a transient unit
+ * (`systemd-run … --wait`), so a dropped SSH session cannot kill it half-way (nixpkgs#39118).
+ */
+import { SshSession, shq } from "../ssh/session";
+import { Logger } from "../util/log";
+
+/** What switch-to-configuration should do (nixos-rebuild's verbs). */
+export type Action = "switch" | "boot" | "test" | "dry-activate";
+
+export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
+
+/** Outcome of an activation. */
+export interface ActivationResult {
+  /** switch-to-configuration's exit code: 0 ok, 4 some units failed, other = failure. */
+  exitCode: number;
+  /** The system that ran before. */
+  previousSystemPath: string;
+  /** Generation of the system profile after the step. */
+  generation: number;
+  /** Units reported failed (exit 4). */
+  failedUnits: string[];
+  /** On failure the profile was set back to this generation. */
+  rolledBackTo?: number;
+  /** Last lines of the activation's output. */
+  tail: string[];
+}
+
+const MARK = "@@pulumi-nixos";
+
+/** The remote script; exported for tests of its shape. */
+export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean): string {
+  const setProfile = action === "switch" || action === "boot";
+  return [
+    `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
+    `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
+    `echo "${MARK} prev=$(test -e /run/current-system && readlink -f /run/current-system)"`,
+    `prevgen=$(gen_of)`,
+    setProfile ? `if [ "$(readlink -f "$profile" 2>/dev/null)" != "$out" ]; then nix-env -p "$profile" --set "$out" || exit 90; fi` : ":",
+    `gen=$(gen_of); echo "${MARK} gen=$gen"`,
+    `cmd="$out/bin/switch-to-configuration $action"`,
+    `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
+    `  cmd="systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=pulumi-nixos-switch-to-configuration --wait $cmd"`,
+    `fi`,
+    `timeout ${timeoutSec} $cmd 2>&1; rc=$?`,
+    `echo "${MARK} rc=$rc"`,
+    rollbackOnFailure && setProfile
+      ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
+      : ":",
+    `exit 0`,
+  ].join("\n");
+}
+
+/** Sets the profile (switch/boot) and activates. Never throws for the activation's own exit code. */
+export async function activate(s: SshSession, systemPath: string, action: Action, opts: { timeoutSec: number; log?: Logger }): Promise<ActivationResult> {
+  const tail: string[] = [];
+  const fields: Record<string, string> = {};
+  const failedUnits: string[] = [];
+  await s.exec(activationScript(systemPath, action, opts.timeoutSec, true), {
+    privileged: true,
+    what: `switch-to-configuration ${action}`,
+    timeoutMs: (opts.timeoutSec + 30) * 1000,
+    onLine: (line) => {
+      const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
+      if (m) { fields[m[1]] = m[2]; return; }
+      const units = /the following units failed: (.*)$/.exec(line);
+      if (units) failedUnits.push(...units[1].split(/[\s,]+/).filter(Boolean));
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      opts.log?.(`activation: ${line}`);
+    },
+  });
+  if (fields.rc === undefined) throw new Error(`activation on ${s.label} ended without a result`);
+  return {
+    exitCode: Number(fields.rc),
+    previousSystemPath: fields.prev ?? "",
+    generation: Number(fields.gen) || 0,
+    failedUnits,
+    rolledBackTo: fields.rolledback ? Number(fields.rolledback) : undefined,
+    tail,
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Copying a closure to a host: one query for the paths it lacks, then one `nix-store --export`
+ * stream of exactly those into `nix-store --import`, over the host's one SSH connection.
+ * No per-path round trip, no temp files, nothing buffered in memory.
+ */
+import { Transform } from "stream";
+import { SshSession } from "../ssh/session";
+import { ClosurePath, exportPaths } from "../nix/closure";
+import { Logger, formatBytes } from "../util/log";
+
+/** Store paths among `paths` that the host does not have. */
+export async function missingOnHost(s: SshSession, paths: string[]): Promise<string[]> {
+  if (!paths.length) return [];
+  const r = await s.exec("xargs -r nix-store --check-validity --print-invalid", {
+    stdin: paths.join("\n") + "\n", privileged: true, what: "store query",
+  });
+  const invalid = new Set(r.stdout.split("\n").filter(Boolean));
+  return paths.filter((p) => invalid.has(p));
+}
+
+/** What a copy moved. */
+export interface CopyResult {
+  paths: number;
+  /** Bytes sent on the SSH channel (the export stream, compressed when compression is on). */
+  bytes: number;
+}
+
+/** Options of {@link copyToHost}. */
+export interface CopyOptions {
+  /** Compress the stream with zstd (both ends need zstd). */
+  compress?: boolean;
+  log?: Logger;
+  timeoutMs?: number;
+}
+
+/** Streams `paths` (closure order: dependencies first) into the host's store. */
+export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: CopyOptions = {}): Promise<CopyResult> {
+  if (!paths.length) return { paths: 0, bytes: 0 };
+  const total = paths.reduce((n, p) => n + p.narSize, 0);
+  const log = opts.log ?? (() => undefined);
+  log(`copying ${paths.length} paths, ${formatBytes(total)}${opts.compress ? " (zstd)" : ""}`);
+  const exporter = exportPaths(paths.map((p) => p.path));
+  let exportErr = "";
+  exporter.stderr!.on("data", (d: Buffer) => { exportErr += d.toString(); });
+  const exited = new Promise<number | null>((r) => exporter.on("close", r));
+  let raw = 0;
+  let sent = 0;
+  let lastReport = Date.now();
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      raw += chunk.length;
+      if (Date.now() - lastReport > 1000) {
+        lastReport = Date.now();
+        log(`copying ${paths.length} paths, ${formatBytes(total)} … ${Math.min(99, Math.floor((raw / Math.max(total, 1)) * 100))}%`);
+      }
+      cb(null, chunk);
+    },
+  });
+  let source: NodeJS.ReadableStream = exporter.stdout!.pipe(meter);
+  if (opts.compress) {
+    const { spawn } = await import("child_process");
+    const z = spawn("zstd", ["-q", "-1", "-T0", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
+    source.pipe(z.stdin);
+    source = z.stdout;
+  }
+  const counter = new Transform({ transform(chunk: Buffer, _e, cb) { sent += chunk.length; cb(null, chunk); } });
+  const importCmd = opts.compress ? "zstd -q -d -c | nix-store --import >/dev/null" : "nix-store --import >/dev/null";
+  const r = await s.exec(opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd, {
+    stdin: source.pipe(counter), privileged: true, check: false, what: "closure import", timeoutMs: opts.timeoutMs,
+  });
+  const code = await exited;
+  if (code !== 0) throw new Error(`nix-store --export failed (exit ${code}): ${exportErr.trim()}`);
+  if (r.code !== 0) throw new Error(`nix-store --import on ${s.label} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
+  log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
+  return { paths: paths.length, bytes: sent };
+}

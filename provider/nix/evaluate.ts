@@ -1,0 +1,122 @@
+/**
+ * Evaluation of system toplevels at program time: drvPath and outPath of every Machine, so that
+ * `pulumi preview` shows which machines change without building or contacting any host.
+ * Machines registered together are evaluated in one `nix-instantiate` (per distinct nixPath);
+ * when that fails, each machine is evaluated alone to say which one failed and why.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { run, RunError } from "../util/run";
+import { nixPath, nixString, includeArgs } from "./nix-expr";
+
+/** What to evaluate for one machine: exactly one of configuration or flake. */
+export interface SystemSource {
+  /** Path of a configuration.nix (evaluated with `<nixpkgs/nixos>`). */
+  configuration?: string;
+  /** NIX_PATH entries (`nixpkgs=/path`, …) for `configuration`. Empty: the operator's NIX_PATH. */
+  nixPath?: string[];
+  /** `<flakeref>#<name>`: nixosConfigurations.<name>.config.system.build.toplevel. */
+  flake?: string;
+}
+
+/** The evaluated toplevel. */
+export interface EvaluatedSystem {
+  drvPath: string;
+  outPath: string;
+}
+
+interface Pending { name: string; source: SystemSource; resolve: (e: EvaluatedSystem) => void; reject: (e: Error) => void }
+
+const FLAKE_OPTS = ["--option", "extra-experimental-features", "nix-command flakes"];
+let queue: Pending[] = [];
+let timer: NodeJS.Timeout | undefined;
+const BATCH_WINDOW_MS = 25;
+
+/** Evaluates one machine's toplevel, batched with the other machines of the program. */
+export function evaluateSystem(name: string, source: SystemSource): Promise<EvaluatedSystem> {
+  return new Promise((resolve, reject) => {
+    queue.push({ name, source, resolve, reject });
+    // Outputs resolve over several ticks: wait for the window to go quiet, then evaluate all.
+    clearTimeout(timer);
+    timer = setTimeout(flush, BATCH_WINDOW_MS);
+  });
+}
+
+/** Evaluation count, for the benchmark and tests (one per batch per nixPath). */
+export const evaluationStats = { evaluations: 0 };
+
+async function flush(): Promise<void> {
+  const batch = queue;
+  queue = [];
+  const groups = new Map<string, Pending[]>();
+  for (const p of batch) {
+    try {
+      validateSource(p.name, p.source);
+    } catch (e) {
+      p.reject(e as Error);
+      continue;
+    }
+    const key = JSON.stringify(p.source.flake ? [] : p.source.nixPath ?? null);
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  await Promise.all([...groups.values()].map(evaluateGroup));
+}
+
+function validateSource(name: string, s: SystemSource): void {
+  if (!!s.configuration === !!s.flake) throw new Error(`Machine ${name}: give exactly one of configuration or flake`);
+  if (s.configuration && !fs.existsSync(s.configuration)) {
+    throw new Error(`Machine ${name}: configuration file ${s.configuration} does not exist`);
+  }
+  if (s.flake && !s.flake.includes("#")) throw new Error(`Machine ${name}: flake must be '<flakeref>#<name>', got '${s.flake}'`);
+}
+
+function flakeRef(ref: string): string {
+  // A bare local path is taken as a `path:` flake (all files, no git filtering).
+  if (ref.startsWith("/") || ref.startsWith(".")) return `path:${path.resolve(ref)}`;
+  return ref;
+}
+
+function toplevelExpr(s: SystemSource): string {
+  if (s.flake) {
+    const i = s.flake.lastIndexOf("#");
+    const ref = flakeRef(s.flake.slice(0, i));
+    return `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}.config.system.build.toplevel`;
+  }
+  return `(import <nixpkgs/nixos> { configuration = ${nixPath(path.resolve(s.configuration!))}; }).system`;
+}
+
+async function instantiate(members: Pending[]): Promise<Record<string, EvaluatedSystem>> {
+  const body = members.map((m) => `  ${nixString(m.name)} = info (${toplevelExpr(m.source)});`).join("\n");
+  // Not named outPath: builtins.toJSON would turn a set with outPath into a string.
+  const expr = `let info = s: { drv = s.drvPath; out = s.outPath; }; in {\n${body}\n}`;
+  const np = members[0].source.flake ? [] : members[0].source.nixPath ?? [];
+  const env = { ...process.env };
+  // A pinned machine never sees the operator's NIX_PATH or channels.
+  if (np.length) env.NIX_PATH = "";
+  evaluationStats.evaluations++;
+  // --read-write-mode writes the .drv files, so the build step can realise drvPath later.
+  const r = await run(["nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", ...FLAKE_OPTS, ...includeArgs(np), "-E", expr], { env });
+  const parsed = JSON.parse(r.stdout) as Record<string, { drv: string; out: string }>;
+  return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, { drvPath: v.drv, outPath: v.out }]));
+}
+
+async function evaluateGroup(group: Pending[]): Promise<void> {
+  try {
+    const out = await instantiate(group);
+    for (const p of group) p.resolve(out[p.name]);
+  } catch (e) {
+    if (group.length === 1) {
+      const p = group[0];
+      const what = p.source.flake ?? p.source.configuration;
+      const msg = e instanceof RunError ? cleanNixError(e.result.stderr) : String(e);
+      p.reject(new Error(`Machine ${p.name}: evaluation of ${what} failed:\n${msg}`));
+      return;
+    }
+    // Attribute the failure: evaluate each machine alone.
+    await Promise.all(group.map((p) => evaluateGroup([p])));
+  }
+}
+
+function cleanNixError(stderr: string): string {
+  return stderr.split("\n").filter((l) => l.trim() && !/^warning: unknown setting/.test(l)).join("\n");
+}

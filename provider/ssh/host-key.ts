@@ -1,0 +1,27 @@
+/** SSH host-key pinning: compare the key a host presents with the pinned `type base64` line. */
+
+/** The `type base64` form of a raw SSH public key blob (as ssh2 hands it to hostVerifier). */
+export function formatHostKey(blob: Buffer): string {
+  // The blob starts with a length-prefixed key type string.
+  const len = blob.readUInt32BE(0);
+  const type = blob.subarray(4, 4 + len).toString("ascii");
+  return `${type} ${blob.toString("base64")}`;
+}
+
+/** Normalizes a known_hosts-style line (`[host] type base64 [comment]`) to `type base64`. */
+export function normalizeHostKey(line: string): string {
+  const parts = line.trim().split(/\s+/);
+  const i = parts.findIndex((p) => /^(ssh-|ecdsa-|sk-)/.test(p));
+  if (i < 0 || !parts[i + 1]) throw new Error(`not an SSH public key: '${line.slice(0, 60)}'`);
+  return `${parts[i]} ${parts[i + 1]}`;
+}
+
+/** Thrown when a host presents a key other than the pinned one. */
+export class HostKeyMismatchError extends Error {
+  constructor(readonly target: string, readonly expected: string, readonly actual: string) {
+    super(`host key of ${target} changed: pinned ${expected}, host presented ${actual}. ` +
+      `Refusing to connect (possible man-in-the-middle). If the host was reinstalled, set ` +
+      `connection.hostPublicKey to the new key (check it out of band, e.g. on the console: ` +
+      `cat /etc/ssh/ssh_host_ed25519_key.pub) and run up again.`);
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * One SSH connection to a host (node-ssh over ssh2), with host-key pinning, privileged execution
+ * (root directly, others through `sudo -n`) and per-command timeouts. Commands run without a
+ * login shell, and secrets only ever travel on stdin.
+ */
+import { NodeSSH } from "node-ssh";
+import { Readable } from "stream";
+import { Connection, connectionLabel } from "../connection";
+import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
+
+/** Result of a remote command. */
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options of {@link SshSession.exec}. */
+export interface ExecOptions {
+  /** Data for the command's stdin (a string or a stream, e.g. a NAR export). */
+  stdin?: string | Buffer | Readable;
+  /** Run as root (through `sudo -n` when the login user is not root). */
+  privileged?: boolean;
+  /** Fail after this many ms (default 10 minutes). */
+  timeoutMs?: number;
+  /** Called with each line of stdout/stderr as it arrives (progress, activation output). */
+  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Reject when the exit code is not 0 (default true). */
+  check?: boolean;
+  /** What the command does, for error messages. */
+  what?: string;
+}
+
+/** Thrown when the connection drops while a command runs. */
+export class ConnectionLostError extends Error {}
+
+/** Shell-quotes one word for a POSIX sh. */
+export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export class SshSession {
+  /** The host key the server presented (`type base64`). */
+  hostPublicKey = "";
+  private closed = false;
+
+  private constructor(readonly conn: Connection, private readonly ssh: NodeSSH) {}
+
+  get label(): string { return connectionLabel(this.conn); }
+  get isRoot(): boolean { return this.conn.user === "root"; }
+  get alive(): boolean { return !this.closed && this.ssh.isConnected(); }
+
+  /**
+   * Connects and verifies the host key against `pin` (when given). Without a pin the presented key
+   * is accepted and available as `hostPublicKey`, for the caller to record.
+   */
+  static async connect(conn: Connection, opts: { pin?: string; timeoutMs?: number } = {}): Promise<SshSession> {
+    const ssh = new NodeSSH();
+    const pin = opts.pin ? normalizeHostKey(opts.pin) : undefined;
+    let presented = "";
+    let mismatch: HostKeyMismatchError | undefined;
+    try {
+      await ssh.connect({
+        host: conn.host,
+        port: conn.port,
+        username: conn.user,
+        privateKey: conn.privateKey,
+        agent: conn.privateKey ? undefined : process.env.SSH_AUTH_SOCK,
+        readyTimeout: opts.timeoutMs ?? 15_000,
+        keepaliveInterval: 5_000,
+        keepaliveCountMax: 3,
+        // Prefer ed25519 host keys (what we pin) and the fastest safe cipher.
+        algorithms: {
+          serverHostKey: ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"],
+          cipher: ["aes128-gcm@openssh.com", "aes128-gcm", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"],
+        },
+        hostVerifier: (key: Buffer) => {
+          presented = formatHostKey(key);
+          if (pin && presented !== pin) {
+            mismatch = new HostKeyMismatchError(connectionLabel(conn), pin, presented);
+            return false;
+          }
+          return true;
+        },
+      });
+    } catch (e) {
+      ssh.dispose();
+      if (mismatch) throw mismatch;
+      throw new Error(`cannot connect to ${connectionLabel(conn)}: ${describeConnectError(e, opts.timeoutMs ?? 15_000)}`);
+    }
+    const s = new SshSession(conn, ssh);
+    s.hostPublicKey = presented;
+    ssh.connection?.on("close", () => { s.closed = true; });
+    ssh.connection?.on("error", () => { s.closed = true; });
+    return s;
+  }
+
+  /** Runs a POSIX sh script on the host. */
+  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+    const timeoutMs = opts.timeoutMs ?? 600_000;
+    const what = opts.what ?? "remote command";
+    let channel: { close(): void } | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const splitter = (stream: "stdout" | "stderr") => {
+      let buf = "";
+      return (chunk: Buffer) => {
+        if (!opts.onLine) return;
+        buf += chunk.toString();
+        const lines = buf.split("\n");
+        buf = lines.pop() ?? "";
+        for (const l of lines) opts.onLine(l, stream);
+      };
+    };
+    const stdin = typeof opts.stdin === "string" || Buffer.isBuffer(opts.stdin) ? Readable.from([opts.stdin]) : opts.stdin;
+    const running = this.ssh.execCommand(command, {
+      stdin,
+      noTrim: true,
+      onChannel: (ch) => { channel = ch; },
+      onStdout: splitter("stdout"),
+      onStderr: splitter("stderr"),
+    });
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        channel?.close();
+        reject(new Error(`${what} on ${this.label} timed out after ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+    });
+    let r: ExecResult;
+    try {
+      r = await Promise.race([running, timeout]);
+    } catch (e) {
+      if (!this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (r.code === null && !this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
+    if (opts.privileged && !this.isRoot && r.code === 1 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
+      throw new Error(`${this.conn.user}@${this.conn.host}: sudo asks for a password; non-root deploys need passwordless sudo (NOPASSWD) for ${this.conn.user}`);
+    }
+    if ((opts.check ?? true) && r.code !== 0) {
+      throw new Error(`${what} on ${this.label} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
+    }
+    return r;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ssh.dispose();
+  }
+}
+
+function describeConnectError(e: unknown, timeoutMs: number): string {
+  const m = e instanceof Error ? e.message : String(e);
+  if (/Timed out while waiting for handshake|ETIMEDOUT/i.test(m)) return `no answer within ${Math.round(timeoutMs / 1000)} s (connectTimeout)`;
+  if (/All configured authentication methods failed/.test(m)) return "authentication failed (the private key is not accepted for this user)";
+  return m;
+}
