@@ -21,6 +21,8 @@ interface MachineSpec {
   flake?: string;
   action?: "switch" | "boot" | "test";
   buildOn?: "local" | "target";
+  connectTimeout?: number;
+  activationTimeout?: number;
 }
 
 const config = new pulumi.Config("pulumi-nixos");
@@ -47,6 +49,8 @@ for (const [name, m] of Object.entries(machines)) {
     nixPath,
     action: m.action,
     buildOn: m.buildOn,
+    connectTimeout: m.connectTimeout,
+    activationTimeout: m.activationTimeout,
   });
   deployed[name] = pulumi.interpolate`generation ${machine.generation}: ${machine.systemPath}`;
 }

@@ -69,9 +69,19 @@ export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inp
 /** Update when the system, action or anything else changed; replace when the host changes. */
 export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "connection", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
-  const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null));
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
+  const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
+    || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
+}
+
+/** Connection changes other than the host key that was recorded at first contact. */
+function connectionChanged(old: Connection | undefined, nu: Connection | undefined, recordedKey?: string): boolean {
+  const n = (c: Connection | undefined, key?: string) => {
+    const x = normalizeConnection({ ...(c ?? { host: "" }) });
+    return JSON.stringify([x.host, x.port, x.user, x.privateKey ?? "", x.hostPublicKey || key || ""]);
+  };
+  return n(old, recordedKey) !== n(nu, recordedKey);
 }
 
 export async function create(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {

@@ -231,7 +231,10 @@ function changedKeys(a: Record<string, Json>, b: Record<string, Json>): string[]
 /** `[diff: ~a ~b]` plus old → new values, secrets shown as [secret], like `pulumi preview --diff`. */
 function diffDetail(a: Record<string, Json>, b: Record<string, Json>, replaces: string[]): string {
   const keys = changedKeys(a, b);
-  const show = (v: Json | undefined) => v === undefined ? "undefined" : isSecret(v) ? "[secret]" : v === UNKNOWN ? "output<unknown>" : JSON.stringify(v).slice(0, 120);
+  // Secrets never reach the output, also when nested inside an object.
+  const redact = (v: Json): Json => isSecret(v) ? "[secret]" : Array.isArray(v) ? v.map(redact)
+    : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redact(x)])) : v === UNKNOWN ? "output<unknown>" : v;
+  const show = (v: Json | undefined) => v === undefined ? "undefined" : JSON.stringify(redact(v)).slice(0, 160);
   const lines = keys.map((k) => `\n      ${replaces.includes(k) ? "+-" : "~ "}${k}: ${show(a[k])} => ${show(b[k])}`);
   return `[diff: ${keys.map((k) => (replaces.includes(k) ? "+-" : "~") + k).join(" ")}]${lines.join("")}`;
 }
