@@ -48,18 +48,28 @@ export const evaluationStats = { evaluations: 0 };
 async function flush(): Promise<void> {
   const batch = queue;
   queue = [];
+  const failures = new Map<Pending, Error>();
   const groups = new Map<string, Pending[]>();
   for (const p of batch) {
     try {
       validateSource(p.name, p.source);
     } catch (e) {
-      p.reject(e as Error);
+      failures.set(p, e as Error);
       continue;
     }
     const key = JSON.stringify(p.source.flake ? [] : p.source.nixPath ?? null);
     groups.set(key, [...(groups.get(key) ?? []), p]);
   }
-  await Promise.all([...groups.values()].map(evaluateGroup));
+  const results = new Map<Pending, EvaluatedSystem>();
+  await Promise.all([...groups.values()].map((g) => evaluateGroup(g, results, failures)));
+  // Like a NixOps network, the fleet deploys only when all of it evaluates.
+  const broken = [...failures.keys()].map((p) => p.name);
+  for (const p of batch) {
+    const err = failures.get(p);
+    if (err) p.reject(err);
+    else if (broken.length) p.reject(new Error(`Machine ${p.name}: not deployed, the fleet's evaluation failed (${broken.join(", ")})`));
+    else p.resolve(results.get(p)!);
+  }
 }
 
 function validateSource(name: string, s: SystemSource): void {
@@ -100,20 +110,20 @@ async function instantiate(members: Pending[]): Promise<Record<string, Evaluated
   return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, { drvPath: v.drv, outPath: v.out }]));
 }
 
-async function evaluateGroup(group: Pending[]): Promise<void> {
+async function evaluateGroup(group: Pending[], results: Map<Pending, EvaluatedSystem>, failures: Map<Pending, Error>): Promise<void> {
   try {
     const out = await instantiate(group);
-    for (const p of group) p.resolve(out[p.name]);
+    for (const p of group) results.set(p, out[p.name]);
   } catch (e) {
     if (group.length === 1) {
       const p = group[0];
       const what = p.source.flake ?? p.source.configuration;
       const msg = e instanceof RunError ? cleanNixError(e.result.stderr) : String(e);
-      p.reject(new Error(`Machine ${p.name}: evaluation of ${what} failed:\n${msg}`));
+      failures.set(p, new Error(`Machine ${p.name}: evaluation of ${what} failed:\n${msg}`));
       return;
     }
     // Attribute the failure: evaluate each machine alone.
-    await Promise.all(group.map((p) => evaluateGroup([p])));
+    await Promise.all(group.map((p) => evaluateGroup([p], results, failures)));
   }
 }
 

@@ -76,8 +76,21 @@ class Engine {
     if (this.plugin) await (await this.plugin).stop();
   }
 
+  private readonly inFlight = new Set<Promise<unknown>>();
+
   /** Runs one step within the run's parallelism bound. */
-  limitedStep<T>(fn: () => Promise<T>): Promise<T> { return this.limit.run(fn); }
+  limitedStep<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.limit.run(fn);
+    const tracked = p.catch(() => undefined);
+    this.inFlight.add(tracked);
+    void tracked.then(() => this.inFlight.delete(tracked));
+    return p;
+  }
+
+  /** Waits for every started step to finish. */
+  async settleSteps(): Promise<void> {
+    while (this.inFlight.size) await Promise.all([...this.inFlight]);
+  }
 
   targeted(urn: string): boolean {
     const t = this.opts.targets ?? [];
@@ -320,12 +333,18 @@ async function runProgram(engine: Engine): Promise<void> {
   };
 
   const programErrors = new Set<string>();
+  let programFailed: () => void = () => undefined;
+  const failed = new Promise<void>((r) => { programFailed = r; });
   const onError = (e: unknown) => {
     const m = errMessage(e);
     // Failed registrations are already reported per resource; the SDK re-raises them (many times).
     if (/failed to register new resource/.test(m)) return;
     programErrors.add(m);
+    // As under the real engine, an unhandled error ends the program (its pending RPCs never finish).
+    programFailed();
   };
+  // The event loop may drain while the SDK waits on a rejected input: keep the process alive.
+  const keepAlive = setInterval(() => undefined, 1000);
   process.on("unhandledRejection", onError);
   process.on("uncaughtException", onError);
   process.on("rejectionHandled", () => undefined);
@@ -334,12 +353,21 @@ async function runProgram(engine: Engine): Promise<void> {
     let mod = require(project.main);
     if (typeof mod === "function") mod = await mod();
     else if (mod && typeof mod.default === "function" && Object.keys(mod).length === 1) mod = await mod.default();
-    await settings.waitForRPCs();
-    await new Promise((r) => setTimeout(r, 10));
-    await settings.waitForRPCs();
-    engine.result.outputs = await resolveOutputs(pulumi, mod ?? {});
+    const done = (async () => {
+      await settings.waitForRPCs();
+      await new Promise((r) => setTimeout(r, 10));
+      await settings.waitForRPCs();
+      return true;
+    })();
+    if (await Promise.race([done, failed.then(() => false)])) {
+      engine.result.outputs = await resolveOutputs(pulumi, mod ?? {});
+    }
   } catch (e) {
     programErrors.add(errMessage(e));
+  } finally {
+    // Steps already running finish (and are recorded) before the run ends.
+    await engine.settleSteps();
+    clearInterval(keepAlive);
   }
   for (const m of programErrors) {
     engine.result.ok = false;

@@ -16,6 +16,7 @@ export function engine(op: "preview" | "up" | "refresh" | "destroy", s: StackRef
 
 /** The state file's resources (custom ones), keyed by resource name. */
 export function stateResources(file: string): Record<string, { urn: string; id?: string; type: string; inputs: any; outputs: any; dependencies: string[]; initErrors?: string[] }> {
+  if (!fs.existsSync(file)) return {};
   const data = JSON.parse(fs.readFileSync(file, "utf8"));
   return Object.fromEntries(data.deployment.resources.map((r: any) => [r.urn.split("::").slice(3).join("::"), r]));
 }
