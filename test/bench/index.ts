@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: deploy figures measured on the lab, one JSON line per scenario
+ * (`{"scenario","ours_s","baseline_s","ratio",…}`), baselines measured in the same run.
+ * Baseline = what an operator would script: nix-copy-closure --to, then ssh nix-env --set && switch.
+ */
+import "../helpers/env";
+import * as fs from "fs";
+import * as path from "path";
+import { Lab, LabHostInfo } from "../lab/lab";
+import { run } from "../../provider/util/run";
+import { create, MachineInputs } from "../../provider/handlers/machine";
+import { closeAllSessions } from "../../provider/ssh/pool";
+import { evaluateSystem, evaluationStats } from "../../provider/nix/evaluate";
+import { closureOf } from "../../provider/nix/closure";
+import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
+import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
+
+const HOSTS = 10;
+const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
+const secs = async <T>(fn: () => Promise<T>): Promise<[number, T]> => {
+  const t0 = process.hrtime.bigint();
+  const r = await fn();
+  return [Number(process.hrtime.bigint() - t0) / 1e9, r];
+};
+const round = (n: number) => Math.round(n * 1000) / 1000;
+
+function inputs(h: LabHostInfo, key: string, sys: BuiltSystem): MachineInputs {
+  return {
+    name: h.name, connection: { host: h.address, port: 22, user: "root", privateKey: key },
+    systemPath: sys.outPath, drvPath: sys.drvPath, action: "switch", buildOn: "local",
+    substituteOnTarget: false, compress: false, connectTimeout: 15, activationTimeout: 600,
+  };
+}
+
+async function baseline(h: LabHostInfo, keyPath: string, sys: BuiltSystem): Promise<void> {
+  const sshOpts = `-i ${keyPath} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+  await run(["nix-copy-closure", "--to", `root@${h.address}`, sys.outPath], { env: { ...process.env, NIX_SSHOPTS: sshOpts } });
+  await run(["ssh", ...sshOpts.split(" "), `root@${h.address}`,
+    `nix-env -p /nix/var/nix/profiles/system --set ${sys.outPath} && ${sys.outPath}/bin/switch-to-configuration switch >/dev/null`]);
+}
+
+async function main(): Promise<void> {
+  const tmp = tempDir("bench");
+  // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
+  console.error(`bench: building closures and a ${HOSTS + 1}-host lab in ${tmp}`);
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: HOSTS + 1 });
+  try {
+    const hosts = await lab.status();
+    const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    const [a, b, c] = await Promise.all(["a", "b", "c"].map((seed) => buildSystem(tmp, `bench-${seed}`, { paths: 300, sizeKB: 100, seed })));
+
+    // (a) one host, fresh 300-path / ~30 MB closure.
+    const [oursA, resA] = await secs(() => create(inputs(hosts[0], key, a)));
+    const [baseA] = await secs(() => baseline(hosts[HOSTS], lab.privateKeyPath, a));
+    emit({ scenario: "a-one-host-fresh", ours_s: round(oursA), baseline_s: round(baseA), ratio: round(oursA / baseA), target: "ratio <= 1.1",
+      paths: resA.outs.closureSize.paths, bytes: resA.outs.closureSize.bytes });
+
+    // (b) ten hosts: ours in parallel, baseline a sequential loop of (a).
+    const [oursB] = await secs(() => Promise.all(hosts.slice(0, HOSTS).map((h) => create(inputs(h, key, b)))));
+    const [baseB] = await secs(async () => { for (const h of hosts.slice(0, HOSTS)) await baseline(h, lab.privateKeyPath, c); });
+    emit({ scenario: "b-ten-hosts", ours_s: round(oursB), baseline_s: round(baseB), ratio: round(oursB / baseB),
+      ours_vs_one_host: round(oursB / oursA), target: "ours <= 2x our one-host time" });
+
+    // (c) no-op redeploy: nothing to copy.
+    const [oursC, resC] = await secs(() => create(inputs(hosts[0], key, a)));
+    const [baseC] = await secs(() => baseline(hosts[HOSTS], lab.privateKeyPath, a));
+    emit({ scenario: "c-noop-redeploy", ours_s: round(oursC), baseline_s: round(baseC), ratio: round(oursC / baseC),
+      bytes_copied: resC.outs.bytesCopied, preview_contacts_host: false, target: "zero bytes copied; preview contacts no host" });
+
+    // (d) one changed path (a 512 KiB /etc file) on top of closure a.
+    const changedConfig = path.join(tmp, "bench-a-changed.nix");
+    fs.writeFileSync(changedConfig, `{ ... }: {
+  imports = [ ${a.configFile} ];
+  environment.etc."big.conf".text = builtins.concatStringsSep "" (builtins.genList (i: "line \${toString i} of a changed configuration file\\n") 13000);
+}
+`);
+    const dDrv = (await run(["nix-instantiate", `${STANDIN_NIXPKGS}/nixos`, "-A", "system", "--arg", "configuration", changedConfig])).stdout.trim();
+    const dOut = (await run(["nix-store", "--realise", dDrv])).stdout.trim();
+    const d: BuiltSystem = { outPath: dOut, drvPath: dDrv, configFile: changedConfig };
+    const before = new Set((await closureOf([a.outPath])).map((p) => p.path));
+    const changed = (await closureOf([d.outPath])).filter((p) => !before.has(p.path));
+    const changedBytes = changed.reduce((n, p) => n + p.narSize, 0);
+    const [oursD, resD] = await secs(() => create(inputs(hosts[0], key, d)));
+    const [baseD] = await secs(() => baseline(hosts[HOSTS], lab.privateKeyPath, d));
+    emit({ scenario: "d-one-changed-path", ours_s: round(oursD), baseline_s: round(baseD), ratio: round(oursD / baseD),
+      changed_paths: changed.length, changed_bytes: changedBytes, bytes_copied: resD.outs.bytesCopied,
+      copied_vs_changed: round(resD.outs.bytesCopied / changedBytes), target: "bytes copied <= 1.05x the changed paths" });
+    await closeAllSessions();
+
+    // (e) peak RSS of a provider process copying a 1 GiB closure.
+    const big = await buildBigSystem(tmp, "bench-big", "big");
+    const child = await run([process.execPath, path.join(ROOT, "dist/test/bench/deploy-child.js"), JSON.stringify({ ...inputs(hosts[1], "", big), connection: { host: hosts[1].address, port: 22, user: "root" } })],
+      { env: { ...process.env, PNX_BENCH_KEY: lab.privateKeyPath } });
+    const e = JSON.parse(child.stdout.trim().split("\n").pop()!);
+    const [baseE] = await secs(() => baseline(hosts[2], lab.privateKeyPath, big));
+    emit({ scenario: "e-peak-rss-1gib", ours_s: round(e.seconds), baseline_s: round(baseE), ratio: round(e.seconds / baseE),
+      peak_rss_mb: Math.round(e.peakRssMB), bytes_copied: e.bytesCopied, target: "peak RSS <= 150 MB" });
+
+    // (f) evaluation of 10 machines: one evaluation vs 10 nix-instantiate calls.
+    const configs = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+      const f = path.join(tmp, `eval-${i}.nix`);
+      fs.writeFileSync(f, `{ ... }: { networking.hostName = "eval${i}"; test.closure = { paths = 30; sizeKB = 1; seed = "eval"; }; }\n`);
+      return f;
+    }));
+    const evalsBefore = evaluationStats.evaluations;
+    const [oursF] = await secs(() => Promise.all(configs.map((f, i) => evaluateSystem(`eval${i}`, { configuration: f, nixPath: [`nixpkgs=${STANDIN_NIXPKGS}`] }))));
+    const [baseF] = await secs(async () => {
+      for (const f of configs) await run(["nix-instantiate", "-I", `nixpkgs=${STANDIN_NIXPKGS}`, "<nixpkgs/nixos>", "-A", "system", "--arg", "configuration", f]);
+    });
+    emit({ scenario: "f-evaluate-ten", ours_s: round(oursF), baseline_s: round(baseF), ratio: round(oursF / baseF),
+      evaluations: evaluationStats.evaluations - evalsBefore, target: "one evaluation" });
+  } finally {
+    await closeAllSessions();
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (e) => { console.error(`bench failed: ${e instanceof Error ? e.stack : e}`); process.exit(1); });
