@@ -136,8 +136,9 @@ class Engine {
       replaceKeys = d.replaces;
       deleteFirst ||= d.deleteBeforeReplace;
     }
-    // Compared with the old outputs so that drift found by refresh shows too.
-    const detail = kind === "update" || kind === "replace" ? diffDetail(pick(old!.outputs, Object.keys(inputs)), inputs, replaceKeys) : "";
+    // Old inputs vs new, as the engine does; when those agree the change is drift found by refresh.
+    const base = old && changedKeys(old.inputs, inputs).length ? old.inputs : pick(old?.outputs ?? {}, Object.keys(inputs));
+    const detail = kind === "update" || kind === "replace" ? diffDetail(base, inputs, replaceKeys) : "";
     if (this.preview || kind === "same") {
       this.report(kind, r.urn, r.type, kind === "create" ? "create" : detail);
       if (kind === "same") return { id: old!.id, outputs: old!.outputs };
