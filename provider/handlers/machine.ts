@@ -15,6 +15,7 @@ import { CheckFailure, isUnknown, validateConnection } from "./validate";
 
 /** Machine inputs as the provider receives them (plain values). */
 export interface MachineInputs {
+  kind?: "machine";
   name: string;
   connection: Connection;
   systemPath: string;

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { run, RunError } from "../util/run";
 import { nixPath, nixString, includeArgs } from "./nix-expr";
+import { packageRoot } from "../util/package-root";
 
 /** What to evaluate for one machine: exactly one of configuration or flake. */
 export interface SystemSource {
@@ -17,6 +18,11 @@ export interface SystemSource {
   nixPath?: string[];
   /** `<flakeref>#<name>`: nixosConfigurations.<name>.config.system.build.toplevel. */
   flake?: string;
+  /**
+   * Deployment keys' metadata (never content) for `configuration`: becomes `deployment.keys` in an
+   * extra module, together with pulumi-nixos's keys.nix (which declares the option).
+   */
+  keys?: Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>;
 }
 
 /** The evaluated toplevel. */
@@ -27,6 +33,8 @@ export interface EvaluatedSystem {
 
 interface Pending { name: string; source: SystemSource; resolve: (e: EvaluatedSystem) => void; reject: (e: Error) => void }
 
+/** The NixOS module that declares deployment.keys (shipped beside this file's sources). */
+const KEYS_MODULE = path.join(packageRoot, "provider", "nix", "keys.nix");
 const FLAKE_OPTS = ["--option", "extra-experimental-features", "nix-command flakes"];
 let queue: Pending[] = [];
 let timer: NodeJS.Timeout | undefined;
@@ -92,7 +100,11 @@ function toplevelExpr(s: SystemSource): string {
     const ref = flakeRef(s.flake.slice(0, i));
     return `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}.config.system.build.toplevel`;
   }
-  return `(import <nixpkgs/nixos> { configuration = ${nixPath(path.resolve(s.configuration!))}; }).system`;
+  const file = nixPath(path.resolve(s.configuration!));
+  const configuration = s.keys && Object.keys(s.keys).length
+    ? `{ imports = [ ${file} ${nixPath(KEYS_MODULE)} ]; deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))}; }`
+    : file;
+  return `(import <nixpkgs/nixos> { configuration = ${configuration}; }).system`;
 }
 
 async function instantiate(members: Pending[]): Promise<Record<string, EvaluatedSystem>> {

@@ -32,6 +32,11 @@ export interface MachineArgs {
   connectTimeout?: pulumi.Input<number>;
   /** Seconds switch-to-configuration may run (default 600). */
   activationTimeout?: pulumi.Input<number>;
+  /**
+   * Metadata of this machine's deployment keys (names, owners, modes: never content), given to its
+   * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<name>-key.service` units.
+   */
+  keys?: pulumi.Input<Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>>;
 }
 
 /**
@@ -64,14 +69,15 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly failedUnits: pulumi.Output<string[]>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
-    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath]).apply(
-      async ([configuration, flake, systemPath, nixPath]) => {
+    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys]).apply(
+      async ([configuration, flake, systemPath, nixPath, keys]) => {
         const given = [configuration, flake, systemPath].filter((v) => v !== undefined && v !== "");
         if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration, flake or systemPath`);
         if (systemPath) return { outPath: systemPath, drvPath: "" };
-        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, flake, nixPath: nixPath ?? [] });
+        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, flake, nixPath: nixPath ?? [], keys });
       });
     super(machineProvider, name, {
+      kind: "machine",
       name,
       connection: connectionInputs(args.connection),
       systemPath: system.outPath,

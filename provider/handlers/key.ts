@@ -1,0 +1,105 @@
+/**
+ * What the DeploymentKey dynamic resource does. Loaded at run time by the serialized provider;
+ * key content only ever goes to the host's stdin.
+ */
+import * as path from "path";
+import { Connection, normalizeConnection } from "../connection";
+import { withHost } from "../ssh/pool";
+import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
+import { keySpecProblems } from "../keys/spec";
+import { resourceLogger } from "../util/log";
+import { CheckFailure, isUnknown, validateConnection } from "./validate";
+
+/** DeploymentKey inputs as the provider receives them (plain values). */
+export interface KeyInputs {
+  kind: "deploymentKey";
+  resource: string;
+  connection: Connection;
+  name: string;
+  content: string;
+  destDir: string;
+  user: string;
+  group: string;
+  permissions: string;
+  uploadAt: "pre-activation" | "post-activation";
+}
+
+/** Outputs: where the key is, and its digest (a Pulumi secret via additionalSecretOutputs). */
+export interface KeyOutputs extends Omit<KeyInputs, "content"> {
+  path: string;
+  digest: string;
+  hostPublicKey: string;
+}
+
+export function check(_olds: unknown, news: KeyInputs): { inputs: KeyInputs; failures: CheckFailure[] } {
+  const f = validateConnection(news.connection);
+  const known = Object.fromEntries(Object.entries(news).filter(([, v]) => !isUnknown(v)));
+  f.push(...keySpecProblems(news.resource, { name: "x", destDir: "/run/keys", user: "root", group: "root", permissions: "0600", ...known }));
+  if (!isUnknown(news.uploadAt) && !["pre-activation", "post-activation"].includes(news.uploadAt)) {
+    f.push({ property: "uploadAt", reason: `DeploymentKey ${news.resource}: uploadAt must be 'pre-activation' or 'post-activation'` });
+  }
+  if (!isUnknown(news.content) && typeof news.content !== "string") f.push({ property: "content", reason: `DeploymentKey ${news.resource}: no content` });
+  return { inputs: news, failures: f };
+}
+
+export function diff(_id: string, olds: KeyOutputs, news: KeyInputs) {
+  const replaces = ["name", "destDir"].filter((k) => (olds as any)[k] !== (news as any)[k]);
+  if (olds.connection?.host !== news.connection?.host) replaces.push("connection");
+  const changed = replaces.length > 0 || isUnknown(news.content) || contentDigest(news.content) !== olds.digest
+    || ["user", "group", "permissions", "uploadAt"].some((k) => (olds as any)[k] !== (news as any)[k])
+    || normalizeConnection(olds.connection).port !== normalizeConnection(news.connection).port
+    || normalizeConnection(olds.connection).user !== normalizeConnection(news.connection).user;
+  // Delete first: the old file must go before a new one may take its path.
+  return { changes: changed, replaces, deleteBeforeReplace: true };
+}
+
+async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOutputs> {
+  const conn = normalizeConnection(inputs.connection);
+  const { content, ...rest } = inputs;
+  const hostPublicKey = await withHost(conn, { pin }, async (s) => {
+    await uploadKey(s, inputs, content);
+    return s.hostPublicKey;
+  });
+  resourceLogger(inputs.resource)(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
+  return { ...rest, connection: { ...conn, hostPublicKey: conn.hostPublicKey ?? hostPublicKey }, path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
+}
+
+export async function create(inputs: KeyInputs): Promise<{ id: string; outs: KeyOutputs }> {
+  const outs = await upload(inputs, inputs.connection.hostPublicKey);
+  return { id: `${inputs.connection.host}:${outs.path}`, outs };
+}
+
+export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Promise<{ outs: KeyOutputs }> {
+  return { outs: await upload(news, news.connection.hostPublicKey || olds.hostPublicKey) };
+}
+
+/** Refresh: digest, owner and mode on the host; a missing file (e.g. after a reboot) is drift. */
+export async function read(id: string, props: KeyOutputs): Promise<{ id: string; props: KeyOutputs }> {
+  const conn = normalizeConnection(props.connection);
+  const st = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => inspectKey(s, props));
+  if (!st.exists) resourceLogger(props.resource)(`key file ${props.path} is missing on ${conn.host}`);
+  return { id, props: { ...props, digest: st.digest, ...(st.exists ? { user: st.user, group: st.group, permissions: normalizeMode(st.permissions, props.permissions) } : {}) } };
+}
+
+export async function remove(_id: string, props: KeyOutputs): Promise<void> {
+  const conn = normalizeConnection(props.connection);
+  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => removeKey(s, props));
+}
+
+/** "0600" and "600" are the same mode: keep the spelling the program used. */
+function normalizeMode(remote: string, declared: string): string {
+  return parseInt(remote, 8) === parseInt(declared, 8) ? declared : remote;
+}
+
+/**
+ * Re-uploads keys without deploying (`send-keys`, after a reboot): each entry is a key's state
+ * inputs (with content). Returns the names uploaded.
+ */
+export async function sendKeys(keys: KeyInputs[], pins: Record<string, string | undefined> = {}): Promise<string[]> {
+  const done: string[] = [];
+  for (const k of keys) {
+    await upload(k, k.connection.hostPublicKey || pins[k.connection.host]);
+    done.push(k.name);
+  }
+  return done;
+}

@@ -1,0 +1,94 @@
+import * as pulumi from "@pulumi/pulumi";
+import { ConnectionArgs } from "../connection";
+import { keySpecProblems } from "../keys/spec";
+import { KeySource, readKeySource, sourceKind } from "../secrets/sources";
+import { VaultRef } from "../secrets/vault";
+import { connectionInputs } from "./connection-inputs";
+import { keyProvider } from "./key-provider";
+
+/** Inputs of a {@link DeploymentKey}: one secret file on one host (NixOps `deployment.keys.<name>`). */
+export interface DeploymentKeyArgs {
+  /** The host (a `pre-activation` key takes the machine's connection inputs; `post-activation` can take `machine.connection`). */
+  connection: pulumi.Input<ConnectionArgs>;
+  /** File name (default: the resource name): letters, digits, `.`, `_`, `-`. */
+  name?: string;
+  /** Content as text or a Pulumi secret (e.g. `config.requireSecret("dbPassword")`). */
+  text?: pulumi.Input<string>;
+  /** A file on the operator's machine, read at program time. */
+  file?: string;
+  /** argv of a command run at program time; its stdout is the content. */
+  command?: string[];
+  /** A field of a Vault KV secret (VAULT_ADDR / VAULT_TOKEN, or stack config pulumi-nixos:vaultAddr / vaultToken). */
+  vault?: VaultRef;
+  /** Directory (default /run/keys). Absolute, normalized, never inside /nix/store. */
+  destDir?: string;
+  /** Owner (default root). */
+  user?: string;
+  /** Group (default root). */
+  group?: string;
+  /** Mode, 3–4 octal digits (default 0600). */
+  permissions?: string;
+  /** `pre-activation` (default, as NixOps: before the machine activates) or `post-activation`. */
+  uploadAt?: "pre-activation" | "post-activation";
+}
+
+/**
+ * One deployment key: a secret file uploaded over SSH (never through the Nix store, the operator's
+ * disk or process arguments). Content changes re-upload atomically; renames replace; delete removes
+ * the file; refresh finds a key missing after a reboot, and the next `up` puts it back.
+ */
+export class DeploymentKey extends pulumi.dynamic.Resource {
+  /** Full path of the key file on the host. */
+  declare readonly path: pulumi.Output<string>;
+  declare readonly user: pulumi.Output<string>;
+  declare readonly group: pulumi.Output<string>;
+  declare readonly permissions: pulumi.Output<string>;
+  /** sha256 of the content (a Pulumi secret). */
+  declare readonly digest: pulumi.Output<string>;
+  /** When the key goes up relative to its machine's activation. */
+  declare readonly uploadAt: pulumi.Output<string>;
+
+  constructor(resourceName: string, args: DeploymentKeyArgs, opts?: pulumi.CustomResourceOptions) {
+    const spec = {
+      name: args.name ?? resourceName,
+      destDir: args.destDir ?? "/run/keys",
+      user: args.user ?? "root",
+      group: args.group ?? "root",
+      permissions: args.permissions ?? "0600",
+    };
+    // Bad input fails the program before anything reaches a host.
+    const problems = keySpecProblems(resourceName, spec);
+    if (problems.length) throw new Error(problems.map((p) => p.reason).join("; "));
+    const source: KeySource = { text: args.text as string | undefined, file: args.file, command: args.command, vault: args.vault };
+    const kind = sourceKind(resourceName, source);
+    const config = new pulumi.Config("pulumi-nixos");
+    const content: pulumi.Output<string> = kind === "text"
+      ? pulumi.secret(args.text!)
+      : pulumi.secret(pulumi.all([config.get("vaultAddr"), config.getSecret("vaultToken")]).apply(([addr, token]) =>
+        readKeySource(resourceName, source, { addr, token })));
+    super(keyProvider, resourceName, {
+      kind: "deploymentKey",
+      resource: resourceName,
+      connection: connectionInputs(args.connection),
+      content,
+      ...spec,
+      uploadAt: args.uploadAt ?? "pre-activation",
+      path: undefined,
+      digest: undefined,
+    }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] });
+  }
+}
+
+/** Reads like the seed's `builtins.extraBuiltins.vault "thedroneely/" "cockpit_api_token"`. */
+export const vault = {
+  /** A Vault source for a DeploymentKey: `{ vault: vault.ref("thedroneely/", "cockpit_api_token") }`. */
+  ref(path: string, field: string, opts: { mount?: string; kvVersion?: 1 | 2 } = {}): VaultRef {
+    return { path, field, ...opts };
+  },
+  /** Reads the field now, as a Pulumi secret. */
+  read(path: string, field: string, opts: { mount?: string; kvVersion?: 1 | 2 } = {}): pulumi.Output<string> {
+    const config = new pulumi.Config("pulumi-nixos");
+    return pulumi.secret(pulumi.all([config.get("vaultAddr"), config.getSecret("vaultToken")]).apply(([addr, token]) =>
+      readKeySource(`vault:${path}#${field}`, { vault: { path, field, ...opts } }, { addr, token })));
+  },
+};
