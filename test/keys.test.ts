@@ -10,6 +10,11 @@ import { startVaultServer, VaultServer } from "./vault/server";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { nixConfig } from "./helpers/stack";
+import YAML from "yaml";
+import { StackState } from "./engine/state";
+import { strip } from "./engine/secrets";
+import { sendKeys } from "../provider/handlers/key";
+import { closeAllSessions } from "../provider/ssh/pool";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const CANARY = "pnx-canary-7f3a9c2e41d8b6";
@@ -30,14 +35,14 @@ describe("deployment keys", { skip }, () => {
     return { cwd: dir, stack: "t", state: path.join(dir, "state.json") };
   }
   function writeKeys(dir: string, keys: Record<string, unknown>, extra: Record<string, string> = {}): void {
-    const lines = ["config:", `  keys-test:host: ${h.address}`, `  keys-test:keyPath: ${lab.privateKeyPath}`, `  keys-test:nixpkgs: ${STANDIN_NIXPKGS}`,
-      `  keys-test:plainText: "plain text key\\n"`, `  keys-test:keys: ${JSON.stringify(keys)}`, `  pulumi-nixos:vaultAddr: ${vaultSrv.addr}`,
-      ...Object.entries(extra).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`)];
     const file = path.join(dir, "Pulumi.t.yaml");
-    const old = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
-    const salt = /^encryptionsalt: .*$/m.exec(old)?.[0];
-    const secure = old.split("\n").filter((l) => /secure:/.test(l));
-    fs.writeFileSync(file, [...(salt ? [salt] : []), ...lines, ...secure].join("\n") + "\n");
+    const doc = fs.existsSync(file) ? YAML.parse(fs.readFileSync(file, "utf8")) ?? {} : {};
+    doc.config = {
+      ...(doc.config ?? {}),
+      "keys-test:host": h.address, "keys-test:keyPath": lab.privateKeyPath, "keys-test:nixpkgs": STANDIN_NIXPKGS,
+      "keys-test:plainText": "plain text key\n", "keys-test:keys": keys, "pulumi-nixos:vaultAddr": vaultSrv.addr, ...extra,
+    };
+    fs.writeFileSync(file, YAML.stringify(doc));
   }
   const onHost = async (cmd: string) => (await lab.exec("host1", ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
   const fileInfo = (p: string) => onHost(`stat -c '%U %G %a' ${p} 2>/dev/null && cat ${p} || echo missing`);
@@ -46,7 +51,7 @@ describe("deployment keys", { skip }, () => {
     tmp = tempDir("keys");
     lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
     [h] = await lab.status();
-    await lab.exec("host1", ["sh", "-c", "useradd -M alice && groupadd postgres"]);
+    await lab.exec("host1", ["sh", "-c", "id alice >/dev/null 2>&1 || useradd -M alice; groupadd -f postgres"]);
     vaultSrv = await startVaultServer({
       mounts: {
         secret: { version: 2, secrets: { "thedroneely": { cockpit_api_token: `cockpit ${CANARY}-vault2`, pgsql_database_password: "pg-pass" } } },
@@ -124,6 +129,15 @@ describe("deployment keys", { skip }, () => {
     expectExit(up4, 0, "up after reboot");
     assert.equal(await fileInfo("/run/keys/secret"), "alice postgres 640\nthe secret text");
     assert.equal(await fileInfo("/var/lib/app-keys/other"), "root root 600\nplain text key", "keys outside /run/keys survive");
+
+    // sendKeys re-uploads every key of a host from the state, without deploying (send-keys).
+    await lab.reboot("host1");
+    const keyInputs = StackState.load(s.state).all().filter((r) => r.inputs.kind === "deploymentKey").map((r) => strip(r.inputs) as any);
+    const sent = await sendKeys(keyInputs);
+    await closeAllSessions();
+    assert.equal(sent.length, 7);
+    assert.equal(await fileInfo("/run/keys/secret"), "alice postgres 640\nthe secret text");
+    assert.equal(await fileInfo("/run/keys/renamed"), "root root 440\nplain text key");
 
     const ds = await engine("destroy", s);
     expectExit(ds, 0, "destroy");
