@@ -85,3 +85,19 @@ test("fixtures: activation on a lab host — switch, test, boot and exit codes 1
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("keys.nix: evaluates with the stand-in: group, ramfs activation, one <name>-key.service per key", async () => {
+  const keysModule = path.join(ROOT, "provider/nix/keys.nix");
+  const expr = `let c = (import ${STANDIN_NIXPKGS}/nixos { configuration = { imports = [ ${keysModule} ];
+    deployment.keys.db-pass = { user = "postgres"; group = "postgres"; permissions = "0640"; };
+    deployment.keys.api = { }; }; }).config;
+  in { services = builtins.attrNames c.systemd.services; groups = builtins.attrNames c.users.groups;
+       activation = c.system.activationScripts.pulumi-nixos-keys.text;
+       apiScript = c.systemd.services.api-key.script; }`;
+  const out = JSON.parse((await run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr])).stdout);
+  assert.deepEqual(out.services, ["api-key", "db-pass-key"]);
+  assert.deepEqual(out.groups, ["keys"]);
+  assert.match(out.activation, /mount -t ramfs -o mode=0750 ramfs \/run\/keys/);
+  assert.match(out.activation, /chown root:keys \/run\/keys/);
+  assert.match(out.apiScript, /inotifywait -qq -e delete_self "\/run\/keys\/api"/);
+});
