@@ -6,7 +6,7 @@ import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { copyToHost, missingOnHost } from "../host/copy";
-import { activate, Action } from "../host/activate";
+import { activate, Action, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { SshSession, shq } from "../ssh/session";
@@ -28,6 +28,8 @@ export interface MachineInputs {
   compress: boolean;
   connectTimeout: number;
   activationTimeout: number;
+  /** false: delete older system generations after a successful deploy. */
+  enableRollback?: boolean;
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -70,7 +72,7 @@ export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inp
 /** Update when the system, action or anything else changed; replace when the host changes. */
 export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
   const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
@@ -140,6 +142,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     };
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
+      if (inputs.enableRollback === false) {
+        await s.exec(`nix-env -p ${SYSTEM_PROFILE} --delete-generations old`, { privileged: true, what: "deleting old generations" });
+        log("rollback disabled: older generations deleted");
+      }
       return outs;
     }
     if (act.exitCode === 4) {

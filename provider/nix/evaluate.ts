@@ -14,6 +14,8 @@ import { packageRoot } from "../util/package-root";
 export interface SystemSource {
   /** Path of a configuration.nix (evaluated with `<nixpkgs/nixos>`). */
   configuration?: string;
+  /** More module files for the machine (NixOps-style `imports = [ ./hardware/x.nix … ]`). */
+  imports?: string[];
   /** NIX_PATH entries (`nixpkgs=/path`, …) for `configuration`. Empty: the operator's NIX_PATH. */
   nixPath?: string[];
   /** `<flakeref>#<name>`: nixosConfigurations.<name>.config.system.build.toplevel. */
@@ -82,8 +84,8 @@ async function flush(): Promise<void> {
 
 function validateSource(name: string, s: SystemSource): void {
   if (!!s.configuration === !!s.flake) throw new Error(`Machine ${name}: give exactly one of configuration or flake`);
-  if (s.configuration && !fs.existsSync(s.configuration)) {
-    throw new Error(`Machine ${name}: configuration file ${s.configuration} does not exist`);
+  for (const f of [s.configuration, ...(s.imports ?? [])]) {
+    if (f && !fs.existsSync(f)) throw new Error(`Machine ${name}: configuration file ${f} does not exist`);
   }
   if (s.flake && !s.flake.includes("#")) throw new Error(`Machine ${name}: flake must be '<flakeref>#<name>', got '${s.flake}'`);
 }
@@ -100,10 +102,11 @@ function toplevelExpr(s: SystemSource): string {
     const ref = flakeRef(s.flake.slice(0, i));
     return `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}.config.system.build.toplevel`;
   }
-  const file = nixPath(path.resolve(s.configuration!));
-  const configuration = s.keys && Object.keys(s.keys).length
-    ? `{ imports = [ ${file} ${nixPath(KEYS_MODULE)} ]; deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))}; }`
-    : file;
+  const files = [s.configuration!, ...(s.imports ?? [])].map((f) => nixPath(path.resolve(f)));
+  const hasKeys = !!s.keys && Object.keys(s.keys).length > 0;
+  const configuration = hasKeys || files.length > 1
+    ? `{ imports = [ ${files.join(" ")} ${hasKeys ? nixPath(KEYS_MODULE) : ""} ]; ${hasKeys ? `deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))};` : ""} }`
+    : files[0];
   return `(import <nixpkgs/nixos> { configuration = ${configuration}; }).system`;
 }
 

@@ -2,6 +2,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs, Connection } from "../connection";
 import { evaluateSystem } from "../nix/evaluate";
+import { fetchPin, Pin } from "../pins/pin";
 import { machineProvider } from "./machine-provider";
 import { connectionInputs } from "./connection-inputs";
 
@@ -14,8 +15,19 @@ export interface MachineArgs {
    * Exactly one of `configuration`, `flake`, `systemPath`.
    */
   configuration?: pulumi.Input<string>;
+  /** More module files evaluated with `configuration` (NixOps-style `imports`). */
+  imports?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Keep old system generations for rollback (default true); false deletes them after a successful deploy. */
+  enableRollback?: pulumi.Input<boolean>;
   /** NIX_PATH entries for `configuration`, e.g. `["nixpkgs=/path/to/nixpkgs"]` (channel pins fill this). */
   nixPath?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * The pinned nixpkgs to evaluate `configuration` against (`{ url, sha256 }`): fetched and verified
+   * at program time, then `<nixpkgs>` is that tree. The operator's NIX_PATH and channels are never used.
+   */
+  pin?: pulumi.Input<Pin>;
+  /** Allow evaluating `configuration` with neither `pin` nor a `nixpkgs=` nixPath entry (the operator's NIX_PATH). */
+  allowUnpinned?: boolean;
   /** `<flakeref>#<name>`: deploys `nixosConfigurations.<name>.config.system.build.toplevel`. */
   flake?: pulumi.Input<string>;
   /** An already built system (a store path in the local store or on the host). */
@@ -69,12 +81,17 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly failedUnits: pulumi.Output<string[]>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
-    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys]).apply(
-      async ([configuration, flake, systemPath, nixPath, keys]) => {
+    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
+      async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
         const given = [configuration, flake, systemPath].filter((v) => v !== undefined && v !== "");
         if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration, flake or systemPath`);
         if (systemPath) return { outPath: systemPath, drvPath: "" };
-        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, flake, nixPath: nixPath ?? [], keys });
+        let np = nixPath ?? [];
+        if (configuration && pin) np = [`nixpkgs=${await fetchPin(`Machine ${name}: pin`, pin)}`, ...np.filter((e) => !e.startsWith("nixpkgs="))];
+        if (configuration && !np.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
+          throw new Error(`Machine ${name}: not pinned: set pin (or a nixpkgs= entry in nixPath), or allowUnpinned: true to evaluate against the operator's NIX_PATH`);
+        }
+        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
       });
     super(machineProvider, name, {
       kind: "machine",
@@ -90,6 +107,7 @@ export class Machine extends pulumi.dynamic.Resource {
       compress: args.compress ?? false,
       connectTimeout: args.connectTimeout ?? 15,
       activationTimeout: args.activationTimeout ?? 600,
+      enableRollback: args.enableRollback ?? true,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
     }, opts);

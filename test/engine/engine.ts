@@ -306,7 +306,7 @@ async function runProgram(engine: Engine): Promise<void> {
       if (!req.getCustom()) {
         const old = engine.state.get(urn);
         if (!engine.preview) engine.state.set({ urn, custom: false, type, inputs: {}, outputs: old?.outputs ?? {}, parent, dependencies });
-        engine.report(old ? "same" : "create", urn, type, old ? "" : "created");
+        engine.report(old ? "same" : "create", urn, type, old ? "" : engine.preview ? "create" : "created");
         return { outputs: {} };
       }
       if (type !== DYNAMIC_TYPE) {

@@ -1,0 +1,91 @@
+/** What the ChannelPin dynamic resource does (loaded at run time by its serialized provider). */
+import { Connection, normalizeConnection } from "../connection";
+import { withHost } from "../ssh/pool";
+import { readChannel, restoreChannel, setChannel } from "../host/channel";
+import { pinProblems } from "../pins/pin";
+import { resourceLogger } from "../util/log";
+import { CheckFailure, isUnknown, validateConnection } from "./validate";
+
+/** ChannelPin inputs (plain values). */
+export interface ChannelInputs {
+  kind: "channelPin";
+  resource: string;
+  connection: Connection;
+  url: string;
+  sha256: string;
+  channel: string;
+}
+
+/** ChannelPin outputs. */
+export interface ChannelOutputs extends ChannelInputs {
+  storePath: string;
+  nixpkgsVersion: string;
+  /** The channel's URL before the pin took it over ("" = there was none): delete restores it. */
+  previousUrl: string;
+  hostPublicKey: string;
+}
+
+export function check(_olds: unknown, news: ChannelInputs): { inputs: ChannelInputs; failures: CheckFailure[] } {
+  const f = validateConnection(news.connection);
+  if (!isUnknown(news.url) && !isUnknown(news.sha256)) {
+    for (const reason of pinProblems(`ChannelPin ${news.resource}`, news)) f.push({ property: reason.includes(": url") ? "url" : "sha256", reason });
+  }
+  if (!isUnknown(news.channel) && !/^[A-Za-z0-9._-]+$/.test(news.channel ?? "")) {
+    f.push({ property: "channel", reason: `ChannelPin ${news.resource}: channel '${news.channel}' is not a valid channel name` });
+  }
+  return { inputs: news, failures: f };
+}
+
+export function diff(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
+  const replaces = olds.connection?.host !== news.connection?.host || olds.channel !== news.channel ? ["channel"] : [];
+  return { changes: replaces.length > 0 || olds.url !== news.url || olds.sha256 !== news.sha256, replaces, deleteBeforeReplace: true };
+}
+
+async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
+  const conn = normalizeConnection(inputs.connection);
+  const log = resourceLogger(inputs.resource);
+  return withHost(conn, { pin }, async (s) => {
+    const before = await readChannel(s, inputs.channel);
+    log(`setting channel ${inputs.channel} to ${inputs.url}`);
+    await setChannel(s, inputs.channel, inputs.url, inputs.sha256);
+    const now = await readChannel(s, inputs.channel);
+    if (now.sha256 !== inputs.sha256) {
+      // The URL served something else between our check and nix-channel's download: undo.
+      await restoreChannel(s, inputs.channel, before.url);
+      throw new Error(`ChannelPin ${inputs.resource}: channel ${inputs.channel} on ${conn.host} unpacked to ${now.sha256}, expected ${inputs.sha256}; restored ${before.url || "no channel"}`);
+    }
+    log(`channel ${inputs.channel} = nixpkgs ${now.version || "?"} (${now.storePath})`);
+    return {
+      ...inputs,
+      connection: { ...conn, hostPublicKey: conn.hostPublicKey ?? s.hostPublicKey },
+      storePath: now.storePath,
+      nixpkgsVersion: now.version,
+      previousUrl: previousUrl ?? before.url,
+      hostPublicKey: s.hostPublicKey,
+    };
+  });
+}
+
+export async function create(inputs: ChannelInputs): Promise<{ id: string; outs: ChannelOutputs }> {
+  const outs = await apply(inputs, inputs.connection.hostPublicKey);
+  return { id: `${inputs.connection.host}:channel:${inputs.channel}`, outs };
+}
+
+export async function update(_id: string, olds: ChannelOutputs, news: ChannelInputs): Promise<{ outs: ChannelOutputs }> {
+  // previousUrl stays what the host had before the pin ever took the channel over.
+  return { outs: await apply(news, news.connection.hostPublicKey || olds.hostPublicKey, olds.previousUrl) };
+}
+
+/** Refresh: a changed URL or content of the channel is drift (url/sha256 show what the host has). */
+export async function read(id: string, props: ChannelOutputs): Promise<{ id: string; props: ChannelOutputs }> {
+  const conn = normalizeConnection(props.connection);
+  const now = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => readChannel(s, props.channel));
+  return { id, props: { ...props, url: now.url, sha256: now.sha256, storePath: now.storePath, nixpkgsVersion: now.version } };
+}
+
+/** Delete: the channel goes back to its previous URL, or is removed if there was none. */
+export async function remove(_id: string, props: ChannelOutputs): Promise<void> {
+  const conn = normalizeConnection(props.connection);
+  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => restoreChannel(s, props.channel, props.previousUrl));
+  resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
+}

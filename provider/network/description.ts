@@ -1,0 +1,127 @@
+/**
+ * A network description (what NixOps's network expression held), validated with errors that
+ * name the field: unknown fields, machines without a host, keys with two sources, unknown pins.
+ */
+import { Pin, pinProblems } from "../pins/pin";
+import { VaultRef } from "../secrets/vault";
+
+/** One deployment key of a machine, as written in YAML. Exactly one source. */
+export interface KeySpec {
+  /** File name (default: the key's entry name). */
+  name?: string;
+  /** Plain text (prefer `config`: plain text sits in the stack file). */
+  text?: string;
+  /** Name of a secret stack config value (`pulumi config set --secret NAME`). */
+  config?: string;
+  file?: string;
+  command?: string[];
+  vault?: VaultRef;
+  destDir?: string;
+  user?: string;
+  group?: string;
+  permissions?: string;
+  uploadAt?: "pre-activation" | "post-activation";
+}
+
+/** One machine of the network (NixOps names). */
+export interface MachineSpec {
+  targetHost: string;
+  targetPort?: number;
+  targetUser?: string;
+  /** Pin of the host's SSH key (`ssh-ed25519 AAAA…`). */
+  hostPublicKey?: string;
+  configuration?: string;
+  /** More modules, e.g. `[./hardware/heron.nix, ./configuration/heron.nix]`. */
+  imports?: string[];
+  flake?: string;
+  tags?: string[];
+  keys?: Record<string, KeySpec>;
+  /** Name of a pin in `pins`. */
+  pin?: string;
+  /** Pin the host's `nixos` channel to the machine's pin (default true when pinned). */
+  channel?: boolean;
+  action?: "switch" | "boot" | "test";
+  buildOn?: "local" | "target";
+  substituteOnTarget?: boolean;
+  compress?: boolean;
+  connectTimeout?: number;
+  activationTimeout?: number;
+}
+
+/** The whole network. */
+export interface NetworkDescription {
+  /** `network.description`. */
+  description?: string;
+  /** Keep system generations for rollback (default true). */
+  enableRollback?: boolean;
+  /** Applied to every machine (a machine's own fields win). */
+  defaults?: Partial<MachineSpec>;
+  pins?: Record<string, Pin>;
+  machines: Record<string, MachineSpec>;
+}
+
+const MACHINE_FIELDS = ["targetHost", "targetPort", "targetUser", "hostPublicKey", "configuration", "imports", "flake", "tags", "keys", "pin", "channel",
+  "action", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout"];
+const KEY_FIELDS = ["name", "text", "config", "file", "command", "vault", "destDir", "user", "group", "permissions", "uploadAt"];
+const NETWORK_FIELDS = ["description", "enableRollback", "defaults", "pins", "machines"];
+const KEY_SOURCES = ["text", "config", "file", "command", "vault"];
+
+/** Closest known name, for "did you mean". */
+function suggest(word: string, known: string[]): string {
+  const dist = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0][j] = j;
+    for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+    }
+    return d[a.length][b.length];
+  };
+  const best = known.map((k) => [k, dist(word, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= 3 ? ` (did you mean '${best[0]}'?)` : "";
+}
+
+function unknownFields(where: string, obj: object, known: string[]): string[] {
+  return Object.keys(obj).filter((k) => !known.includes(k)).map((k) => `${where}.${k}: unknown field${suggest(k, known)}`);
+}
+
+/** Every problem of a description (empty when valid). Paths read like `machines.heron.keys.x.vault`. */
+export function descriptionProblems(d: unknown): string[] {
+  if (!d || typeof d !== "object") return ["network: the description must be an object with 'machines'"];
+  const net = d as NetworkDescription;
+  const out = unknownFields("network", net, NETWORK_FIELDS);
+  if (!net.machines || typeof net.machines !== "object" || !Object.keys(net.machines).length) out.push("network.machines: at least one machine is required");
+  for (const [p, pin] of Object.entries(net.pins ?? {})) out.push(...pinProblems(`network.pins.${p}`, pin ?? {}));
+  if (net.defaults) out.push(...unknownFields("network.defaults", net.defaults, MACHINE_FIELDS));
+  for (const [name, raw] of Object.entries(net.machines ?? {})) {
+    const where = `network.machines.${name}`;
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) out.push(`${where}: machine names use letters, digits, '.', '_', '-'`);
+    if (!raw || typeof raw !== "object") { out.push(`${where}: must be an object`); continue; }
+    out.push(...unknownFields(where, raw, MACHINE_FIELDS));
+    const m = { ...(net.defaults ?? {}), ...raw } as MachineSpec;
+    if (!m.targetHost) out.push(`${where}.targetHost: required (the machine's host name or address)`);
+    const sources = ["configuration", "flake"].filter((k) => (m as any)[k]);
+    if (sources.length !== 1 && !(m.imports?.length && !m.flake)) out.push(`${where}: give exactly one of configuration (and/or imports) or flake`);
+    if (m.flake && m.imports?.length) out.push(`${where}.imports: not with flake (a flake brings its own modules)`);
+    if (m.pin && !net.pins?.[m.pin]) out.push(`${where}.pin: unknown pin '${m.pin}'${suggest(m.pin, Object.keys(net.pins ?? {}))}`);
+    if (m.tags && (!Array.isArray(m.tags) || m.tags.some((t) => typeof t !== "string"))) out.push(`${where}.tags: a list of strings`);
+    for (const [k, spec] of Object.entries(m.keys ?? {})) {
+      const kw = `${where}.keys.${k}`;
+      if (!spec || typeof spec !== "object") { out.push(`${kw}: must be an object`); continue; }
+      out.push(...unknownFields(kw, spec, KEY_FIELDS));
+      const given = KEY_SOURCES.filter((s) => (spec as any)[s] !== undefined);
+      if (given.length !== 1) out.push(`${kw}: give exactly one source of ${KEY_SOURCES.join(", ")} (got ${given.length ? given.join(" and ") : "none"})`);
+    }
+  }
+  return out;
+}
+
+/** Throws one error listing every problem. */
+export function validateDescription(d: unknown): asserts d is NetworkDescription {
+  const p = descriptionProblems(d);
+  if (p.length) throw new Error(`invalid network description:\n  ${p.join("\n  ")}`);
+}
+
+/** A machine's spec with the network defaults applied. */
+export function machineSpec(net: NetworkDescription, name: string): MachineSpec {
+  return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) } };
+}
