@@ -36,10 +36,10 @@ export async function readChannel(s: SshSession, name: string): Promise<ChannelS
  * it and updates. Throws on a hash mismatch (naming both hashes) or an unreachable URL.
  */
 export async function setChannel(s: SshSession, name: string, url: string, sha256: string): Promise<void> {
-  const r = await s.exec(`nix-prefetch-url --unpack --name source ${shq(tarballUrl(url))} 2>&1 | tail -n 3`, { privileged: true, check: false, what: "channel fetch" });
+  const r = await s.exec(`nix-prefetch-url --unpack --name source ${shq(tarballUrl(url))}`, { privileged: true, check: false, what: "channel fetch" });
   const got = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code !== 0 || !/^[0-9a-z]{52}$/.test(got)) {
-    const err = r.stdout.split("\n").filter((l) => /error/.test(l)).pop() ?? r.stdout.trim();
+    const err = r.stderr.split("\n").map((l) => l.trim()).find((l) => l.startsWith("error:")) ?? r.stderr.trim().split("\n")[0];
     throw new Error(`${s.label} cannot fetch ${tarballUrl(url)}: ${err.replace(/^error: /, "")}`);
   }
   if (got !== sha256) throw new Error(`channel ${name} on ${s.label}: sha256 mismatch for ${url}: expected ${sha256}, got ${got}; the host's channel was not changed`);

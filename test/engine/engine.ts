@@ -338,9 +338,9 @@ async function runProgram(engine: Engine): Promise<void> {
   const failed = new Promise<void>((r) => { programFailed = r; });
   const onError = (e: unknown) => {
     const m = errMessage(e);
-    // Failed registrations are already reported per resource; the SDK re-raises them (many times).
-    if (/failed to register new resource/.test(m)) return;
-    programErrors.add(m);
+    // Failed registrations are already reported per resource (the SDK re-raises them many times);
+    // they still end the program: resources that depend on a failed one never register.
+    if (!/failed to register new resource/.test(m)) programErrors.add(m);
     // As under the real engine, an unhandled error ends the program (its pending RPCs never finish).
     programFailed();
   };

@@ -185,7 +185,8 @@ export class Lab {
     await inNs("ip", "addr", "add", `${h.address}/30`, "dev", h.vethInner);
     await inNs("ip", "link", "set", h.vethInner, "up");
     await inNs("ip", "link", "set", "lo", "up");
-    await inNs("ip", "route", "add", "default", "via", h.gateway);
+    // Only the lab subnet is routed: a lab host can reach the machine and other lab hosts, nothing else.
+    await inNs("ip", "route", "add", `${SUBNET_PREFIX}.0.0/16`, "via", h.gateway);
     await this.boot(h);
     // Users and groups go into the host's own copy of /etc.
     await this.exec(h.name, ["sh", "-ec", [
@@ -313,7 +314,7 @@ export class Lab {
   async restore(name: string): Promise<void> {
     const h = this.host(name);
     await run(["ip", "netns", "exec", h.netns, "ip", "link", "set", h.vethInner, "up"]);
-    await run(["ip", "netns", "exec", h.netns, "ip", "route", "replace", "default", "via", h.gateway]);
+    await run(["ip", "netns", "exec", h.netns, "ip", "route", "replace", `${SUBNET_PREFIX}.0.0/16`, "via", h.gateway]);
     h.cut = false;
     this.save();
   }
