@@ -6,6 +6,7 @@ export async function main(argv: string[]): Promise<void> {
     .description("Deploy NixOS fleets with Pulumi: fleet commands, channel pins and the test lab.")
     .showHelpAfterError();
   // eslint-disable-next-line @typescript-eslint/no-var-requires
+  require("./fleet").registerFleetCommands(program);
   require("./pin").registerPinCommands(program);
   require("../../test/lab/cli").registerLabCommands(program);
   await program.parseAsync(argv);

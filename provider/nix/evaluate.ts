@@ -83,7 +83,7 @@ async function flush(): Promise<void> {
 }
 
 function validateSource(name: string, s: SystemSource): void {
-  if (!!s.configuration === !!s.flake) throw new Error(`Machine ${name}: give exactly one of configuration or flake`);
+  if (!!(s.configuration || s.imports?.length) === !!s.flake) throw new Error(`Machine ${name}: give exactly one of configuration (and/or imports) or flake`);
   for (const f of [s.configuration, ...(s.imports ?? [])]) {
     if (f && !fs.existsSync(f)) throw new Error(`Machine ${name}: configuration file ${f} does not exist`);
   }
@@ -102,7 +102,7 @@ function toplevelExpr(s: SystemSource): string {
     const ref = flakeRef(s.flake.slice(0, i));
     return `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}.config.system.build.toplevel`;
   }
-  const files = [s.configuration!, ...(s.imports ?? [])].map((f) => nixPath(path.resolve(f)));
+  const files = [...(s.configuration ? [s.configuration] : []), ...(s.imports ?? [])].map((f) => nixPath(path.resolve(f)));
   const hasKeys = !!s.keys && Object.keys(s.keys).length > 0;
   const configuration = hasKeys || files.length > 1
     ? `{ imports = [ ${files.join(" ")} ${hasKeys ? nixPath(KEYS_MODULE) : ""} ]; ${hasKeys ? `deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))};` : ""} }`

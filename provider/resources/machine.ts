@@ -15,6 +15,8 @@ export interface MachineArgs {
    * Exactly one of `configuration`, `flake`, `systemPath`.
    */
   configuration?: pulumi.Input<string>;
+  /** Labels for selecting machines (`pulumi-nixos targets --tag web`, `info --tag web`). */
+  tags?: pulumi.Input<pulumi.Input<string>[]>;
   /** More module files evaluated with `configuration` (NixOps-style `imports`). */
   imports?: pulumi.Input<pulumi.Input<string>[]>;
   /** Keep old system generations for rollback (default true); false deletes them after a successful deploy. */
@@ -83,12 +85,13 @@ export class Machine extends pulumi.dynamic.Resource {
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
       async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
-        const given = [configuration, flake, systemPath].filter((v) => v !== undefined && v !== "");
-        if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration, flake or systemPath`);
+        const modules = configuration || imports?.length;
+        const given = [modules, flake, systemPath].filter((v) => v !== undefined && v !== "" && v !== 0);
+        if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration (and/or imports), flake or systemPath`);
         if (systemPath) return { outPath: systemPath, drvPath: "" };
         let np = nixPath ?? [];
-        if (configuration && pin) np = [`nixpkgs=${await fetchPin(`Machine ${name}: pin`, pin)}`, ...np.filter((e) => !e.startsWith("nixpkgs="))];
-        if (configuration && !np.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
+        if (modules && pin) np = [`nixpkgs=${await fetchPin(`Machine ${name}: pin`, pin)}`, ...np.filter((e) => !e.startsWith("nixpkgs="))];
+        if (modules && !np.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
           throw new Error(`Machine ${name}: not pinned: set pin (or a nixpkgs= entry in nixPath), or allowUnpinned: true to evaluate against the operator's NIX_PATH`);
         }
         return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
@@ -108,6 +111,7 @@ export class Machine extends pulumi.dynamic.Resource {
       connectTimeout: args.connectTimeout ?? 15,
       activationTimeout: args.activationTimeout ?? 600,
       enableRollback: args.enableRollback ?? true,
+      tags: args.tags ?? [],
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
     }, opts);

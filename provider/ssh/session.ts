@@ -144,6 +144,22 @@ export class SshSession {
     return r;
   }
 
+  /** An interactive shell on the host, wired to this terminal; resolves with its exit code. */
+  async interactiveShell(): Promise<number> {
+    const tty = !!process.stdin.isTTY;
+    const channel = await this.ssh.requestShell(tty ? { term: process.env.TERM ?? "xterm", rows: process.stdout.rows, cols: process.stdout.columns } : false);
+    if (tty) process.stdin.setRawMode(true);
+    process.stdin.pipe(channel);
+    channel.pipe(process.stdout);
+    channel.stderr.pipe(process.stderr);
+    return new Promise((resolve) => channel.on("exit", (code: number) => {
+      if (tty) process.stdin.setRawMode(false);
+      process.stdin.unpipe(channel);
+      process.stdin.pause();
+      resolve(code ?? 0);
+    }));
+  }
+
   close(): void {
     this.closed = true;
     this.ssh.dispose();

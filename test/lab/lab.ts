@@ -47,6 +47,8 @@ interface HostRecord {
   unsharePid?: number;
   initPid?: number;
   cut?: boolean;
+  /** Set once this lab created the netns (until then the slot may belong to another lab). */
+  owned?: boolean;
 }
 
 interface LabRecord {
@@ -146,17 +148,20 @@ export class Lab {
   }
 
   private recordHost(name: string, slot: number): HostRecord {
-    const h: HostRecord = {
-      name, slot,
+    const h: HostRecord = { name, ...this.slotFields(slot), dir: path.join(this.dir, "hosts", name) };
+    this.record.hosts.push(h);
+    return h;
+  }
+
+  private slotFields(slot: number) {
+    return {
+      slot,
       netns: `${NETNS_PREFIX}${slot}`,
       vethOuter: `${NETNS_PREFIX}${slot}o`,
       vethInner: `${NETNS_PREFIX}${slot}i`,
       address: `${SUBNET_PREFIX}.${slot}.2`,
       gateway: `${SUBNET_PREFIX}.${slot}.1`,
-      dir: path.join(this.dir, "hosts", name),
     };
-    this.record.hosts.push(h);
-    return h;
   }
 
   private save(): void {
@@ -175,8 +180,17 @@ export class Lab {
   get names(): string[] { return this.record.hosts.map((h) => h.name); }
 
   private async createHost(h: HostRecord): Promise<void> {
+    // The netns name is the slot's reservation: `ip netns add` fails if another lab took it meanwhile.
+    for (let attempt = 0; ; attempt++) {
+      const r = await run(["ip", "netns", "add", h.netns], { allowFailure: true });
+      if (r.code === 0) { h.owned = true; this.save(); break; }
+      if (attempt > 20 || !/exists/i.test(r.stderr)) throw new Error(`ip netns add ${h.netns}: ${r.stderr.trim()}`);
+      const taken = new Set(this.record.hosts.map((x) => x.slot));
+      const [slot] = (await freeSlots(taken.size + 1)).filter((x) => !taken.has(x));
+      Object.assign(h, this.slotFields(slot));
+      this.save();
+    }
     await this.prepareHostDir(h);
-    await run(["ip", "netns", "add", h.netns]);
     await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
     await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
     await run(["ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
@@ -360,6 +374,7 @@ export class Lab {
         if (pid && pidAlive(pid)) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
       }
       for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid)); i++) await sleep(20);
+      if (!h.owned) return;
       await run(["ip", "link", "del", h.vethOuter], { allowFailure: true });
       if (fs.existsSync(`/run/netns/${h.netns}`)) {
         const r = await run(["ip", "netns", "del", h.netns], { allowFailure: true });

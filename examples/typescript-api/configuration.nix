@@ -1,0 +1,4 @@
+{ config, lib, pkgs, ... }: {
+  networking.hostName = "web";
+  environment.etc."motd".text = "web, deployed from TypeScript\n";
+}

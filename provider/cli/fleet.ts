@@ -1,0 +1,102 @@
+import { Command } from "commander";
+import { Fleet, FleetMachine, keysOf, loadFleet, selectMachines } from "../fleet/state";
+import * as ops from "../fleet/ops";
+import { sendKeys } from "../handlers/key";
+import { closeAllSessions } from "../ssh/pool";
+import { connect } from "../fleet/ops";
+import { printTable } from "./table";
+import { targetsFor } from "./targets";
+
+interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
+
+function fleetCommand(program: Command, name: string, description: string) {
+  return program.command(name).description(description)
+    .option("--stack <name>", "stack (read with `pulumi stack export --show-secrets`)")
+    .option("--state <file>", "a stack export or the engine harness's state file")
+    .option("--cwd <dir>", "project directory for --stack")
+    .option("--include <names...>", "only these machines")
+    .option("--exclude <names...>", "not these machines")
+    .option("--tag <tags...>", "only machines with one of these tags")
+    .option("--json", "machine-readable output");
+}
+
+/** Loads and selects; runs fn on every machine in parallel; non-zero exit when any fails. */
+async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) => Promise<T>): Promise<{ m: FleetMachine; r?: T; error?: string }[]> {
+  const fleet = loadFleet(o);
+  const ms = selectMachines(fleet.machines, o);
+  if (!ms.length) throw new Error("no machine selected");
+  const res: { m: FleetMachine; r?: T; error?: string }[] = await Promise.all(ms.map((m) => fn(m, fleet).then((r) => ({ m, r }), (e) => ({ m, error: (e as Error).message }))));
+  await closeAllSessions();
+  if (res.some((x) => x.error)) process.exitCode = 1;
+  return res;
+}
+
+/** `info`, `check`, `list-generations`, `rollback`, `reboot`, `send-keys`, `ssh`, `targets`. */
+export function registerFleetCommands(program: Command): void {
+  fleetCommand(program, "info", "status of each machine, like `nixops info`").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m) => ops.info(m));
+    const rows = res.map((x) => x.r!);
+    if (rows.some((r) => r.status === "Unreachable")) process.exitCode = 1;
+    if (o.json) return console.log(JSON.stringify(rows, null, 2));
+    printTable(["Name", "Status", "Host", "Generation", "System"], rows.map((r) => [r.name, r.status, r.host, r.generation ?? "-", r.system]));
+  });
+
+  fleetCommand(program, "check", "health of each machine, like `nixops check`").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m) => ops.check(m));
+    const rows = res.map((x) => x.r!);
+    if (rows.some((r) => r.up !== "Yes")) process.exitCode = 1;
+    if (o.json) return console.log(JSON.stringify(rows, null, 2));
+    console.log("Machines state:");
+    printTable(["Name", "Exists", "Up", "Reachable", "Disks OK", "Load avg.", "Units", "Notes"],
+      rows.map((r) => [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.units, r.notes]));
+  });
+
+  fleetCommand(program, "list-generations", "system generations of each machine").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m) => ops.listGenerations(m));
+    if (o.json) return console.log(JSON.stringify(Object.fromEntries(res.map((x) => [x.m.name, x.r ?? { error: x.error }])), null, 2));
+    printTable(["Machine", "Generation", "Date", "", "System"], res.flatMap((x) => x.error
+      ? [[x.m.name, "-", "-", "", `error: ${x.error}`]]
+      : x.r!.map((g) => [x.m.name, g.number, g.date, g.current ? "(current)" : "", g.system])));
+  });
+
+  fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation").action(async (gen: string | undefined, o: FleetOpts) => {
+    const res = await onMachines(o, (m) => ops.rollback(m, gen ? Number(gen) : undefined));
+    if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
+    for (const x of res) console.log(x.error ? `${x.m.name}: rollback failed: ${x.error}` : `${x.m.name}: now generation ${x.r!.generation} (${x.r!.system})`);
+    console.log("Note: the stack still records the deployed system: `pulumi refresh` will show this as drift, and `pulumi up` will redeploy the stack's system unless the program changes.");
+  });
+
+  fleetCommand(program, "reboot", "reboot machines, wait until they are back, re-upload their keys").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m, fleet) => ops.reboot(m, keysOf(fleet, m)));
+    if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
+    for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: back up (boot ${x.r!.bootId}); keys re-uploaded: ${x.r!.keys.join(", ") || "none"}`);
+  });
+
+  fleetCommand(program, "send-keys", "re-upload the machines' keys without deploying").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m, fleet) => sendKeys(keysOf(fleet, m), { [m.connection.host]: m.hostPublicKey }));
+    if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, keys: x.r, error: x.error })), null, 2));
+    for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: ${x.r!.length ? x.r!.join(", ") : "no keys"}`);
+  });
+
+  fleetCommand(program, "ssh <machine> [command...]", "a shell or a command on a machine, with the stack's key and pinned host key")
+    .action(async (name: string, command: string[], o: FleetOpts) => {
+      const fleet = loadFleet(o);
+      const [m] = selectMachines(fleet.machines, { include: [name] });
+      const s = await connect(m);
+      try {
+        if (command.length) {
+          const r = await s.exec(command.join(" "), { check: false, onLine: (l, st) => (st === "stdout" ? process.stdout : process.stderr).write(l + "\n"), what: "command" });
+          process.exitCode = r.code ?? 1;
+        } else {
+          process.exitCode = await s.interactiveShell();
+        }
+      } finally {
+        s.close();
+      }
+    });
+
+  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys and channel)")
+    .requiredOption("--stack <name>", "stack").option("--cwd <dir>", "project directory", ".")
+    .option("--tag <tags...>", "machines with one of these tags").option("--include <names...>", "these machines")
+    .action((o) => { console.log(targetsFor(o).map((u) => `--target '${u}'`).join(" ")); });
+}

@@ -1,0 +1,109 @@
+/** Fleet operations on live hosts: status, health, generations, rollback, reboot, keys. */
+import * as net from "net";
+import { FleetMachine } from "./state";
+import { SshSession } from "../ssh/session";
+import { readFacts } from "../host/facts";
+import { SYSTEM_PROFILE } from "../host/activate";
+import { sendKeys } from "../handlers/key";
+import type { KeyInputs } from "../handlers/key";
+
+const CONNECT_MS = 5000;
+
+/** Opens a session with the stack's key and pinned host key. */
+export function connect(m: FleetMachine): Promise<SshSession> {
+  return SshSession.connect(m.connection, { pin: m.connection.hostPublicKey || m.hostPublicKey, timeoutMs: CONNECT_MS });
+}
+
+async function withSession<T>(m: FleetMachine, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  const s = await connect(m);
+  try { return await fn(s); } finally { s.close(); }
+}
+
+/** `nixops info` row. */
+export interface InfoRow { name: string; status: string; host: string; generation: number | null; system: string; error?: string }
+
+export async function info(m: FleetMachine): Promise<InfoRow> {
+  try {
+    const f = await withSession(m, readFacts);
+    return { name: m.name, status: f.currentSystem === m.systemPath ? "Up / Up-to-date" : "Up / Outdated", host: m.connection.host, generation: f.generation || null, system: f.currentSystem };
+  } catch (e) {
+    return { name: m.name, status: "Unreachable", host: m.connection.host, generation: m.generation ?? null, system: m.systemPath, error: (e as Error).message };
+  }
+}
+
+/** `nixops check` row. */
+export interface CheckRow { name: string; exists: string; up: string; reachable: string; disksOk: string; load: string; units: string; notes: string }
+
+function tcpReachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: CONNECT_MS });
+    s.once("connect", () => { s.destroy(); resolve(true); });
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => { s.destroy(); resolve(false); });
+  });
+}
+
+export async function check(m: FleetMachine): Promise<CheckRow> {
+  const row: CheckRow = { name: m.name, exists: "Yes", up: "No", reachable: "No", disksOk: "N/A", load: "", units: "", notes: "" };
+  if (!(await tcpReachable(m.connection.host, m.connection.port))) { row.notes = "no answer on the SSH port"; return row; }
+  row.reachable = "Yes";
+  try {
+    const out = await withSession(m, (s) => s.exec([
+      "cut -d' ' -f1-3 /proc/loadavg",
+      "df -P / | awk 'NR==2 { sub(\"%\", \"\", $5); print $5 }'",
+      "if [ -d /run/systemd/system ]; then systemctl --failed --plain --no-legend --no-pager | awk '{ print $1 }' | tr '\\n' ' '; echo; else echo N/A; fi",
+    ].join("\n"), { what: "health check" }));
+    const [load, disk, units] = out.stdout.split("\n");
+    row.up = "Yes";
+    row.load = load.trim();
+    row.disksOk = Number(disk) >= 95 ? `No (/ ${disk}% full)` : "Yes";
+    row.units = units.trim() === "N/A" ? "N/A" : units.trim().split(/\s+/).filter(Boolean).map((u) => `${u} [failed]`).join(", ");
+  } catch (e) {
+    row.notes = (e as Error).message;
+  }
+  return row;
+}
+
+/** One system generation. */
+export interface Generation { number: number; date: string; current: boolean; system: string }
+
+export async function listGenerations(m: FleetMachine): Promise<Generation[]> {
+  const out = await withSession(m, (s) => s.exec(
+    `nix-env -p ${SYSTEM_PROFILE} --list-generations | while read n d t cur; do echo "$n|$d $t|$cur|$(readlink ${SYSTEM_PROFILE}-$n-link)"; done`,
+    { privileged: true, what: "listing generations" }));
+  return out.stdout.trim().split("\n").filter(Boolean).map((l) => {
+    const [n, date, cur, system] = l.split("|");
+    return { number: Number(n), date, current: cur.includes("current"), system };
+  });
+}
+
+/** Switches to the previous (or given) generation; returns the system now running. */
+export async function rollback(m: FleetMachine, generation?: number): Promise<{ generation: number; system: string }> {
+  return withSession(m, async (s) => {
+    const sw = generation ? `--switch-generation ${Number(generation)}` : "--rollback";
+    const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch >/dev/null && readlink ${SYSTEM_PROFILE} && readlink -f /run/current-system`,
+      { privileged: true, what: "rollback" });
+    const [link, system] = r.stdout.trim().split("\n");
+    return { generation: Number(/system-(\d+)-link/.exec(link)?.[1]), system };
+  });
+}
+
+/** Reboots a host, waits for a new boot id, then re-uploads its keys (NixOps `reboot`). */
+export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300_000): Promise<{ bootId: string; keys: string[] }> {
+  const before = await withSession(m, async (s) => {
+    const id = (await readFacts(s)).bootId;
+    // The session may drop while the command runs: that is the reboot working.
+    await s.exec("(sleep 0.2; reboot) >/dev/null 2>&1 &", { privileged: true, what: "reboot", check: false }).catch(() => undefined);
+    return id;
+  });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error(`${m.name} did not come back within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 500));
+    const id = await withSession(m, async (s) => (await readFacts(s)).bootId).catch(() => undefined);
+    if (id && id !== before) {
+      const sent = keys.length ? await sendKeys(keys, { [m.connection.host]: m.hostPublicKey }) : [];
+      return { bootId: id, keys: sent };
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The fleet as recorded in a stack's state: machines, keys and channel pins with their
+ * connections. Reads `pulumi stack export --show-secrets` (secrets as plaintext) or the engine
+ * harness's state file (secrets sealed with PULUMI_CONFIG_PASSPHRASE).
+ */
+import * as fs from "fs";
+import { spawnSync } from "child_process";
+import { Connection, normalizeConnection } from "../connection";
+import type { KeyInputs } from "../handlers/key";
+
+const SIG = "4dabf18193072939515e22adb298388d";
+
+/** A machine of the stack. */
+export interface FleetMachine {
+  name: string;
+  urn: string;
+  connection: Connection;
+  hostPublicKey?: string;
+  systemPath: string;
+  generation?: number;
+  tags: string[];
+}
+
+/** What the fleet commands work on. */
+export interface Fleet {
+  machines: FleetMachine[];
+  /** Keys (state inputs, with content) by machine host:port. */
+  keys: KeyInputs[];
+}
+
+/** Loads a stack export (from `--state FILE` or `pulumi stack export --show-secrets --stack NAME`). */
+export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }): Fleet {
+  let raw: string;
+  if (opts.state) raw = fs.readFileSync(opts.state, "utf8");
+  else if (opts.stack) {
+    const r = spawnSync("pulumi", ["stack", "export", "--show-secrets", "--stack", opts.stack, ...(opts.cwd ? ["--cwd", opts.cwd] : [])], { encoding: "utf8" });
+    if (r.error || r.status !== 0) throw new Error(`pulumi stack export failed (${r.error?.message ?? r.stderr.trim()}); with the engine harness use --state FILE`);
+    raw = r.stdout;
+  } else throw new Error("which stack? give --stack NAME (needs the pulumi CLI) or --state FILE");
+  const data = JSON.parse(raw);
+  const resources: any[] = (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
+  const open = opener(data);
+  const machines: FleetMachine[] = [];
+  const keys: KeyInputs[] = [];
+  for (const r of resources) {
+    const inputs = open(r.inputs ?? {});
+    const outputs = open(r.outputs ?? {});
+    const kind = outputs.kind ?? inputs.kind;
+    const name = String(r.urn).split("::").pop()!;
+    if (kind === "machine") {
+      machines.push({
+        name, urn: r.urn,
+        connection: normalizeConnection({ ...(outputs.connection ?? inputs.connection), privateKey: (inputs.connection ?? outputs.connection)?.privateKey }),
+        hostPublicKey: outputs.hostPublicKey, systemPath: outputs.systemPath, generation: outputs.generation, tags: outputs.tags ?? inputs.tags ?? [],
+      });
+    } else if (kind === "deploymentKey") {
+      keys.push({ ...inputs, connection: normalizeConnection({ ...inputs.connection, hostPublicKey: inputs.connection?.hostPublicKey || outputs.hostPublicKey }) });
+    }
+  }
+  return { machines, keys };
+}
+
+/** Secrets → plain values: `{sig, plaintext}` (stack export --show-secrets), `{sig, ciphertext}` (harness state). */
+function opener(data: any): (v: any) => any {
+  let crypter: { decrypt(c: string): string } | undefined;
+  const decrypt = (c: string) => {
+    if (!crypter) {
+      // The harness seals secrets like a passphrase secrets provider; its crypter ships with the lab tools.
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { PassphraseCrypter } = require("../../test/engine/secrets");
+      const salt = Buffer.from(data.deployment?.secrets_providers?.state?.salt ?? "", "base64");
+      crypter = PassphraseCrypter.fromEnv(salt);
+    }
+    return crypter!.decrypt(c);
+  };
+  const open = (v: any): any => {
+    if (v && typeof v === "object" && !Array.isArray(v) && v[SIG]) {
+      if ("plaintext" in v) return JSON.parse(v.plaintext);
+      if ("ciphertext" in v) return JSON.parse(decrypt(v.ciphertext));
+      if ("value" in v) return open(v.value);
+    }
+    if (Array.isArray(v)) return v.map(open);
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, open(x)]));
+    return v;
+  };
+  return open;
+}
+
+/** Machines picked by --include / --exclude / --tag (NixOps semantics: include first, then exclude). */
+export function selectMachines(all: FleetMachine[], sel: { include?: string[]; exclude?: string[]; tag?: string[] }): FleetMachine[] {
+  const unknown = [...(sel.include ?? []), ...(sel.exclude ?? [])].filter((n) => !all.some((m) => m.name === n));
+  if (unknown.length) throw new Error(`no machine named ${unknown.join(", ")} in the stack (machines: ${all.map((m) => m.name).join(", ")})`);
+  return all.filter((m) => (!sel.include?.length || sel.include.includes(m.name))
+    && !sel.exclude?.includes(m.name)
+    && (!sel.tag?.length || sel.tag.some((t) => m.tags.includes(t))));
+}
+
+/** The keys of a machine (same host and port). */
+export function keysOf(fleet: Fleet, m: FleetMachine): KeyInputs[] {
+  return fleet.keys.filter((k) => k.connection.host === m.connection.host && (k.connection.port ?? 22) === m.connection.port);
+}
