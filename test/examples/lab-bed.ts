@@ -21,8 +21,8 @@ export const THEDRONEELY_SECRETS = {
 /** Everything a bed runs; stop() ends it all. */
 export interface Bed {
   lab: Lab;
-  vault: VaultServer;
-  channels: ChannelServer;
+  vault?: VaultServer;
+  channels?: ChannelServer;
   stack: StackRef;
   stop(): Promise<void>;
 }
@@ -63,4 +63,18 @@ export async function nixopsNetworkBed(tmp: string): Promise<Bed> {
     await lab.down();
     throw e;
   }
+}
+
+/** The flake example on lab hosts alpha and beta. */
+export async function flakeBed(tmp: string): Promise<Bed> {
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["alpha", "beta"] });
+  const hosts = await lab.status();
+  const prog = path.join(tmp, "flake");
+  fs.mkdirSync(prog, { recursive: true });
+  fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: flake-example\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "examples/flake/index.ts")}\n`);
+  fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
+    "flake-example:machines": Object.fromEntries(hosts.map((h) => [h.name, { host: h.address }])),
+    "flake-example:sshPrivateKeyFile": lab.privateKeyPath,
+  } }));
+  return { lab, stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") }, stop: () => lab.down() };
 }

@@ -1,20 +1,22 @@
 /**
- * `npm run example -- nixops-network [--keep]`: the seed's network deployed on 5 lab hosts with
- * the test Vault and a pinned channel, then `pulumi-nixos info`; the lab is torn down unless --keep.
+ * `npm run example -- nixops-network|flake [--keep]`: an example deployed on lab hosts (the seed's
+ * network on 5 hosts with the test Vault and a pinned channel; or machines from the test flake),
+ * then `pulumi-nixos info`; the lab is torn down unless --keep.
  */
 import "../helpers/env";
 import * as path from "path";
-import { nixopsNetworkBed } from "./lab-bed";
+import { nixopsNetworkBed, flakeBed, Bed } from "./lab-bed";
 import { engine } from "../helpers/engine";
 import { run } from "../../provider/util/run";
 import { ROOT, tempDir } from "../helpers/env";
 
 async function main(): Promise<void> {
   const which = process.argv[2] ?? "nixops-network";
-  if (which !== "nixops-network") throw new Error(`unknown example '${which}' (nixops-network)`);
+  const beds: Record<string, (tmp: string) => Promise<Bed>> = { "nixops-network": nixopsNetworkBed, flake: flakeBed };
+  if (!beds[which]) throw new Error(`unknown example '${which}' (${Object.keys(beds).join(", ")})`);
   const keep = process.argv.includes("--keep");
   const tmp = tempDir("example");
-  const bed = await nixopsNetworkBed(tmp);
+  const bed = await beds[which](tmp);
   try {
     const up = await engine("up", bed.stack);
     process.stdout.write(up.stdout + up.stderr);

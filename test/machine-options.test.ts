@@ -1,0 +1,101 @@
+import "./helpers/env";
+import { describe, test, before, after } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import YAML from "yaml";
+import { Lab, LabHostInfo } from "./lab/lab";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
+import { engine, expectExit, stateResources } from "./helpers/engine";
+import { writeStack, nixConfig } from "./helpers/stack";
+
+const skip = canRunLab ? false : "the lab needs root on Linux";
+
+describe("machine options: flake, buildOn target, action test/boot, rollback off", { skip }, () => {
+  let tmp = "";
+  let lab: Lab;
+  let hosts: LabHostInfo[] = [];
+  const current = async (name: string) => (await lab.exec(name, ["sh", "-c", "readlink /run/current-system || true"])).stdout.trim();
+  const gens = async (name: string) => (await lab.exec(name, ["sh", "-c", "nix-env -p /nix/var/nix/profiles/system --list-generations | wc -l"])).stdout.trim();
+
+  before(async () => {
+    tmp = tempDir("options");
+    lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["alpha", "beta"] });
+    hosts = await lab.status();
+  });
+  after(async () => {
+    await lab?.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test("machines from a flake (the flake example's program)", async () => {
+    const dir = path.join(tmp, "flake");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: flake-example\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "examples/flake/index.ts")}\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.lab.yaml"), YAML.stringify({ config: {
+      "flake-example:machines": Object.fromEntries(hosts.map((h) => [h.name, { host: h.address }])),
+      "flake-example:sshPrivateKeyFile": lab.privateKeyPath,
+    } }));
+    const s = { cwd: dir, stack: "lab", state: path.join(dir, "state.json") };
+    const up = await engine("up", s);
+    expectExit(up, 0, "flake up");
+    const st = stateResources(s.state);
+    assert.match(st.alpha.outputs.systemPath, /-nixos-system-alpha-/);
+    assert.equal(st.alpha.inputs.flake, `${path.join(ROOT, "test/fixtures")}#alpha`);
+    assert.equal(await current("alpha"), st.alpha.outputs.systemPath);
+    assert.equal((await lab.exec("beta", ["cat", "/etc/role"])).stdout, "beta\n");
+    expectExit(await engine("destroy", s), 0, "destroy");
+  });
+
+  test("buildOn target: the .drv closure is copied and built on the host", async () => {
+    const s = writeStack(path.join(tmp, "target"), "t", { alpha: { targetHost: hosts[0].address, config: nixConfig("built-on-target", { paths: 3 }), buildOn: "target" } },
+      { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const up = await engine("up", s);
+    expectExit(up, 0, "buildOn target");
+    assert.match(up.stdout + up.stderr, /alpha: building \/nix\/store\/\S+\.drv on the host/);
+    const m = stateResources(s.state).alpha.outputs;
+    assert.equal(await current("alpha"), m.systemPath);
+    assert.equal(fs.existsSync(m.systemPath), false, "the toplevel was never built on this machine");
+    assert.ok(m.closureSize.paths >= 4);
+  });
+
+  test("action test activates without a new boot default; action boot sets it without activating", async () => {
+    const before = await current("beta");
+    const beforeGens = await gens("beta");
+    const s = writeStack(path.join(tmp, "actions"), "t", { beta: { targetHost: hosts[1].address, config: nixConfig("beta", { role: "tested" }), action: "test" } },
+      { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    expectExit(await engine("up", s), 0, "action test");
+    const tested = stateResources(s.state).beta.outputs.systemPath;
+    assert.equal(await current("beta"), tested);
+    assert.equal(await gens("beta"), beforeGens, "no new generation for `test`");
+    await lab.reboot("beta");
+    assert.equal(await current("beta"), before, "after a reboot the profile's default runs again");
+
+    writeStack(s.cwd, "t", { beta: { targetHost: hosts[1].address, config: nixConfig("beta", { role: "booted" }), action: "boot" } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    expectExit(await engine("up", s), 0, "action boot");
+    const booted = stateResources(s.state).beta.outputs.systemPath;
+    assert.equal(await current("beta"), before, "boot does not activate");
+    const rf = await engine("refresh", s);
+    assert.doesNotMatch(rf.stdout, /drift/, "for action boot, refresh compares the boot default");
+    await lab.reboot("beta");
+    assert.equal(await current("beta"), booted, "the next boot runs it");
+  });
+
+  test("enableRollback false deletes old generations after a deploy", async () => {
+    const dir = path.join(tmp, "norollback");
+    const base = writeStack(dir, "t", {}, {});
+    const net = (role: string) => {
+      fs.writeFileSync(path.join(dir, "alpha.nix"), nixConfig("alpha", { role }));
+      fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: {
+        "pulumi-nixos:network": { enableRollback: false, machines: { alpha: { targetHost: hosts[0].address, configuration: "./alpha.nix" } } },
+        "pulumi-nixos:nixPath": [`nixpkgs=${path.join(ROOT, "test/fixtures/nixpkgs")}`],
+        "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
+      } }));
+    };
+    net("one");
+    expectExit(await engine("up", base), 0, "first");
+    net("two");
+    expectExit(await engine("up", base), 0, "second");
+    assert.equal(await gens("alpha"), "1", "only the current generation is kept");
+  });
+});
