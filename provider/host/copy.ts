@@ -8,6 +8,9 @@ import { SshSession } from "../ssh/session";
 import { ClosurePath, exportPaths } from "../nix/closure";
 import { Logger, formatBytes } from "../util/log";
 
+/** Buffering between the export and the SSH channel: small pipe buffers idle the link. */
+const PIPE_BUFFER = 4 << 20;
+
 /** Store paths among `paths` that the host does not have. */
 export async function missingOnHost(s: SshSession, paths: string[]): Promise<string[]> {
   if (!paths.length) return [];
@@ -47,6 +50,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   let sent = 0;
   let lastReport = Date.now();
   const meter = new Transform({
+    highWaterMark: PIPE_BUFFER,
     transform(chunk: Buffer, _enc, cb) {
       raw += chunk.length;
       if (Date.now() - lastReport > 1000) {
@@ -63,10 +67,10 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
     source.pipe(z.stdin);
     source = z.stdout;
   }
-  const counter = new Transform({ transform(chunk: Buffer, _e, cb) { sent += chunk.length; cb(null, chunk); } });
+  const counter = new Transform({ highWaterMark: PIPE_BUFFER, transform(chunk: Buffer, _e, cb) { sent += chunk.length; cb(null, chunk); } });
   const importCmd = opts.compress ? "zstd -q -d -c | nix-store --import >/dev/null" : "nix-store --import >/dev/null";
-  const r = await s.exec(opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd, {
-    stdin: source.pipe(counter), privileged: true, check: false, what: "closure import", timeoutMs: opts.timeoutMs,
+  const r = await s.execStream(opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd, source.pipe(counter), {
+    privileged: true, check: false, what: "closure import", timeoutMs: opts.timeoutMs,
   });
   const code = await exited;
   if (code !== 0) throw new Error(`nix-store --export failed (exit ${code}): ${exportErr.trim()}`);

@@ -32,6 +32,9 @@ export interface ExecOptions {
   what?: string;
 }
 
+/** Bytes a streamed stdin may queue in the SSH channel (bounds memory, keeps the link busy). */
+const STREAM_BUFFER = 16 << 20;
+
 /** Thrown when the connection drops while a command runs. */
 export class ConnectionLostError extends Error {}
 
@@ -142,6 +145,42 @@ export class SshSession {
       throw new Error(`${what} on ${this.label} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
     }
     return r;
+  }
+
+  /**
+   * Runs a script with a large stream on stdin (a closure export). node-ssh's `pipe()` waits for the
+   * channel to drain after every chunk, which idles the link (measured: 30 MB in 0.73 s vs 0.23 s);
+   * here up to STREAM_BUFFER bytes may wait in the channel before the source is paused.
+   */
+  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin" | "onLine"> = {}): Promise<ExecResult> {
+    const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+    const what = opts.what ?? "remote command";
+    const client = this.ssh.connection;
+    if (!client) return Promise.reject(new ConnectionLostError(`connection to ${this.label} lost before ${what}`));
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err, ch) => {
+        if (err) return reject(new Error(`${what} on ${this.label}: ${err.message}`));
+        let stdout = "", stderr = "", code: number | null = null, signal: string | null = null;
+        const timer = setTimeout(() => { ch.close(); source.destroy(); reject(new Error(`${what} on ${this.label} timed out after ${Math.round((opts.timeoutMs ?? 0) / 1000)} s`)); }, opts.timeoutMs ?? 600_000);
+        ch.on("data", (d: Buffer) => { stdout += d.toString(); });
+        ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+        ch.on("exit", (c: number | null, sig?: string) => { code = c; signal = sig ?? null; });
+        source.on("data", (chunk: Buffer) => {
+          ch.write(chunk);
+          if (ch.writableLength > STREAM_BUFFER) source.pause();
+        });
+        ch.on("drain", () => source.resume());
+        source.on("end", () => ch.end());
+        source.on("error", (e) => { ch.close(); reject(e); });
+        ch.on("close", () => {
+          clearTimeout(timer);
+          if (code === null && !this.alive) return reject(new ConnectionLostError(`connection to ${this.label} lost during ${what}`));
+          const r = { code, signal, stdout, stderr };
+          if ((opts.check ?? true) && code !== 0) return reject(new Error(`${what} on ${this.label} failed (exit ${code ?? signal}): ${stderr.trim().split("\n").slice(-5).join(" | ")}`));
+          resolve(r);
+        });
+      });
+    });
   }
 
   /** An interactive shell on the host, wired to this terminal; resolves with its exit code. */
