@@ -6,6 +6,7 @@ import * as path from "path";
 import { Lab } from "./lab/lab";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
+import { REAL_CLI_SKIP, pulumiCli, pulumiExport } from "./helpers/real-cli";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
@@ -115,6 +116,33 @@ test("engine harness: preview → up → update → replace → refresh (drift) 
     expectExit(ds, 0, "destroy");
     assert.deepEqual(Object.keys(stateResources(s.state)), []);
     assert.equal(await cat("/root/c.txt"), "MISSING\n");
+  } finally {
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("real pulumi CLI (file backend): the same program through up → update → refresh (drift) → destroy", { skip: REAL_CLI_SKIP || skip }, async () => {
+  const tmp = tempDir("realcli");
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
+  try {
+    const [h] = await lab.status();
+    const prog = copyProgram(tmp);
+    const s = { cwd: prog, stack: "dev", state: path.join(tmp, "state.json") };
+    const cat = async (p: string) => (await lab.exec("host1", ["sh", "-c", `cat ${p} 2>/dev/null || echo MISSING`])).stdout;
+    writeConfig(prog, h.address, lab.privateKeyPath, { a: { path: "/root/a.txt", content: "one\n" } });
+    expectExit(await pulumiCli("up", s), 0, "pulumi up");
+    assert.equal(await cat("/root/a.txt"), "one\n");
+    writeConfig(prog, h.address, lab.privateKeyPath, { a: { path: "/root/a.txt", content: "two\n" } });
+    const pv = await pulumiCli("preview", s);
+    assert.match(pv.stdout, /~ +pulumi-nodejs:dynamic:Resource +a +update/);
+    expectExit(await pulumiCli("up", s), 0, "pulumi up (update)");
+    assert.equal(await cat("/root/a.txt"), "two\n");
+    await lab.exec("host1", ["sh", "-c", "echo tampered > /root/a.txt"]);
+    expectExit(await pulumiCli("refresh", s), 0, "pulumi refresh");
+    assert.equal((await pulumiExport(s)).a.outputs.content, "tampered\n");
+    expectExit(await pulumiCli("destroy", s), 0, "pulumi destroy");
+    assert.equal(await cat("/root/a.txt"), "MISSING\n");
   } finally {
     await lab.down();
     fs.rmSync(tmp, { recursive: true, force: true });

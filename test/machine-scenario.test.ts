@@ -7,6 +7,7 @@ import { Lab } from "./lab/lab";
 import { canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
+import { REAL_CLI_SKIP, pulumiCli, pulumiExport } from "./helpers/real-cli";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
@@ -97,6 +98,29 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     expectExit(ds, 0, "destroy");
     assert.match(ds.stdout, /- 4 deleted/);
     assert.equal(await current("host1"), st.host1.outputs.systemPath, "destroy forgets; hosts keep running");
+  } finally {
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("machines through the real pulumi CLI (file backend)", { skip: REAL_CLI_SKIP || skip }, async () => {
+  const tmp = tempDir("scenario-cli");
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 2 });
+  try {
+    const hosts = await lab.status();
+    const machines = (role: string) => Object.fromEntries(hosts.map((h) => [h.name, { targetHost: h.address, config: nixConfig(h.name, { role: h.name === "host2" ? role : h.name }) }]));
+    const s = writeStack(path.join(tmp, "prog"), "lab", machines("v1"), { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    expectExit(await pulumiCli("up", s), 0, "pulumi up");
+    writeStack(s.cwd, "lab", machines("v2"), { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const pv = await pulumiCli("preview", s);
+    assert.match(pv.stdout, /host2/);
+    expectExit(await pulumiCli("up", s), 0, "pulumi up (change)");
+    assert.equal((await pulumiExport(s)).host2.outputs.generation, 2);
+    await lab.exec("host2", ["sh", "-c", "/nix/var/nix/profiles/system-1-link/bin/switch-to-configuration test >/dev/null"]);
+    expectExit(await pulumiCli("refresh", s), 0, "pulumi refresh");
+    expectExit(await pulumiCli("up", s), 0, "pulumi up converges");
+    expectExit(await pulumiCli("destroy", s), 0, "pulumi destroy");
   } finally {
     await lab.down();
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -97,5 +97,6 @@ export function selectMachines(all: FleetMachine[], sel: { include?: string[]; e
 
 /** The keys of a machine (same host and port). */
 export function keysOf(fleet: Fleet, m: FleetMachine): KeyInputs[] {
-  return fleet.keys.filter((k) => k.connection.host === m.connection.host && (k.connection.port ?? 22) === m.connection.port);
+  return fleet.keys.filter((k) => k.connection.host === m.connection.host && (k.connection.port ?? 22) === m.connection.port)
+    .sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -1,7 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs } from "../connection";
 import { connectionInputs } from "./connection-inputs";
-import { channelProvider } from "./channel-provider";
+import { runtimeProvider } from "./runtime-provider";
+
+const channelProvider = runtimeProvider("channel");
 
 /** Inputs of a {@link ChannelPin}. */
 export interface ChannelPinArgs {

@@ -4,7 +4,9 @@ import { keySpecProblems } from "../keys/spec";
 import { KeySource, readKeySource, sourceKind } from "../secrets/sources";
 import { VaultRef } from "../secrets/vault";
 import { connectionInputs } from "./connection-inputs";
-import { keyProvider } from "./key-provider";
+import { runtimeProvider } from "./runtime-provider";
+
+const keyProvider = runtimeProvider("key");
 
 /** Inputs of a {@link DeploymentKey}: one secret file on one host (NixOps `deployment.keys.<name>`). */
 export interface DeploymentKeyArgs {

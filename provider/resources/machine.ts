@@ -3,7 +3,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs, Connection } from "../connection";
 import { evaluateSystem } from "../nix/evaluate";
 import { fetchPin, Pin } from "../pins/pin";
-import { machineProvider } from "./machine-provider";
+import { runtimeProvider } from "./runtime-provider";
+
+const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */

@@ -6,6 +6,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
+import { openV1, sealV1 } from "./secrets";
 
 /** What the harness needs to know of a project and one of its stacks. */
 export interface ProjectInfo {
@@ -92,24 +93,10 @@ export class ConfigCrypter {
     return { crypter: c, encryptionsalt: `v1:${salt.toString("base64")}:${c.encrypt("pulumi")}` };
   }
 
-  encrypt(plaintext: string): string {
-    const nonce = crypto.randomBytes(12);
-    const c = crypto.createCipheriv("aes-256-gcm", this.key, nonce);
-    const ct = Buffer.concat([c.update(plaintext, "utf8"), c.final(), c.getAuthTag()]);
-    return `v1:${nonce.toString("base64")}:${ct.toString("base64")}`;
-  }
+  encrypt(plaintext: string): string { return sealV1(this.key, plaintext); }
 
   decrypt(value: string): string {
-    const [v, n, b] = value.split(":");
-    if (v !== "v1" || !n || !b) throw new Error("unrecognized secure value");
-    const data = Buffer.from(b, "base64");
-    const d = crypto.createDecipheriv("aes-256-gcm", this.key, Buffer.from(n, "base64"));
-    d.setAuthTag(data.subarray(data.length - 16));
-    try {
-      return Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]).toString("utf8");
-    } catch {
-      throw new Error("cannot decrypt a secure config value: wrong PULUMI_CONFIG_PASSPHRASE");
-    }
+    return openV1(this.key, value, "cannot decrypt a secure config value: wrong PULUMI_CONFIG_PASSPHRASE");
   }
 }
 

@@ -55,6 +55,28 @@ function isPlainObject(v: unknown): v is Record<string, Json> {
   return !!v && typeof v === "object" && !Array.isArray(v) && !isSecret(v);
 }
 
+/** Pulumi's `v1:<nonce>:<ciphertext+tag>` AES-256-GCM format (passphrase secrets provider). */
+export function sealV1(key: Buffer, plaintext: string): string {
+  const nonce = crypto.randomBytes(12);
+  const c = crypto.createCipheriv("aes-256-gcm", key, nonce);
+  const ct = Buffer.concat([c.update(plaintext, "utf8"), c.final(), c.getAuthTag()]);
+  return `v1:${nonce.toString("base64")}:${ct.toString("base64")}`;
+}
+
+/** Opens a {@link sealV1} value; `wrongKey` is the message when authentication fails. */
+export function openV1(key: Buffer, value: string, wrongKey: string): string {
+  const [v, n, b] = value.split(":");
+  if (v !== "v1" || !n || !b) throw new Error("unrecognized ciphertext (expected v1:nonce:data)");
+  const data = Buffer.from(b, "base64");
+  const d = crypto.createDecipheriv("aes-256-gcm", key, Buffer.from(n, "base64"));
+  d.setAuthTag(data.subarray(data.length - 16));
+  try {
+    return Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]).toString("utf8");
+  } catch {
+    throw new Error(wrongKey);
+  }
+}
+
 /**
  * Encrypts secrets for the state file the way a passphrase secrets provider does
  * (AES-256-GCM, key from PBKDF2 of PULUMI_CONFIG_PASSPHRASE and a per-stack salt).
@@ -74,25 +96,10 @@ export class PassphraseCrypter {
     return new PassphraseCrypter(p, salt);
   }
 
-  encrypt(plaintext: string): string {
-    const nonce = crypto.randomBytes(12);
-    const c = crypto.createCipheriv("aes-256-gcm", this.key, nonce);
-    const ct = Buffer.concat([c.update(plaintext, "utf8"), c.final(), c.getAuthTag()]);
-    return `v1:${nonce.toString("base64")}:${ct.toString("base64")}`;
-  }
+  encrypt(plaintext: string): string { return sealV1(this.key, plaintext); }
 
   decrypt(ciphertext: string): string {
-    const [v, n, b] = ciphertext.split(":");
-    if (v !== "v1" || !n || !b) throw new Error("unrecognized ciphertext in state");
-    const nonce = Buffer.from(n, "base64");
-    const data = Buffer.from(b, "base64");
-    const d = crypto.createDecipheriv("aes-256-gcm", this.key, nonce);
-    d.setAuthTag(data.subarray(data.length - 16));
-    try {
-      return Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]).toString("utf8");
-    } catch {
-      throw new Error("cannot decrypt the state's secrets: wrong PULUMI_CONFIG_PASSPHRASE");
-    }
+    return openV1(this.key, ciphertext, "cannot decrypt the state's secrets: wrong PULUMI_CONFIG_PASSPHRASE");
   }
 
   /** Wire-form secrets → `{sig, ciphertext}` as in `pulumi stack export`. */
