@@ -41,6 +41,9 @@ export class ConnectionLostError extends Error {}
 /** Shell-quotes one word for a POSIX sh. */
 export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/** Counters for benchmarks: connections opened and remote commands run (each costs round trips). */
+export const sshStats = { connections: 0, commands: 0 };
+
 export class SshSession {
   /** The host key the server presented (`type base64`). */
   hostPublicKey = "";
@@ -91,6 +94,7 @@ export class SshSession {
       throw new Error(`cannot connect to ${connectionLabel(conn)}: ${describeConnectError(e, opts.timeoutMs ?? 15_000)}`);
     }
     const s = new SshSession(conn, ssh);
+    sshStats.connections++;
     s.hostPublicKey = presented;
     ssh.connection?.on("close", () => { s.closed = true; });
     ssh.connection?.on("error", () => { s.closed = true; });
@@ -99,6 +103,7 @@ export class SshSession {
 
   /** Runs a POSIX sh script on the host. */
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    sshStats.commands++;
     const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
     const timeoutMs = opts.timeoutMs ?? 600_000;
     const what = opts.what ?? "remote command";
@@ -153,6 +158,7 @@ export class SshSession {
    * here up to STREAM_BUFFER bytes may wait in the channel before the source is paused.
    */
   execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin" | "onLine"> = {}): Promise<ExecResult> {
+    sshStats.commands++;
     const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
     const what = opts.what ?? "remote command";
     const client = this.ssh.connection;

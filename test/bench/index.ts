@@ -10,6 +10,7 @@ import { Lab, LabHostInfo } from "../lab/lab";
 import { run } from "../../provider/util/run";
 import { create, MachineInputs } from "../../provider/handlers/machine";
 import { closeAllSessions } from "../../provider/ssh/pool";
+import { sshStats } from "../../provider/ssh/session";
 import { evaluateSystem, evaluationStats } from "../../provider/nix/evaluate";
 import { closureOf } from "../../provider/nix/closure";
 import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
@@ -37,6 +38,39 @@ async function baseline(h: LabHostInfo, keyPath: string, sys: BuiltSystem): Prom
   await run(["nix-copy-closure", "--to", `root@${h.address}`, sys.outPath], { env: { ...process.env, NIX_SSHOPTS: sshOpts } });
   await run(["ssh", ...sshOpts.split(" "), `root@${h.address}`,
     `nix-env -p /nix/var/nix/profiles/system --set ${sys.outPath} && ${sys.outPath}/bin/switch-to-configuration switch >/dev/null`]);
+}
+
+/** (g), (i), (j): the same deploys over a 20 ms RTT link (latency relay in front of each sshd). */
+async function linkScenarios(lab: Lab, _hosts: LabHostInfo[], key: string, tmp: string): Promise<void> {
+  const RTT = 20;
+  for (const h of lab.names.slice(0, HOSTS)) await lab.link(h, { rttMs: RTT });
+  const hosts = await lab.status();
+  const [g1, g2, g3, j1, j2] = await Promise.all(["g1", "g2", "g3", "j1", "j2"].map((seed) => buildSystem(tmp, `link-${seed}`, { paths: 300, sizeKB: 100, seed })));
+  const sshOpts = (h: LabHostInfo) => `-i ${lab.privateKeyPath} -p ${h.port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+
+  // (g) small closure to an empty host: ours vs nix-copy-closure vs a raw `ssh cat` of the export stream.
+  const [oursG] = await secs(() => create(inputs(hosts[0], key, g1)));
+  const [nccG] = await secs(() => run(["nix-copy-closure", "--to", `root@${hosts[1].address}`, g2.outPath], { env: { ...process.env, NIX_SSHOPTS: `${sshOpts(hosts[1])}` } }));
+  const [rawG] = await secs(() => run(["sh", "-c", `nix-store --export $(nix-store -qR ${g3.outPath}) | ssh ${sshOpts(hosts[2])} root@${hosts[2].address} 'cat > /dev/null'`]));
+  emit({ scenario: "g-small-closure-20ms", ours_s: round(oursG), baseline_s: round(nccG), ratio: round(oursG / nccG), raw_stream_s: round(rawG),
+    ours_vs_raw: round(oursG / rawG), target: "ours >= 5x faster than nix-copy-closure; <= 1.3x the raw stream" });
+  await closeAllSessions();
+
+  // (i) no-op and one-changed-path redeploys: seconds and SSH commands (round trips are per command).
+  const before = { ...sshStats };
+  const [noop] = await secs(() => create(inputs(hosts[0], key, g1)));
+  const noopCmds = sshStats.commands - before.commands;
+  const changed = await buildSystem(tmp, "link-g1", { paths: 300, sizeKB: 100, seed: "g1", role: "changed" });
+  const mid = { ...sshStats };
+  const [one] = await secs(() => create(inputs(hosts[0], key, changed)));
+  emit({ scenario: "i-redeploy-20ms", noop_s: round(noop), noop_ssh_commands: noopCmds, one_changed_s: round(one),
+    one_changed_ssh_commands: sshStats.commands - mid.commands, rtt_ms: RTT, target: "no-op <= SSH handshake + 2 RTT" });
+  await closeAllSessions();
+
+  // (j) ten hosts in parallel vs one host, all at 20 ms.
+  const [oneJ] = await secs(() => create(inputs(hosts[3], key, j1)));
+  const [tenJ] = await secs(() => Promise.all(hosts.slice(0, HOSTS).map((h) => create(inputs(h, key, j2)))));
+  emit({ scenario: "j-ten-hosts-20ms", ours_s: round(tenJ), one_host_s: round(oneJ), ratio: round(tenJ / oneJ), target: "<= 2x one host" });
 }
 
 async function main(): Promise<void> {
@@ -109,6 +143,8 @@ async function main(): Promise<void> {
     });
     emit({ scenario: "f-evaluate-ten", ours_s: round(oursF), baseline_s: round(baseF), ratio: round(oursF / baseF),
       evaluations: evaluationStats.evaluations - evalsBefore, target: "one evaluation" });
+    await closeAllSessions();
+    await linkScenarios(lab, hosts, key, tmp);
   } finally {
     await closeAllSessions();
     await lab.down();

@@ -40,6 +40,16 @@ export function registerLabCommands(program: Command): void {
       .action(async (name: string, o) => { await Lab.open(o.dir)[verb](name); console.log(`${name}: ${verb} done`); });
   }
 
+  lab.command("link <name>").description("shape a host's link: latency through a relay (--rtt), bandwidth with tbf (--rate); --clear removes both")
+    .option(...dirOpt).option("--rtt <ms>", "round-trip time to add").option("--rate <mbit>", "bandwidth limit, Mbit/s").option("--clear", "remove shaping")
+    .action(async (name: string, o) => {
+      const l = Lab.open(o.dir);
+      if (o.clear) await l.clearLink(name);
+      else await l.link(name, { rttMs: o.rtt ? Number(o.rtt) : undefined, rateMbit: o.rate ? Number(o.rate) : undefined });
+      const h = (await l.status()).find((x) => x.name === name)!;
+      console.log(o.clear ? `${name}: link shaping removed` : `${name}: reach it at ${h.address}:${h.port} (rtt ${o.rtt ?? 0} ms, rate ${o.rate ?? "unlimited"} Mbit/s)`);
+    });
+
   lab.command("down").description("remove every process, namespace, veth, mount and file of the lab")
     .option(...dirOpt)
     .action(async (o) => { await Lab.open(o.dir).down(); console.log(`lab in ${o.dir} removed`); });

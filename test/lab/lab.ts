@@ -32,6 +32,8 @@ export interface LabHostInfo {
   currentSystem?: string;
   /** Generation number of /nix/var/nix/profiles/system, if any. */
   generation?: number;
+  /** Link shaping in effect (`lab link`). */
+  link?: { rttMs?: number; rateMbit?: number };
 }
 
 /** One host's record in lab.json. */
@@ -49,6 +51,8 @@ interface HostRecord {
   cut?: boolean;
   /** Set once this lab created the netns (until then the slot may belong to another lab). */
   owned?: boolean;
+  /** Link shaping (`lab link`): a latency relay in front of sshd and/or a tbf rate limit. */
+  link?: { relayPid?: number; relayPort?: number; rttMs?: number; rateMbit?: number };
 }
 
 interface LabRecord {
@@ -72,7 +76,7 @@ const HOST_ENV = ["HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 export async function checkLabRequirements(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the lab needs root (network and mount namespaces): run as root");
   const missing: string[] = [];
-  for (const cmd of ["unshare", "nsenter", "ip", "/usr/sbin/sshd", "ssh-keygen", "nix-store", "useradd", "sudo"]) {
+  for (const cmd of ["unshare", "nsenter", "ip", "tc", "/usr/sbin/sshd", "ssh-keygen", "nix-store", "useradd", "sudo"]) {
     if (!(await commandExists(cmd))) missing.push(cmd);
   }
   if (missing.length) {
@@ -312,7 +316,9 @@ export class Lab {
       try {
         hostPublicKey = fs.readFileSync(path.join(h.dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
       } catch { /* not created */ }
-      return { name: h.name, address: h.address, port: 22, user: "root", privateKeyPath: pub, hostPublicKey, state, currentSystem, generation };
+      // With a latency relay, the host is reached through it (the machine's side of the veth).
+      const viaRelay = h.link?.relayPort && pidAlive(h.link.relayPid);
+      return { name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
     });
   }
 
@@ -330,6 +336,50 @@ export class Lab {
     await run(["ip", "netns", "exec", h.netns, "ip", "link", "set", h.vethInner, "up"]);
     await run(["ip", "netns", "exec", h.netns, "ip", "route", "replace", `${SUBNET_PREFIX}.0.0/16`, "via", h.gateway]);
     h.cut = false;
+    this.save();
+  }
+
+  /**
+   * Shapes a host's link: `rttMs` adds latency through a user-space relay in front of its sshd
+   * (status then gives the relay's address and port), `rateMbit` limits bandwidth both ways with tbf.
+   */
+  async link(name: string, o: { rttMs?: number; rateMbit?: number }): Promise<void> {
+    await this.clearLink(name);
+    const h = this.host(name);
+    h.link = {};
+    if (o.rateMbit) {
+      const burst = Math.max(32 * 1024, Math.round((o.rateMbit * 1e6) / 8 / 100));
+      for (const [pre, dev] of [[[], h.vethOuter], [["ip", "netns", "exec", h.netns], h.vethInner]] as const) {
+        await run([...pre, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${o.rateMbit}mbit`, "burst", String(burst), "latency", "100ms"]);
+      }
+      h.link.rateMbit = o.rateMbit;
+    }
+    if (o.rttMs) {
+      const child = spawn(process.execPath, [path.join(packageRoot, "dist/test/lab/delay-relay.js"), h.gateway, "0", h.address, "22", String(o.rttMs)],
+        { detached: true, stdio: ["ignore", "pipe", "inherit"] });
+      h.link.relayPid = child.pid;
+      this.save();
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+        child.once("exit", (c) => reject(new Error(`delay relay exited with ${c}`)));
+      });
+      child.stdout!.destroy();
+      child.unref();
+      h.link.relayPort = port;
+      h.link.rttMs = o.rttMs;
+    }
+    this.save();
+  }
+
+  /** Removes link shaping from a host. */
+  async clearLink(name: string): Promise<void> {
+    const h = this.host(name);
+    if (h.link?.relayPid && pidAlive(h.link.relayPid)) process.kill(h.link.relayPid, "SIGTERM");
+    if (h.link?.rateMbit) {
+      await run(["tc", "qdisc", "del", "dev", h.vethOuter, "root"], { allowFailure: true });
+      await run(["ip", "netns", "exec", h.netns, "tc", "qdisc", "del", "dev", h.vethInner, "root"], { allowFailure: true });
+    }
+    h.link = undefined;
     this.save();
   }
 
@@ -370,10 +420,10 @@ export class Lab {
     const errors: string[] = [];
     await Promise.all(this.record.hosts.map(async (h) => {
       // Killing a PID namespace's PID 1 makes the kernel kill every process in it.
-      for (const pid of [h.initPid, h.unsharePid]) {
+      for (const pid of [h.initPid, h.unsharePid, h.link?.relayPid]) {
         if (pid && pidAlive(pid)) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
       }
-      for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid)); i++) await sleep(20);
+      for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid) || pidAlive(h.link?.relayPid)); i++) await sleep(20);
       if (!h.owned) return;
       await run(["ip", "link", "del", h.vethOuter], { allowFailure: true });
       if (fs.existsSync(`/run/netns/${h.netns}`)) {

@@ -1,0 +1,82 @@
+import "./helpers/env";
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { Lab } from "./lab/lab";
+import { startDelayRelay } from "./lab/delay-relay";
+import { run } from "../provider/util/run";
+import { SshSession } from "../provider/ssh/session";
+import { canRunLab, tempDir } from "./helpers/env";
+
+/** Median time of n request/response exchanges of one byte over a connected socket. */
+async function medianRtt(sock: net.Socket, n: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await new Promise<void>((resolve) => { sock.once("data", () => resolve()); sock.write("x"); });
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(n / 2)];
+}
+
+test("delay relay: measured round trip within 20 % of the asked RTT, data in order", async () => {
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
+  const target = (echo.address() as net.AddressInfo).port;
+  for (const rttMs of [20, 60]) {
+    const relay = await startDelayRelay({ listenHost: "127.0.0.1", targetHost: "127.0.0.1", targetPort: target, rttMs });
+    const sock = net.connect({ host: "127.0.0.1", port: relay.port });
+    sock.setNoDelay(true);
+    await new Promise((r) => sock.once("connect", r));
+    const rtt = await medianRtt(sock, 7);
+    assert.ok(Math.abs(rtt - rttMs) <= rttMs * 0.2, `asked ${rttMs} ms, measured ${rtt.toFixed(1)} ms`);
+    // Order is kept across many chunks.
+    const got: Buffer[] = [];
+    const want = Buffer.from(Array.from({ length: 2000 }, (_, i) => `${i},`).join(""));
+    sock.removeAllListeners("data");
+    sock.on("data", (d) => got.push(d));
+    for (let i = 0; i < want.length; i += 100) sock.write(want.subarray(i, i + 100));
+    await new Promise((r) => setTimeout(r, rttMs * 3 + 100));
+    assert.equal(Buffer.concat(got).toString(), want.toString());
+    sock.destroy();
+    await relay.close();
+  }
+  echo.close();
+});
+
+test("lab link: --rtt puts a host behind the relay, --rate adds tbf, --clear removes both", { skip: canRunLab ? false : "needs root" }, async () => {
+  const tmp = tempDir("link");
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
+  try {
+    const [direct] = await lab.status();
+    await lab.link("host1", { rttMs: 40, rateMbit: 50 });
+    const [shaped] = await lab.status();
+    assert.notEqual(`${shaped.address}:${shaped.port}`, `${direct.address}:22`, "status points through the relay");
+    assert.deepEqual(shaped.link, { rttMs: 40, rateMbit: 50 });
+    const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    // Through the relay: same host key (pinned), real commands; the SSH banner arrives one way late.
+    const s = await SshSession.connect({ host: shaped.address, port: shaped.port, user: "root", privateKey: key }, { pin: direct.hostPublicKey });
+    assert.equal((await s.exec("hostname")).stdout, "host1\n");
+    s.close();
+    const sock = net.connect({ host: shaped.address, port: shaped.port });
+    const t0 = Date.now();
+    await new Promise((r) => sock.once("data", r));
+    const banner = Date.now() - t0;
+    sock.destroy();
+    assert.ok(banner >= 16 && banner <= 60, `banner after ${banner} ms (one way of a 40 ms RTT)`);
+    const tc = (await run(["tc", "qdisc", "show", "dev", JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].vethOuter])).stdout;
+    assert.match(tc, /tbf .*rate 50Mbit/);
+    const relayPid = JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].link.relayPid;
+    await lab.clearLink("host1");
+    const [cleared] = await lab.status();
+    assert.equal(`${cleared.address}:${cleared.port}`, `${direct.address}:22`);
+    assert.doesNotMatch((await run(["tc", "qdisc", "show", "dev", JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].vethOuter])).stdout, /tbf/);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(fs.existsSync(`/proc/${relayPid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${relayPid}/stat`, "utf8")), false, "relay stopped");
+  } finally {
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
