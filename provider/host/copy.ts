@@ -9,7 +9,7 @@ import { ClosurePath, exportPaths } from "../nix/closure";
 import { Logger, formatBytes } from "../util/log";
 
 /** Buffering between the export and the SSH channel: small pipe buffers idle the link. */
-const PIPE_BUFFER = 4 << 20;
+const PIPE_BUFFER = 1 << 20;
 
 /** Store paths among `paths` that the host does not have. */
 export async function missingOnHost(s: SshSession, paths: string[]): Promise<string[]> {

@@ -33,7 +33,7 @@ export interface ExecOptions {
 }
 
 /** Bytes a streamed stdin may queue in the SSH channel (bounds memory, keeps the link busy). */
-const STREAM_BUFFER = 16 << 20;
+const STREAM_BUFFER = 8 << 20;
 
 /** Thrown when the connection drops while a command runs. */
 export class ConnectionLostError extends Error {}

@@ -27,7 +27,7 @@ const round = (n: number) => Math.round(n * 1000) / 1000;
 
 function inputs(h: LabHostInfo, key: string, sys: BuiltSystem): MachineInputs {
   return {
-    name: h.name, connection: { host: h.address, port: 22, user: "root", privateKey: key },
+    name: h.name, connection: { host: h.address, port: h.port, user: "root", privateKey: key },
     systemPath: sys.outPath, drvPath: sys.drvPath, action: "switch", buildOn: "local",
     substituteOnTarget: false, compress: false, connectTimeout: 15, activationTimeout: 600,
   };
@@ -81,6 +81,8 @@ async function main(): Promise<void> {
   try {
     const hosts = await lab.status();
     const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    // `npm run bench -- --links` runs only (g), (i), (j).
+    if (process.argv.includes("--links")) return await linkScenarios(lab, hosts, key, tmp);
     const [a, b, c] = await Promise.all(["a", "b", "c"].map((seed) => buildSystem(tmp, `bench-${seed}`, { paths: 300, sizeKB: 100, seed })));
 
     // (a) one host, fresh 300-path / ~30 MB closure.
