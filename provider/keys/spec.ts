@@ -34,3 +34,19 @@ export function keySpecProblems(resource: string, s: Partial<KeyFileSpec>): { pr
   }
   return f;
 }
+
+/** Where a key goes and who may read it: shared by DeploymentKeyArgs and the YAML KeySpec. */
+export interface KeyPlacement {
+  /** File name (default: the resource's or entry's name): letters, digits, `.`, `_`, `-`. */
+  name?: string;
+  /** Directory (default /run/keys). Absolute, normalized, never inside /nix/store. */
+  destDir?: string;
+  /** Owner (default root). */
+  user?: string;
+  /** Group (default root). */
+  group?: string;
+  /** Mode, 3–4 octal digits (default 0600). */
+  permissions?: string;
+  /** `pre-activation` (default, as NixOps: before the machine activates) or `post-activation`. */
+  uploadAt?: "pre-activation" | "post-activation";
+}

@@ -4,23 +4,20 @@
  */
 import { Pin, pinProblems } from "../pins/pin";
 import { VaultRef } from "../secrets/vault";
+import { KeyPlacement } from "../keys/spec";
 
 /** One deployment key of a machine, as written in YAML. Exactly one source. */
-export interface KeySpec {
-  /** File name (default: the key's entry name). */
-  name?: string;
+export interface KeySpec extends KeyPlacement {
   /** Plain text (prefer `config`: plain text sits in the stack file). */
   text?: string;
   /** Name of a secret stack config value (`pulumi config set --secret NAME`). */
   config?: string;
+  /** A file on the operator's machine. */
   file?: string;
+  /** argv of a command whose stdout is the content. */
   command?: string[];
+  /** A field of a Vault KV secret. */
   vault?: VaultRef;
-  destDir?: string;
-  user?: string;
-  group?: string;
-  permissions?: string;
-  uploadAt?: "pre-activation" | "post-activation";
 }
 
 /** One machine of the network (NixOps names). */

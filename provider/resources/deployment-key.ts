@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs } from "../connection";
-import { keySpecProblems } from "../keys/spec";
+import { KeyPlacement, keySpecProblems } from "../keys/spec";
 import { KeySource, readKeySource, sourceKind } from "../secrets/sources";
 import { VaultRef } from "../secrets/vault";
 import { connectionInputs } from "./connection-inputs";
@@ -9,11 +9,9 @@ import { runtimeProvider } from "./runtime-provider";
 const keyProvider = runtimeProvider("key");
 
 /** Inputs of a {@link DeploymentKey}: one secret file on one host (NixOps `deployment.keys.<name>`). */
-export interface DeploymentKeyArgs {
+export interface DeploymentKeyArgs extends KeyPlacement {
   /** The host (a `pre-activation` key takes the machine's connection inputs; `post-activation` can take `machine.connection`). */
   connection: pulumi.Input<ConnectionArgs>;
-  /** File name (default: the resource name): letters, digits, `.`, `_`, `-`. */
-  name?: string;
   /** Content as text or a Pulumi secret (e.g. `config.requireSecret("dbPassword")`). */
   text?: pulumi.Input<string>;
   /** A file on the operator's machine, read at program time. */
@@ -22,16 +20,6 @@ export interface DeploymentKeyArgs {
   command?: string[];
   /** A field of a Vault KV secret (VAULT_ADDR / VAULT_TOKEN, or stack config pulumi-nixos:vaultAddr / vaultToken). */
   vault?: VaultRef;
-  /** Directory (default /run/keys). Absolute, normalized, never inside /nix/store. */
-  destDir?: string;
-  /** Owner (default root). */
-  user?: string;
-  /** Group (default root). */
-  group?: string;
-  /** Mode, 3–4 octal digits (default 0600). */
-  permissions?: string;
-  /** `pre-activation` (default, as NixOps: before the machine activates) or `post-activation`. */
-  uploadAt?: "pre-activation" | "post-activation";
 }
 
 /**
