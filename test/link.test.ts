@@ -56,16 +56,12 @@ test("lab link: --rtt puts a host behind the relay, --rate adds tbf, --clear rem
     assert.notEqual(`${shaped.address}:${shaped.port}`, `${direct.address}:22`, "status points through the relay");
     assert.deepEqual(shaped.link, { rttMs: 40, rateMbit: 50 });
     const key = fs.readFileSync(lab.privateKeyPath, "utf8");
-    // Through the relay: same host key (pinned), real commands; the SSH banner arrives one way late.
+    // Through the relay: same host key (pinned), real commands.
     const s = await SshSession.connect({ host: shaped.address, port: shaped.port, user: "root", privateKey: key }, { pin: direct.hostPublicKey });
     assert.equal((await s.exec("hostname")).stdout, "host1\n");
     s.close();
-    const sock = net.connect({ host: shaped.address, port: shaped.port });
-    const t0 = Date.now();
-    await new Promise((r) => sock.once("data", r));
-    const banner = Date.now() - t0;
-    sock.destroy();
-    assert.ok(banner >= 16 && banner <= 60, `banner after ${banner} ms (one way of a 40 ms RTT)`);
+    // (The delay itself is measured by the relay test above; sshd's own start-up time makes a
+    // timing check through it a flaky test.)
     const tc = (await run(["tc", "qdisc", "show", "dev", JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].vethOuter])).stdout;
     assert.match(tc, /tbf .*rate 50Mbit/);
     const relayPid = JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].link.relayPid;
