@@ -90,7 +90,7 @@ function opener(data: any): (v: any) => any {
 export function selectMachines(all: FleetMachine[], sel: { include?: string[]; exclude?: string[]; tag?: string[] }): FleetMachine[] {
   const unknown = [...(sel.include ?? []), ...(sel.exclude ?? [])].filter((n) => !all.some((m) => m.name === n));
   if (unknown.length) throw new Error(`no machine named ${unknown.join(", ")} in the stack (machines: ${all.map((m) => m.name).join(", ")})`);
-  return all.filter((m) => (!sel.include?.length || sel.include.includes(m.name))
+  return [...all].sort((a, b) => a.name.localeCompare(b.name)).filter((m) => (!sel.include?.length || sel.include.includes(m.name))
     && !sel.exclude?.includes(m.name)
     && (!sel.tag?.length || sel.tag.some((t) => m.tags.includes(t))));
 }
