@@ -9,6 +9,9 @@ import { startDelayRelay } from "./lab/delay-relay";
 import { run } from "../provider/util/run";
 import { SshSession } from "../provider/ssh/session";
 import { canRunLab, tempDir } from "./helpers/env";
+import { buildSystem } from "./bench/closures";
+import { create } from "../provider/handlers/machine";
+import { closeAllSessions } from "../provider/ssh/pool";
 
 /** Median time of n request/response exchanges of one byte over a connected socket. */
 async function medianRtt(sock: net.Socket, n: number): Promise<number> {
@@ -72,6 +75,37 @@ test("lab link: --rtt puts a host behind the relay, --rate adds tbf, --clear rem
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(fs.existsSync(`/proc/${relayPid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${relayPid}/stat`, "utf8")), false, "relay stopped");
   } finally {
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("compression is chosen per link: zstd for compressible data on a slow link, none for random data", { skip: canRunLab ? false : "needs root" }, async () => {
+  const tmp = tempDir("compress");
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 2 });
+  const logged: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  try {
+    const text = await buildSystem(tmp, "ctext", { paths: 10, sizeKB: 4096, seed: `text-${Date.now()}` });
+    const random = await buildSystem(tmp, "crand", { paths: 10, sizeKB: 4096, seed: `rand-${Date.now()}`, random: true });
+    await lab.link("host1", { rateMbit: 20 });
+    const hosts = await lab.status();
+    const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    const deploy = (h: typeof hosts[0], sys: typeof text) => create({
+      name: h.name, connection: { host: h.address, port: h.port, user: "root", privateKey: key }, systemPath: sys.outPath, drvPath: sys.drvPath,
+      action: "switch", buildOn: "local", substituteOnTarget: false, compress: "auto", connectTimeout: 15, activationTimeout: 120,
+    });
+    (process.stderr as any).write = (chunk: any, ...rest: any[]) => { logged.push(String(chunk)); return write(chunk, ...rest); };
+    const slow = await deploy(hosts[0], text);
+    const fast = await deploy(hosts[1], random);
+    (process.stderr as any).write = write;
+    assert.ok(logged.some((l) => /^host1: compression: zstd \(link ~/.test(l)), logged.filter((l) => /compression/.test(l)).join(""));
+    assert.ok(slow.outs.bytesCopied < slow.outs.closureSize.bytes / 4, "compressed on the wire");
+    assert.ok(logged.some((l) => /^host2: compression: none \(link ~/.test(l)), logged.filter((l) => /compression/.test(l)).join(""));
+    assert.ok(fast.outs.bytesCopied >= fast.outs.closureSize.bytes, "random data is sent as it is");
+  } finally {
+    (process.stderr as any).write = write;
+    await closeAllSessions();
     await lab.down();
     fs.rmSync(tmp, { recursive: true, force: true });
   }

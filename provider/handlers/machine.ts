@@ -6,6 +6,7 @@ import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { copyToHost, missingOnHost } from "../host/copy";
+import { chooseCompression } from "../host/compression";
 import { activate, Action, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
@@ -25,7 +26,8 @@ export interface MachineInputs {
   action: Action;
   buildOn: "local" | "target";
   substituteOnTarget: boolean;
-  compress: boolean;
+  /** true/false: always/never zstd; "auto": measured per link. */
+  compress: boolean | "auto";
   connectTimeout: number;
   activationTimeout: number;
   /** false: delete older system generations after a successful deploy. */
@@ -187,14 +189,17 @@ async function buildLocallyAndCopy(s: SshSession, inputs: MachineInputs, log: Lo
   }
   const wanted = new Set(missing);
   log(`${closure.length} paths in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
-  const copied = await copyToHost(s, closure.filter((p) => wanted.has(p.path)), { compress: inputs.compress, log });
+  const toCopy = closure.filter((p) => wanted.has(p.path));
+  const compress = await compressionFor(s, inputs, toCopy, log);
+  const copied = await copyToHost(s, toCopy, { compress, log });
   return { closureSize: sizeOf(closure), bytesCopied: copied.bytes };
 }
 
 async function buildOnTarget(s: SshSession, inputs: MachineInputs, log: Logger): Promise<Transfer> {
   const drvClosure = await closureOf([inputs.drvPath!]);
   const wanted = new Set(await missingOnHost(s, drvClosure.map((p) => p.path)));
-  const copied = await copyToHost(s, drvClosure.filter((p) => wanted.has(p.path)), { compress: inputs.compress, log });
+  const drvsToCopy = drvClosure.filter((p) => wanted.has(p.path));
+  const copied = await copyToHost(s, drvsToCopy, { compress: await compressionFor(s, inputs, drvsToCopy, log), log });
   log(`building ${inputs.drvPath} on the host`);
   const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
   const out = r.stdout.trim().split("\n")[0];
@@ -202,6 +207,13 @@ async function buildOnTarget(s: SshSession, inputs: MachineInputs, log: Logger):
   const size = await s.exec(`nix-store -qR ${shq(out)} | xargs nix-store -q --size | awk '{n++; s+=$1} END {print n, s}'`, { privileged: true, what: "closure size" });
   const [paths, bytes] = size.stdout.trim().split(/\s+/).map(Number);
   return { closureSize: { paths, bytes }, bytesCopied: copied.bytes };
+}
+
+/** `compress`: true/false as given; "auto" (default) decides per link by measurement. */
+async function compressionFor(s: SshSession, inputs: MachineInputs, paths: ClosurePath[], log: Logger): Promise<boolean> {
+  if (inputs.compress === true || inputs.compress === false) return inputs.compress;
+  const choice = await chooseCompression(s, paths, sizeOf(paths).bytes, log);
+  return choice?.compress ?? false;
 }
 
 function readLocalVersion(systemPath: string): string {

@@ -40,7 +40,7 @@ export interface MachineSpec {
   action?: "switch" | "boot" | "test";
   buildOn?: "local" | "target";
   substituteOnTarget?: boolean;
-  compress?: boolean;
+  compress?: boolean | "auto";
   connectTimeout?: number;
   activationTimeout?: number;
 }

@@ -42,8 +42,12 @@ export interface MachineArgs {
   buildOn?: pulumi.Input<"local" | "target">;
   /** Let the host fetch paths from its own binary caches before copying (default false). */
   substituteOnTarget?: pulumi.Input<boolean>;
-  /** Compress the copy stream with zstd (default false: fast links lose by compressing). */
-  compress?: pulumi.Input<boolean>;
+  /**
+   * zstd on the copy stream: "auto" (default) measures the link and a sample of the closure when
+   * over 32 MiB must be sent, and compresses only when that is faster (the choice is logged);
+   * true/false force it.
+   */
+  compress?: pulumi.Input<boolean | "auto">;
   /** Seconds to wait for the SSH connection (default 15). */
   connectTimeout?: pulumi.Input<number>;
   /** Seconds switch-to-configuration may run (default 600). */
@@ -109,7 +113,7 @@ export class Machine extends pulumi.dynamic.Resource {
       action: args.action ?? "switch",
       buildOn: args.buildOn ?? "local",
       substituteOnTarget: args.substituteOnTarget ?? false,
-      compress: args.compress ?? false,
+      compress: args.compress ?? "auto",
       connectTimeout: args.connectTimeout ?? 15,
       activationTimeout: args.activationTimeout ?? 600,
       enableRollback: args.enableRollback ?? true,
