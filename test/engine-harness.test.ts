@@ -3,7 +3,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab } from "./lab/lab";
+import { Lab, LabHostInfo } from "./lab/lab";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { REAL_CLI_SKIP, pulumiCli, pulumiExport } from "./helpers/real-cli";
@@ -23,14 +23,26 @@ function writeConfig(prog: string, host: string, key: string, files: Record<stri
   fs.writeFileSync(path.join(prog, "Pulumi.dev.yaml"), lines.join("\n") + "\n");
 }
 
-test("engine harness: preview → up → update → replace → refresh (drift) → destroy", { skip }, async () => {
-  const tmp = tempDir("harness");
+/** One lab host and a copy of the remote-file program; torn down afterwards, also on failure. */
+async function withRemoteFileBed(prefix: string, fn: (bed: {
+  lab: Lab; h: LabHostInfo; prog: string; s: { cwd: string; stack: string; state: string }; cat: (p: string) => Promise<string>;
+}) => Promise<void>): Promise<void> {
+  const tmp = tempDir(prefix);
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
   try {
     const [h] = await lab.status();
     const prog = copyProgram(tmp);
     const s = { cwd: prog, stack: "dev", state: path.join(tmp, "state.json") };
     const cat = async (p: string) => (await lab.exec("host1", ["sh", "-c", `cat ${p} 2>/dev/null || echo MISSING`])).stdout;
+    await fn({ lab, h, prog, s, cat });
+  } finally {
+    await lab.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+test("engine harness: preview → up → update → replace → refresh (drift) → destroy", { skip }, async () => {
+  await withRemoteFileBed("harness", async ({ lab, h, prog, s, cat }) => {
     writeConfig(prog, h.address, lab.privateKeyPath, { a: { path: "/root/a.txt", content: "one\n" }, b: { path: "/root/b.txt", content: "bee\n", mode: "0600" } });
 
     const pv = await engine("preview", s);
@@ -116,20 +128,11 @@ test("engine harness: preview → up → update → replace → refresh (drift) 
     expectExit(ds, 0, "destroy");
     assert.deepEqual(Object.keys(stateResources(s.state)), []);
     assert.equal(await cat("/root/c.txt"), "MISSING\n");
-  } finally {
-    await lab.down();
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  });
 });
 
 test("real pulumi CLI (file backend): the same program through up → update → refresh (drift) → destroy", { skip: REAL_CLI_SKIP || skip }, async () => {
-  const tmp = tempDir("realcli");
-  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
-  try {
-    const [h] = await lab.status();
-    const prog = copyProgram(tmp);
-    const s = { cwd: prog, stack: "dev", state: path.join(tmp, "state.json") };
-    const cat = async (p: string) => (await lab.exec("host1", ["sh", "-c", `cat ${p} 2>/dev/null || echo MISSING`])).stdout;
+  await withRemoteFileBed("realcli", async ({ lab, h, prog, s, cat }) => {
     writeConfig(prog, h.address, lab.privateKeyPath, { a: { path: "/root/a.txt", content: "one\n" } });
     expectExit(await pulumiCli("up", s), 0, "pulumi up");
     assert.equal(await cat("/root/a.txt"), "one\n");
@@ -143,8 +146,5 @@ test("real pulumi CLI (file backend): the same program through up → update →
     assert.equal((await pulumiExport(s)).a.outputs.content, "tampered\n");
     expectExit(await pulumiCli("destroy", s), 0, "pulumi destroy");
     assert.equal(await cat("/root/a.txt"), "MISSING\n");
-  } finally {
-    await lab.down();
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  });
 });

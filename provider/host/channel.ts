@@ -2,6 +2,7 @@
  * A host's nix channel (root's): set to a pinned URL and verified against the pin, read back for
  * drift, restored on delete. One remote script per operation.
  */
+import { parseKeyValues } from "../util/key-values";
 import { SshSession, shq } from "../ssh/session";
 import { tarballUrl } from "../pins/pin";
 
@@ -27,7 +28,7 @@ export async function readChannel(s: SshSession, name: string): Promise<ChannelS
     `echo "url=$url"; echo "path=$p"`,
     `if [ -n "$p" ]; then echo "hash=$(nix-hash --type sha256 --base32 "$p")"; echo "version=$(cat "$p/.version" 2>/dev/null || cat "$p/lib/.version" 2>/dev/null)"; fi`,
   ].join("\n"), { privileged: true, what: `reading channel ${name}` });
-  const f = Object.fromEntries(r.stdout.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  const f = parseKeyValues(r.stdout);
   return { url: f.url ?? "", storePath: f.path ?? "", sha256: f.hash ?? "", version: f.version ?? "" };
 }
 

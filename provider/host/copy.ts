@@ -3,6 +3,7 @@
  * stream of exactly those into `nix-store --import`, over the host's one SSH connection.
  * No per-path round trip, no temp files, nothing buffered in memory.
  */
+import { spawn } from "child_process";
 import { Transform } from "stream";
 import { SshSession } from "../ssh/session";
 import { ClosurePath, exportPaths } from "../nix/closure";
@@ -62,7 +63,6 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   });
   let source: NodeJS.ReadableStream = exporter.stdout!.pipe(meter);
   if (opts.compress) {
-    const { spawn } = await import("child_process");
     const z = spawn("zstd", ["-q", "-1", "-T0", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
     source.pipe(z.stdin);
     source = z.stdout;

@@ -1,4 +1,5 @@
 /** What a host runs now, read in one round trip (refresh, info, drift). */
+import { parseKeyValues } from "../util/key-values";
 import { SshSession } from "../ssh/session";
 import { SYSTEM_PROFILE } from "./activate";
 
@@ -23,7 +24,7 @@ export async function readFacts(s: SshSession): Promise<HostFacts> {
     "echo \"version=$(cat /run/current-system/nixos-version 2>/dev/null)\"",
     "echo \"boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\"",
   ].join("\n"), { what: "reading system facts" });
-  const f = Object.fromEntries(r.stdout.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  const f = parseKeyValues(r.stdout);
   return {
     currentSystem: f.current ?? "",
     profileSystem: f.profile ?? "",

@@ -104,7 +104,7 @@ export class SshSession {
   /** Runs a POSIX sh script on the host. */
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     sshStats.commands++;
-    const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+    const command = this.command(script, opts.privileged);
     const timeoutMs = opts.timeoutMs ?? 600_000;
     const what = opts.what ?? "remote command";
     let channel: { close(): void } | undefined;
@@ -142,6 +142,16 @@ export class SshSession {
     } finally {
       clearTimeout(timer);
     }
+    return this.settle(r, opts, what);
+  }
+
+  /** `sudo -n` around a script for a non-root login when it must run as root. */
+  private command(script: string, privileged?: boolean): string {
+    return privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+  }
+
+  /** The checks every finished command gets: dropped connection, sudo wanting a password, exit code. */
+  private settle(r: ExecResult, opts: { privileged?: boolean; check?: boolean }, what: string): ExecResult {
     if (r.code === null && !this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
     if (opts.privileged && !this.isRoot && r.code === 1 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
       throw new Error(`${this.conn.user}@${this.conn.host}: sudo asks for a password; non-root deploys need passwordless sudo (NOPASSWD) for ${this.conn.user}`);
@@ -159,15 +169,16 @@ export class SshSession {
    */
   execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin" | "onLine"> = {}): Promise<ExecResult> {
     sshStats.commands++;
-    const command = opts.privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+    const command = this.command(script, opts.privileged);
     const what = opts.what ?? "remote command";
+    const timeoutMs = opts.timeoutMs ?? 600_000;
     const client = this.ssh.connection;
     if (!client) return Promise.reject(new ConnectionLostError(`connection to ${this.label} lost before ${what}`));
     return new Promise((resolve, reject) => {
       client.exec(command, (err, ch) => {
         if (err) return reject(new Error(`${what} on ${this.label}: ${err.message}`));
         let stdout = "", stderr = "", code: number | null = null, signal: string | null = null;
-        const timer = setTimeout(() => { ch.close(); source.destroy(); reject(new Error(`${what} on ${this.label} timed out after ${Math.round((opts.timeoutMs ?? 0) / 1000)} s`)); }, opts.timeoutMs ?? 600_000);
+        const timer = setTimeout(() => { ch.close(); source.destroy(); reject(new Error(`${what} on ${this.label} timed out after ${Math.round(timeoutMs / 1000)} s`)); }, timeoutMs);
         ch.on("data", (d: Buffer) => { stdout += d.toString(); });
         ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
         ch.on("exit", (c: number | null, sig?: string) => { code = c; signal = sig ?? null; });
@@ -180,10 +191,7 @@ export class SshSession {
         source.on("error", (e) => { ch.close(); reject(e); });
         ch.on("close", () => {
           clearTimeout(timer);
-          if (code === null && !this.alive) return reject(new ConnectionLostError(`connection to ${this.label} lost during ${what}`));
-          const r = { code, signal, stdout, stderr };
-          if ((opts.check ?? true) && code !== 0) return reject(new Error(`${what} on ${this.label} failed (exit ${code ?? signal}): ${stderr.trim().split("\n").slice(-5).join(" | ")}`));
-          resolve(r);
+          try { resolve(this.settle({ code, signal, stdout, stderr }, opts, what)); } catch (e) { reject(e); }
         });
       });
     });
