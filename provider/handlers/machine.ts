@@ -6,12 +6,12 @@ import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { copyToHost, missingOnHost } from "../host/copy";
-import { chooseCompression } from "../host/compression";
+import { compressionFor, pushClosure } from "../host/push";
 import { activate, Action, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { SshSession, shq } from "../ssh/session";
-import { resourceLogger, formatBytes, Logger } from "../util/log";
+import { resourceLogger, Logger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 
 /** Machine inputs as the provider receives them (plain values). */
@@ -122,12 +122,15 @@ export async function remove(_id: string, props: MachineOutputs): Promise<void> 
 async function deploy(inputs: MachineInputs, pin: string | undefined, id?: string): Promise<MachineOutputs> {
   const log = resourceLogger(inputs.name);
   const conn = normalizeConnection(inputs.connection);
+  // Local work (build, closure) needs no host: it runs while the connection is set up.
+  const local = inputs.buildOn === "target" ? closureOf([inputs.drvPath!]) : localClosure(inputs, log);
+  local.catch(() => undefined);
   log(`connecting to ${connectionLabel(conn)}`);
   return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000 }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
     const { closureSize, bytesCopied } = inputs.buildOn === "target"
-      ? await buildOnTarget(s, inputs, log)
-      : await buildLocallyAndCopy(s, inputs, log);
+      ? await buildOnTarget(s, inputs, await local, log)
+      : await pushClosure(s, await local, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, log });
     log(`activating (${inputs.action})`);
     const act = await activate(s, inputs.systemPath, inputs.action, { timeoutSec: inputs.activationTimeout, log });
     const outs: MachineOutputs = {
@@ -171,35 +174,25 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
 /** Size of the system closure and what was sent to the host. */
 interface Transfer { closureSize: { bytes: number; paths: number }; bytesCopied: number }
 
-const sizeOf = (c: ClosurePath[]) => ({ bytes: c.reduce((n, p) => n + p.narSize, 0), paths: c.length });
 
-async function buildLocallyAndCopy(s: SshSession, inputs: MachineInputs, log: Logger): Promise<Transfer> {
-  if (!(await isValidLocally(inputs.systemPath))) {
-    if (!inputs.drvPath) throw new Error(`Machine ${inputs.name}: ${inputs.systemPath} is not in the local store and there is no derivation to build it`);
-    log(`building ${inputs.drvPath}`);
-    const out = await realise(inputs.drvPath, log);
-    if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build produced ${out}, expected ${inputs.systemPath}`);
+/** The system's closure in the local store, building it first when it is not there. */
+async function localClosure(inputs: MachineInputs, log: Logger): Promise<ClosurePath[]> {
+  try {
+    return await closureOf([inputs.systemPath]);
+  } catch (e) {
+    if (await isValidLocally(inputs.systemPath)) throw e;
   }
-  const closure = await closureOf([inputs.systemPath]);
-  let missing = await missingOnHost(s, closure.map((p) => p.path));
-  if (missing.length && inputs.substituteOnTarget) {
-    log(`asking the host to substitute ${missing.length} paths from its binary caches`);
-    await s.exec(`xargs -r nix-store --realise >/dev/null 2>&1 || true`, { stdin: missing.join("\n") + "\n", privileged: true, what: "substitution" });
-    missing = await missingOnHost(s, missing);
-  }
-  const wanted = new Set(missing);
-  log(`${closure.length} paths in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
-  const toCopy = closure.filter((p) => wanted.has(p.path));
-  const compress = await compressionFor(s, inputs, toCopy, log);
-  const copied = await copyToHost(s, toCopy, { compress, log });
-  return { closureSize: sizeOf(closure), bytesCopied: copied.bytes };
+  if (!inputs.drvPath) throw new Error(`Machine ${inputs.name}: ${inputs.systemPath} is not in the local store and there is no derivation to build it`);
+  log(`building ${inputs.drvPath}`);
+  const out = await realise(inputs.drvPath, log);
+  if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build produced ${out}, expected ${inputs.systemPath}`);
+  return closureOf([inputs.systemPath]);
 }
 
-async function buildOnTarget(s: SshSession, inputs: MachineInputs, log: Logger): Promise<Transfer> {
-  const drvClosure = await closureOf([inputs.drvPath!]);
+async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: ClosurePath[], log: Logger): Promise<Transfer> {
   const wanted = new Set(await missingOnHost(s, drvClosure.map((p) => p.path)));
   const drvsToCopy = drvClosure.filter((p) => wanted.has(p.path));
-  const copied = await copyToHost(s, drvsToCopy, { compress: await compressionFor(s, inputs, drvsToCopy, log), log });
+  const copied = await copyToHost(s, drvsToCopy, { compress: await compressionFor(s, drvsToCopy, inputs.compress, log), log });
   log(`building ${inputs.drvPath} on the host`);
   const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
   const out = r.stdout.trim().split("\n")[0];
@@ -207,13 +200,6 @@ async function buildOnTarget(s: SshSession, inputs: MachineInputs, log: Logger):
   const size = await s.exec(`nix-store -qR ${shq(out)} | xargs nix-store -q --size | awk '{n++; s+=$1} END {print n, s}'`, { privileged: true, what: "closure size" });
   const [paths, bytes] = size.stdout.trim().split(/\s+/).map(Number);
   return { closureSize: { paths, bytes }, bytesCopied: copied.bytes };
-}
-
-/** `compress`: true/false as given; "auto" (default) decides per link by measurement. */
-async function compressionFor(s: SshSession, inputs: MachineInputs, paths: ClosurePath[], log: Logger): Promise<boolean> {
-  if (inputs.compress === true || inputs.compress === false) return inputs.compress;
-  const choice = await chooseCompression(s, paths, sizeOf(paths).bytes, log);
-  return choice?.compress ?? false;
 }
 
 function readLocalVersion(systemPath: string): string {

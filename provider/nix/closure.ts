@@ -23,13 +23,46 @@ export async function isValidLocally(p: string): Promise<boolean> {
   return (await run(["nix-store", "--check-validity", p], { allowFailure: true })).code === 0;
 }
 
-/** The closure of paths with NAR sizes, dependencies before dependents. */
+/** One path as `nix path-info --json` reports it. */
+interface PathInfo { path: string; narSize: number; references?: string[] }
+
+/**
+ * The closure of paths with NAR sizes, dependencies before dependents (what `nix-store --import`
+ * needs). One `nix path-info --json --recursive` gives paths, sizes and references; the order is
+ * a depth-first walk of the references. Rejects when a path is not valid in the local store.
+ */
 export async function closureOf(paths: string[]): Promise<ClosurePath[]> {
-  // -qR prints in topological order; path-info gives the sizes.
-  const order = (await run(["nix-store", "--query", "--requisites", ...paths])).stdout.trim().split("\n").filter(Boolean);
-  const info = JSON.parse((await run(["nix", ...NIX_CMD, "path-info", "--json", ...order])).stdout) as { path: string; narSize: number }[];
-  const size = new Map(info.map((i) => [i.path, i.narSize]));
-  return order.map((p) => ({ path: p, narSize: size.get(p) ?? 0 }));
+  // The new CLI reads a .drv argument as its outputs unless told --derivation, and reads an
+  // output path under --derivation as its deriver: one call per kind.
+  const drvs = paths.filter((p) => p.endsWith(".drv"));
+  const outs = paths.filter((p) => !p.endsWith(".drv"));
+  const infos = await Promise.all([[drvs, ["--derivation"]], [outs, []]].filter(([ps]) => ps.length).map(async ([ps, flags]) => {
+    const r = await run(["nix", ...NIX_CMD, "path-info", "--json", "--recursive", ...flags, ...ps], { allowFailure: true });
+    if (r.code !== 0) throw new Error(`cannot read the closure of ${ps.join(", ")}: ${r.stderr.trim().split("\n").slice(-3).join(" ")}`);
+    return JSON.parse(r.stdout) as PathInfo[];
+  }));
+  const info = new Map(infos.flat().map((i) => [i.path, i]));
+  const order: ClosurePath[] = [];
+  const seen = new Set<string>();
+  // Iterative post-order walk: deep closures must not exhaust the call stack.
+  for (const root of [...info.keys()].sort()) {
+    const stack: { path: string; next: number }[] = [{ path: root, next: 0 }];
+    if (seen.has(root)) continue;
+    seen.add(root);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const refs = info.get(top.path)?.references ?? [];
+      const ref = refs[top.next++];
+      if (ref === undefined) {
+        stack.pop();
+        order.push({ path: top.path, narSize: info.get(top.path)?.narSize ?? 0 });
+      } else if (ref !== top.path && !seen.has(ref) && info.has(ref)) {
+        seen.add(ref);
+        stack.push({ path: ref, next: 0 });
+      }
+    }
+  }
+  return order;
 }
 
 /** `nix-store --export` of paths (in the given order) as a stream: nothing is buffered. */

@@ -13,6 +13,9 @@ import { closeAllSessions } from "../../provider/ssh/pool";
 import { sshStats } from "../../provider/ssh/session";
 import { evaluateSystem, evaluationStats } from "../../provider/nix/evaluate";
 import { closureOf } from "../../provider/nix/closure";
+import { copyClosureTo } from "../../provider/host/push";
+import { resourceLogger } from "../../provider/util/log";
+import { readCpu, cpuSince } from "./cpu";
 import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
 import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
 
@@ -45,32 +48,44 @@ async function linkScenarios(lab: Lab, _hosts: LabHostInfo[], key: string, tmp: 
   const RTT = 20;
   for (const h of lab.names.slice(0, HOSTS)) await lab.link(h, { rttMs: RTT });
   const hosts = await lab.status();
-  const [g1, g2, g3, j1, j2] = await Promise.all(["g1", "g2", "g3", "j1", "j2"].map((seed) => buildSystem(tmp, `link-${seed}`, { paths: 300, sizeKB: 100, seed })));
+  const [g1, g2, g3, g4, j1, j2] = await Promise.all(["g1", "g2", "g3", "g4", "j1", "j2"].map((seed) => buildSystem(tmp, `link-${seed}`, { paths: 300, sizeKB: 100, seed })));
   const sshOpts = (h: LabHostInfo) => `-i ${lab.privateKeyPath} -p ${h.port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
 
-  // (g) small closure to an empty host: ours vs nix-copy-closure vs a raw `ssh cat` of the export stream.
-  const [oursG] = await secs(() => create(inputs(hosts[0], key, g1)));
+  // (g) small closure to an empty host: our copy (what nix-copy-closure does: connect, query,
+  // stream, import) vs nix-copy-closure vs a raw `ssh cat` of the export stream; then a whole
+  // deploy (copy + profile + switch) of a same-sized closure for reference.
+  const conn = (h: LabHostInfo) => ({ host: h.address, port: h.port, user: "root", privateKey: key });
+  const [oursG, pushed] = await secs(() => copyClosureTo(conn(hosts[0]), [g1.outPath], { log: resourceLogger(hosts[0].name) }));
   const [nccG] = await secs(() => run(["nix-copy-closure", "--to", `root@${hosts[1].address}`, g2.outPath], { env: { ...process.env, NIX_SSHOPTS: `${sshOpts(hosts[1])}` } }));
   const [rawG] = await secs(() => run(["sh", "-c", `nix-store --export $(nix-store -qR ${g3.outPath}) | ssh ${sshOpts(hosts[2])} root@${hosts[2].address} 'cat > /dev/null'`]));
-  emit({ scenario: "g-small-closure-20ms", ours_s: round(oursG), baseline_s: round(nccG), ratio: round(oursG / nccG), raw_stream_s: round(rawG),
-    ours_vs_raw: round(oursG / rawG), target: "ours >= 5x faster than nix-copy-closure; <= 1.3x the raw stream" });
+  const [deployG] = await secs(() => create(inputs(hosts[4], key, g4)));
+  emit({ scenario: "g-small-closure-20ms", ours_s: round(oursG), baseline_s: round(nccG), ratio: round(oursG / nccG), speedup: round(nccG / oursG),
+    raw_stream_s: round(rawG), ours_vs_raw: round(oursG / rawG), paths: pushed.missing, ours_deploy_s: round(deployG),
+    target: "ours >= 5x faster than nix-copy-closure; <= 1.3x the raw stream" });
   await closeAllSessions();
 
   // (i) no-op and one-changed-path redeploys: seconds and SSH commands (round trips are per command).
   const before = { ...sshStats };
-  const [noop] = await secs(() => create(inputs(hosts[0], key, g1)));
+  const [noop] = await secs(() => create(inputs(hosts[4], key, g4)));
   const noopCmds = sshStats.commands - before.commands;
-  const changed = await buildSystem(tmp, "link-g1", { paths: 300, sizeKB: 100, seed: "g1", role: "changed" });
+  const changed = await buildSystem(tmp, "link-g4", { paths: 300, sizeKB: 100, seed: "g4", role: "changed" });
   const mid = { ...sshStats };
-  const [one] = await secs(() => create(inputs(hosts[0], key, changed)));
+  const [one] = await secs(() => create(inputs(hosts[4], key, changed)));
   emit({ scenario: "i-redeploy-20ms", noop_s: round(noop), noop_ssh_commands: noopCmds, one_changed_s: round(one),
     one_changed_ssh_commands: sshStats.commands - mid.commands, rtt_ms: RTT, target: "no-op <= SSH handshake + 2 RTT" });
   await closeAllSessions();
 
-  // (j) ten hosts in parallel vs one host, all at 20 ms.
+  // (j) ten hosts in parallel vs one host, all at 20 ms. The lab's hosts run on this machine's
+  // cores: the CPU counters show how much of the run was theirs and the floor it sets.
+  const cpuOne = readCpu();
   const [oneJ] = await secs(() => create(inputs(hosts[3], key, j1)));
+  const one1 = cpuSince(cpuOne);
+  const cpuTen = readCpu();
   const [tenJ] = await secs(() => Promise.all(hosts.slice(0, HOSTS).map((h) => create(inputs(h, key, j2)))));
-  emit({ scenario: "j-ten-hosts-20ms", ours_s: round(tenJ), one_host_s: round(oneJ), ratio: round(tenJ / oneJ), target: "<= 2x one host" });
+  const ten = cpuSince(cpuTen);
+  emit({ scenario: "j-ten-hosts-20ms", ours_s: round(tenJ), one_host_s: round(oneJ), ratio: round(tenJ / oneJ), target: "<= 2x one host",
+    one_host_cpu_s: one1.cpu_s, one_host_hosts_cpu_s: one1.hosts_and_relays_cpu_s, ten_cpu_s: ten.cpu_s, ten_deployer_cpu_s: ten.deployer_cpu_s,
+    ten_hosts_and_relays_cpu_s: ten.hosts_and_relays_cpu_s, ten_cpu_floor_s: ten.cpu_floor_s, ours_vs_cpu_floor: round(tenJ / ten.cpu_floor_s) });
   // (h) 1 GiB, half compressible, at 100 Mbit/s: ours ("auto") vs the best of forced none / zstd.
   if (!process.argv.includes("--skip-h")) {
     const big = await buildBigSystem(tmp, "bench-big", "big");
