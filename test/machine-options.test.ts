@@ -8,6 +8,12 @@ import { Lab, LabHostInfo } from "./lab/lab";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
+import { buildSystem, BuiltSystem } from "./bench/closures";
+import { create, MachineInputs } from "../provider/handlers/machine";
+import { activate } from "../provider/host/activate";
+import { closureOf } from "../provider/nix/closure";
+import { closeAllSessions, withHost } from "../provider/ssh/pool";
+import { sshStats } from "../provider/ssh/session";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
@@ -97,5 +103,34 @@ describe("machine options: flake, buildOn target, action test/boot, rollback off
     net("two");
     expectExit(await engine("up", base), 0, "second");
     assert.equal(await gens("alpha"), "1", "only the current generation is kept");
+  });
+
+  test("redeploying what the host has is one command; a check that finds paths missing changes nothing", async () => {
+    const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    const [held, fresh] = await Promise.all(["held", "fresh"].map((seed) => buildSystem(tmp, `opt-${seed}`, { paths: 5, sizeKB: 4, seed })));
+    const h = hosts[0];
+    const inputs = (sys: BuiltSystem): MachineInputs => ({
+      name: h.name, connection: { host: h.address, port: h.port, user: "root", privateKey: key }, systemPath: sys.outPath, drvPath: sys.drvPath,
+      action: "switch", buildOn: "local", substituteOnTarget: false, compress: false, connectTimeout: 15, activationTimeout: 60,
+    });
+    const first = await create(inputs(held));
+    assert.ok(first.outs.bytesCopied > 0);
+    const gensBefore = await gens(h.name);
+    // What the host has: the check and the activation run as one command, nothing is copied.
+    const c0 = sshStats.commands;
+    const again = await create(inputs(held));
+    assert.equal(sshStats.commands - c0, 1, "one remote command for a redeploy of what the host has");
+    assert.equal(again.outs.bytesCopied, 0);
+    assert.equal(await current(h.name), held.outPath);
+    assert.equal(await gens(h.name), gensBefore, "the same system makes no new generation");
+    // What it lacks: the first command lists the missing paths and leaves profile and system alone.
+    const closure = await closureOf([fresh.outPath]);
+    const checked = await withHost(inputs(fresh).connection, {}, (s) => activate(s, fresh.outPath, "switch", { timeoutSec: 60, requirePaths: closure.map((p) => p.path) }));
+    const onHost = new Set((await closureOf([held.outPath])).map((p) => p.path));
+    assert.deepEqual([...checked.missing].sort(), closure.map((p) => p.path).filter((p) => !onHost.has(p)).sort(), "exactly the paths the host lacks");
+    assert.ok(checked.missing.includes(fresh.outPath), "the toplevel is reported missing");
+    assert.equal(await current(h.name), held.outPath, "nothing was activated");
+    assert.equal(await gens(h.name), gensBefore, "the profile was not touched");
+    await closeAllSessions();
   });
 });

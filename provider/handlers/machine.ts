@@ -6,12 +6,12 @@ import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { copyToHost, missingOnHost } from "../host/copy";
-import { compressionFor, pushClosure } from "../host/push";
-import { activate, Action, SYSTEM_PROFILE } from "../host/activate";
+import { compressionFor, pushClosure, sizeOf } from "../host/push";
+import { activate, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { SshSession, shq } from "../ssh/session";
-import { resourceLogger, Logger } from "../util/log";
+import { resourceLogger, formatBytes, Logger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 
 /** Machine inputs as the provider receives them (plain values). */
@@ -128,11 +128,29 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   log(`connecting to ${connectionLabel(conn)}`);
   return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000 }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
-    const { closureSize, bytesCopied } = inputs.buildOn === "target"
-      ? await buildOnTarget(s, inputs, await local, log)
-      : await pushClosure(s, await local, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, log });
-    log(`activating (${inputs.action})`);
-    const act = await activate(s, inputs.systemPath, inputs.action, { timeoutSec: inputs.activationTimeout, log });
+    const activation = { timeoutSec: inputs.activationTimeout, log };
+    let act: ActivationResult | undefined;
+    let transfer: Transfer;
+    if (inputs.buildOn === "target") {
+      transfer = await buildOnTarget(s, inputs, await local, log);
+    } else {
+      const closure = await local;
+      // Optimistic: if the host has the whole closure, the check and the activation are one command.
+      log(`checking which of ${closure.length} paths (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
+      act = await activate(s, inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
+      if (act.missing.length) {
+        transfer = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act.missing, log });
+        act = undefined;
+      } else {
+        log(`the host had all ${closure.length} paths: nothing copied`);
+        transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };
+      }
+    }
+    const { closureSize, bytesCopied } = transfer;
+    if (!act) {
+      log(`activating (${inputs.action})`);
+      act = await activate(s, inputs.systemPath, inputs.action, activation);
+    }
     const outs: MachineOutputs = {
       ...inputs,
       connection: { ...conn, hostPublicKey },

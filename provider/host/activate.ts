@@ -13,6 +13,8 @@ export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
 
 /** Outcome of an activation. */
 export interface ActivationResult {
+  /** Store paths the host lacked (with `requirePaths`): when any, nothing was activated. */
+  missing: string[];
   /** switch-to-configuration's exit code: 0 ok, 4 some units failed, other = failure. */
   exitCode: number;
   /** The system that ran before. */
@@ -30,9 +32,14 @@ export interface ActivationResult {
 const MARK = "@@pulumi-nixos";
 
 /** The remote script; exported for tests of its shape. */
-export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean): string {
+export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false): string {
   const setProfile = action === "switch" || action === "boot";
   return [
+    // The paths on stdin must all be valid, else report them and change nothing.
+    ...(checkStdinPaths ? [
+      `missing=$(xargs -r nix-store --check-validity --print-invalid) || exit 91`,
+      `if [ -n "$missing" ]; then printf '%s\n' "$missing" | sed 's|^|${MARK} missing=|'; exit 0; fi`,
+    ] : []),
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
     `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
     `echo "${MARK} prev=$(test -e /run/current-system && readlink -f /run/current-system)"`,
@@ -52,17 +59,33 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
   ].join("\n");
 }
 
+/** Options of {@link activate}. */
+export interface ActivateOptions {
+  timeoutSec: number;
+  log?: Logger;
+  /**
+   * Activate only if the host has all these store paths (the closure), checked in the same
+   * command: a redeploy of what the host already has costs one command. When some are missing
+   * the result lists them and nothing was changed.
+   */
+  requirePaths?: string[];
+}
+
 /** Sets the profile (switch/boot) and activates. Never throws for the activation's own exit code. */
-export async function activate(s: SshSession, systemPath: string, action: Action, opts: { timeoutSec: number; log?: Logger }): Promise<ActivationResult> {
+export async function activate(s: SshSession, systemPath: string, action: Action, opts: ActivateOptions): Promise<ActivationResult> {
   const tail: string[] = [];
   const fields: Record<string, string> = {};
   const failedUnits: string[] = [];
-  await s.exec(activationScript(systemPath, action, opts.timeoutSec, true), {
+  const missing: string[] = [];
+  const check = opts.requirePaths !== undefined;
+  await s.exec(activationScript(systemPath, action, opts.timeoutSec, true, check), {
+    stdin: check ? opts.requirePaths!.join("\n") + "\n" : undefined,
     privileged: true,
     what: `switch-to-configuration ${action}`,
     timeoutMs: (opts.timeoutSec + 30) * 1000,
     onLine: (line) => {
       const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
+      if (m?.[1] === "missing") { missing.push(m[2]); return; }
       if (m) { fields[m[1]] = m[2]; return; }
       const units = /the following units failed: (.*)$/.exec(line);
       if (units) failedUnits.push(...units[1].split(/[\s,]+/).filter(Boolean));
@@ -71,8 +94,10 @@ export async function activate(s: SshSession, systemPath: string, action: Action
       opts.log?.(`activation: ${line}`);
     },
   });
+  if (missing.length) return { missing, exitCode: 0, previousSystemPath: "", generation: 0, failedUnits: [], tail: [] };
   if (fields.rc === undefined) throw new Error(`activation on ${s.label} ended without a result`);
   return {
+    missing,
     exitCode: Number(fields.rc),
     previousSystemPath: fields.prev ?? "",
     generation: Number(fields.gen) || 0,

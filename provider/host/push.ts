@@ -17,6 +17,8 @@ export interface PushOptions {
   compress?: boolean | "auto";
   /** Let the host fetch what it can from its own binary caches first. */
   substituteOnTarget?: boolean;
+  /** What the host is already known to lack (skips the query). */
+  missing?: string[];
   log?: Logger;
 }
 
@@ -35,7 +37,7 @@ export const sizeOf = (c: ClosurePath[]): { paths: number; bytes: number } => ({
 /** Copies to the host what it lacks of `closure` (dependencies first). */
 export async function pushClosure(s: SshSession, closure: ClosurePath[], opts: PushOptions = {}): Promise<PushResult> {
   const log = opts.log ?? (() => undefined);
-  let missing = await missingOnHost(s, closure.map((p) => p.path));
+  let missing = opts.missing ?? await missingOnHost(s, closure.map((p) => p.path));
   if (missing.length && opts.substituteOnTarget) {
     log(`asking the host to substitute ${missing.length} paths from its binary caches`);
     await s.exec(`xargs -r nix-store --realise >/dev/null 2>&1 || true`, { stdin: missing.join("\n") + "\n", privileged: true, what: "substitution" });
