@@ -11,6 +11,7 @@ import { writeStack, nixConfig } from "./helpers/stack";
 import { buildSystem, BuiltSystem } from "./bench/closures";
 import { create, MachineInputs } from "../provider/handlers/machine";
 import { activate } from "../provider/host/activate";
+import { missingOnHost } from "../provider/host/copy";
 import { closureOf } from "../provider/nix/closure";
 import { closeAllSessions, withHost } from "../provider/ssh/pool";
 import { sshStats } from "../provider/ssh/session";
@@ -131,6 +132,12 @@ describe("machine options: flake, buildOn target, action test/boot, rollback off
     assert.ok(checked.missing.includes(fresh.outPath), "the toplevel is reported missing");
     assert.equal(await current(h.name), held.outPath, "nothing was activated");
     assert.equal(await gens(h.name), gensBefore, "the profile was not touched");
+    // Only Nix's database says what is valid: a directory left in the store by hand is still missing.
+    const stray = "/nix/store/11111111111111111111111111111111-stray";
+    await lab.exec(h.name, ["mkdir", "-p", stray]);
+    const asked = await withHost(inputs(fresh).connection, {}, (s) => missingOnHost(s, [held.outPath, stray, "/nix/store/22222222222222222222222222222222-absent?"]));
+    assert.deepEqual(asked, [stray, "/nix/store/22222222222222222222222222222222-absent?"]);
+    await lab.exec(h.name, ["rmdir", stray]);
     await closeAllSessions();
   });
 });

@@ -4,6 +4,7 @@
  * (`systemd-run … --wait`), so a dropped SSH session cannot kill it half-way (nixpkgs#39118).
  */
 import { SshSession, shq } from "../ssh/session";
+import { PRINT_MISSING_PATHS } from "./copy";
 import { Logger } from "../util/log";
 
 /** What switch-to-configuration should do (nixos-rebuild's verbs). */
@@ -37,7 +38,7 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
   return [
     // The paths on stdin must all be valid, else report them and change nothing.
     ...(checkStdinPaths ? [
-      `missing=$(xargs -r nix-store --check-validity --print-invalid) || exit 91`,
+      `missing=$(${PRINT_MISSING_PATHS}) || exit 91`,
       `if [ -n "$missing" ]; then printf '%s\n' "$missing" | sed 's|^|${MARK} missing=|'; exit 0; fi`,
     ] : []),
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
