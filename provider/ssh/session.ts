@@ -71,6 +71,8 @@ export class SshSession {
         username: conn.user,
         privateKey: conn.privateKey,
         agent: conn.privateKey ? undefined : process.env.SSH_AUTH_SOCK,
+        // Straight to the key: ssh2's default first asks with method "none", one more round trip.
+        authHandler: conn.privateKey ? ["publickey"] : ["agent"],
         readyTimeout: opts.timeoutMs ?? 15_000,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
