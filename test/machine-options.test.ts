@@ -106,7 +106,7 @@ describe("machine options: flake, buildOn target, action test/boot, rollback off
     assert.equal(await gens("alpha"), "1", "only the current generation is kept");
   });
 
-  test("redeploying what the host has is one command; a check that finds paths missing changes nothing", async () => {
+  test("remote commands per deploy: a redeploy of what the host has is one, a fresh one two; a check that finds paths missing changes nothing", async () => {
     const key = fs.readFileSync(lab.privateKeyPath, "utf8");
     const [held, fresh] = await Promise.all(["held", "fresh"].map((seed) => buildSystem(tmp, `opt-${seed}`, { paths: 5, sizeKB: 4, seed })));
     const h = hosts[0];
@@ -138,6 +138,13 @@ describe("machine options: flake, buildOn target, action test/boot, rollback off
     const asked = await withHost(inputs(fresh).connection, {}, (s) => missingOnHost(s, [held.outPath, stray, "/nix/store/22222222222222222222222222222222-absent?"]));
     assert.deepEqual(asked, [stray, "/nix/store/22222222222222222222222222222222-absent?"]);
     await lab.exec(h.name, ["rmdir", stray]);
+    // A fresh system: the check, then the import with the activation following in the same command.
+    const c1 = sshStats.commands;
+    const deployed = await create(inputs(fresh));
+    assert.equal(sshStats.commands - c1, 2, "check + (import && activate)");
+    assert.equal(await current(h.name), fresh.outPath);
+    assert.equal(deployed.outs.generation, first.outs.generation + 1);
+    assert.equal(deployed.outs.previousSystemPath, held.outPath);
     await closeAllSessions();
   });
 });

@@ -7,7 +7,7 @@ import { Connection, connectionLabel, normalizeConnection } from "../connection"
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { copyToHost, missingOnHost } from "../host/copy";
 import { compressionFor, pushClosure, sizeOf } from "../host/push";
-import { activate, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
+import { activate, activationStep, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { SshSession, shq } from "../ssh/session";
@@ -139,8 +139,12 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       log(`checking which of ${closure.length} paths (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
       act = await activate(s, inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
       if (act.missing.length) {
-        transfer = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act.missing, log });
-        act = undefined;
+        // The activation follows the import in the same command.
+        const step = activationStep(inputs.systemPath, inputs.action, activation);
+        const pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act.missing, log,
+          then: { ...step, announce: `activating (${inputs.action})` } });
+        transfer = pushed;
+        act = pushed.followedUp ? step.result(s.label) : undefined;
       } else {
         log(`the host had all ${closure.length} paths: nothing copied`);
         transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };

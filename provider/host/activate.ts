@@ -72,16 +72,29 @@ export interface ActivateOptions {
   requirePaths?: string[];
 }
 
-/** Sets the profile (switch/boot) and activates. Never throws for the activation's own exit code. */
-export async function activate(s: SshSession, systemPath: string, action: Action, opts: ActivateOptions): Promise<ActivationResult> {
+/** An activation as a script and the reader of its output: run alone, or after a closure import in the same command. */
+export interface ActivationStep {
+  script: string;
+  /** Data for the script's stdin (the paths to check, with `requirePaths`). */
+  stdin?: string;
+  what: string;
+  timeoutMs: number;
+  /** Feed every output line here. */
+  onLine(line: string): void;
+  /** What the output said; throws when it ended without a result. */
+  result(label: string): ActivationResult;
+}
+
+/** The activation of systemPath as a step (see {@link activate}). */
+export function activationStep(systemPath: string, action: Action, opts: ActivateOptions): ActivationStep {
   const tail: string[] = [];
   const fields: Record<string, string> = {};
   const failedUnits: string[] = [];
   const missing: string[] = [];
   const check = opts.requirePaths !== undefined;
-  await s.exec(activationScript(systemPath, action, opts.timeoutSec, true, check), {
+  return {
+    script: activationScript(systemPath, action, opts.timeoutSec, true, check),
     stdin: check ? opts.requirePaths!.join("\n") + "\n" : undefined,
-    privileged: true,
     what: `switch-to-configuration ${action}`,
     timeoutMs: (opts.timeoutSec + 30) * 1000,
     onLine: (line) => {
@@ -94,16 +107,25 @@ export async function activate(s: SshSession, systemPath: string, action: Action
       if (tail.length > 20) tail.shift();
       opts.log?.(`activation: ${line}`);
     },
-  });
-  if (missing.length) return { missing, exitCode: 0, previousSystemPath: "", generation: 0, failedUnits: [], tail: [] };
-  if (fields.rc === undefined) throw new Error(`activation on ${s.label} ended without a result`);
-  return {
-    missing,
-    exitCode: Number(fields.rc),
-    previousSystemPath: fields.prev ?? "",
-    generation: Number(fields.gen) || 0,
-    failedUnits,
-    rolledBackTo: fields.rolledback ? Number(fields.rolledback) : undefined,
-    tail,
+    result: (label) => {
+      if (missing.length) return { missing, exitCode: 0, previousSystemPath: "", generation: 0, failedUnits: [], tail: [] };
+      if (fields.rc === undefined) throw new Error(`activation on ${label} ended without a result`);
+      return {
+        missing,
+        exitCode: Number(fields.rc),
+        previousSystemPath: fields.prev ?? "",
+        generation: Number(fields.gen) || 0,
+        failedUnits,
+        rolledBackTo: fields.rolledback ? Number(fields.rolledback) : undefined,
+        tail,
+      };
+    },
   };
+}
+
+/** Sets the profile (switch/boot) and activates. Never throws for the activation's own exit code. */
+export async function activate(s: SshSession, systemPath: string, action: Action, opts: ActivateOptions): Promise<ActivationResult> {
+  const step = activationStep(systemPath, action, opts);
+  await s.exec(step.script, { stdin: step.stdin, privileged: true, what: step.what, timeoutMs: step.timeoutMs, onLine: step.onLine });
+  return step.result(s.label);
 }

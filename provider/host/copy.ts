@@ -38,13 +38,28 @@ export interface CopyResult {
   bytes: number;
 }
 
+/** A script to run right after a successful import, in the same remote command (saves a round trip). */
+export interface FollowUp {
+  script: string;
+  what: string;
+  /** Logged once the import is done and the follow-up starts. */
+  announce?: string;
+  timeoutMs: number;
+  onLine(line: string): void;
+}
+
 /** Options of {@link copyToHost}. */
 export interface CopyOptions {
   /** Compress the stream with zstd (both ends need zstd). */
   compress?: boolean;
   log?: Logger;
   timeoutMs?: number;
+  /** Runs as root after the import succeeded; its exit code is its own (the import's is checked first). */
+  then?: FollowUp;
 }
+
+/** Printed between the import and the follow-up: tells their output and failures apart. */
+const IMPORTED = "@@pulumi-nixos-imported";
 
 /** Streams `paths` (closure order: dependencies first) into the host's store. */
 export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: CopyOptions = {}): Promise<CopyResult> {
@@ -78,12 +93,24 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   }
   const counter = new Transform({ highWaterMark: PIPE_BUFFER, transform(chunk: Buffer, _e, cb) { sent += chunk.length; cb(null, chunk); } });
   const importCmd = opts.compress ? "zstd -q -d -c | nix-store --import >/dev/null" : "nix-store --import >/dev/null";
-  const r = await s.execStream(opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd, source.pipe(counter), {
-    privileged: true, check: false, what: "closure import", timeoutMs: opts.timeoutMs,
+  const then = opts.then;
+  const script = (opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd) + (then ? ` && echo ${IMPORTED} && {\n${then.script}\n}` : "");
+  let imported = false;
+  const r = await s.execStream(script, source.pipe(counter), {
+    privileged: true, check: false, what: "closure import", timeoutMs: (opts.timeoutMs ?? 600_000) + (then?.timeoutMs ?? 0),
+    onLine: (line, stream) => {
+      if (!imported && stream === "stdout" && line === IMPORTED) {
+        imported = true;
+        log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
+        if (then?.announce) log(then.announce);
+      } else if (imported) then?.onLine(line);
+    },
   });
   const code = await exited;
   if (code !== 0) throw new Error(`nix-store --export failed (exit ${code}): ${exportErr.trim()}`);
-  if (r.code !== 0) throw new Error(`nix-store --import on ${s.label} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
-  log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
+  const lastErr = () => r.stderr.trim().split("\n").slice(-5).join(" | ");
+  if (r.code !== 0 && !imported) throw new Error(`nix-store --import on ${s.label} failed (exit ${r.code}): ${lastErr()}`);
+  if (r.code !== 0) throw new Error(`${then!.what} on ${s.label} failed (exit ${r.code}): ${lastErr()}`);
+  if (!then) log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
   return { paths: paths.length, bytes: sent };
 }

@@ -9,7 +9,7 @@ import { HostAccess, withHost } from "../ssh/pool";
 import { SshSession } from "../ssh/session";
 import { Logger, formatBytes } from "../util/log";
 import { chooseCompression } from "./compression";
-import { copyToHost, missingOnHost } from "./copy";
+import { FollowUp, copyToHost, missingOnHost } from "./copy";
 
 /** Options of {@link pushClosure}. */
 export interface PushOptions {
@@ -19,6 +19,8 @@ export interface PushOptions {
   substituteOnTarget?: boolean;
   /** What the host is already known to lack (skips the query). */
   missing?: string[];
+  /** A script to run after the import in the same command (when anything is copied). */
+  then?: FollowUp;
   log?: Logger;
 }
 
@@ -30,6 +32,8 @@ export interface PushResult {
   missing: number;
   /** Bytes sent on the wire. */
   bytesCopied: number;
+  /** Whether `then` ran (it does not when nothing had to be copied). */
+  followedUp: boolean;
 }
 
 export const sizeOf = (c: ClosurePath[]): { paths: number; bytes: number } => ({ bytes: c.reduce((n, p) => n + p.narSize, 0), paths: c.length });
@@ -46,8 +50,8 @@ export async function pushClosure(s: SshSession, closure: ClosurePath[], opts: P
   const wanted = new Set(missing);
   log(`${closure.length} paths in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
   const toCopy = closure.filter((p) => wanted.has(p.path));
-  const copied = await copyToHost(s, toCopy, { compress: await compressionFor(s, toCopy, opts.compress ?? "auto", log), log });
-  return { closureSize: sizeOf(closure), missing: toCopy.length, bytesCopied: copied.bytes };
+  const copied = await copyToHost(s, toCopy, { compress: await compressionFor(s, toCopy, opts.compress ?? "auto", log), log, then: opts.then });
+  return { closureSize: sizeOf(closure), missing: toCopy.length, bytesCopied: copied.bytes, followedUp: toCopy.length > 0 && !!opts.then };
 }
 
 /** `compress`: true/false as given; "auto" decides per link by measurement. */

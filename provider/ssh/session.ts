@@ -111,16 +111,7 @@ export class SshSession {
     const what = opts.what ?? "remote command";
     let channel: { close(): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const splitter = (stream: "stdout" | "stderr") => {
-      let buf = "";
-      return (chunk: Buffer) => {
-        if (!opts.onLine) return;
-        buf += chunk.toString();
-        const lines = buf.split("\n");
-        buf = lines.pop() ?? "";
-        for (const l of lines) opts.onLine(l, stream);
-      };
-    };
+    const splitter = (stream: "stdout" | "stderr") => lineSplitter(opts.onLine, stream);
     const stdin = typeof opts.stdin === "string" || Buffer.isBuffer(opts.stdin) ? Readable.from([opts.stdin]) : opts.stdin;
     const running = this.ssh.execCommand(command, {
       stdin,
@@ -169,7 +160,7 @@ export class SshSession {
    * channel to drain after every chunk, which idles the link (measured: 30 MB in 0.73 s vs 0.23 s);
    * here up to STREAM_BUFFER bytes may wait in the channel before the source is paused.
    */
-  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin" | "onLine"> = {}): Promise<ExecResult> {
+  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin"> = {}): Promise<ExecResult> {
     sshStats.commands++;
     const command = this.command(script, opts.privileged);
     const what = opts.what ?? "remote command";
@@ -181,8 +172,9 @@ export class SshSession {
         if (err) return reject(new Error(`${what} on ${this.label}: ${err.message}`));
         let stdout = "", stderr = "", code: number | null = null, signal: string | null = null;
         const timer = setTimeout(() => { ch.close(); source.destroy(); reject(new Error(`${what} on ${this.label} timed out after ${Math.round(timeoutMs / 1000)} s`)); }, timeoutMs);
-        ch.on("data", (d: Buffer) => { stdout += d.toString(); });
-        ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+        const outLines = lineSplitter(opts.onLine, "stdout"), errLines = lineSplitter(opts.onLine, "stderr");
+        ch.on("data", (d: Buffer) => { stdout += d.toString(); outLines(d); });
+        ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); errLines(d); });
         ch.on("exit", (c: number | null, sig?: string) => { code = c; signal = sig ?? null; });
         source.on("data", (chunk: Buffer) => {
           ch.write(chunk);
@@ -219,6 +211,18 @@ export class SshSession {
     this.closed = true;
     this.ssh.dispose();
   }
+}
+
+/** Calls onLine with each complete line of a chunked stream (no-op without onLine). */
+function lineSplitter(onLine: ExecOptions["onLine"], stream: "stdout" | "stderr"): (chunk: Buffer) => void {
+  let buf = "";
+  return (chunk) => {
+    if (!onLine) return;
+    buf += chunk.toString();
+    const lines = buf.split("\n");
+    buf = lines.pop() ?? "";
+    for (const l of lines) onLine(l, stream);
+  };
 }
 
 function describeConnectError(e: unknown, timeoutMs: number): string {
