@@ -7,7 +7,7 @@ import * as path from "path";
 import { Lab } from "./lab/lab";
 import { startDelayRelay } from "./lab/delay-relay";
 import { run } from "../provider/util/run";
-import { SshSession } from "../provider/ssh/session";
+import { SshSession, inflightLimit } from "../provider/ssh/session";
 import { canRunLab, tempDir } from "./helpers/env";
 import { buildSystem } from "./bench/closures";
 import { create } from "../provider/handlers/machine";
@@ -62,7 +62,17 @@ test("lab link: --rtt puts a host behind the relay, --rate adds tbf, --clear rem
     // Through the relay: same host key (pinned), real commands.
     const s = await SshSession.connect({ host: shaped.address, port: shaped.port, user: "root", privateKey: key }, { pin: direct.hostPublicKey });
     assert.equal((await s.exec("hostname")).stdout, "host1\n");
+    // The session's own round-trip measure (keepalive request) sees the relay's delay; the
+    // stream's in-flight limit follows it (twice a 1 Gbit/s link's BDP, at least 512 KiB).
+    const rtt = (await s.rttMs())!;
+    assert.ok(Math.abs(rtt - 40) <= 40 * 0.2, `rtt through the relay: ${rtt.toFixed(1)} ms`);
+    assert.equal(inflightLimit(rtt), Math.ceil(2 * 125e6 * rtt / 1000));
     s.close();
+    const d = await SshSession.connect({ host: direct.address, port: 22, user: "root", privateKey: key }, { pin: direct.hostPublicKey });
+    const directRtt = (await d.rttMs())!;
+    assert.ok(directRtt < 5, `direct rtt ${directRtt.toFixed(2)} ms`);
+    assert.equal(inflightLimit(directRtt), 512 << 10);
+    d.close();
     // (The delay itself is measured by the relay test above; sshd's own start-up time makes a
     // timing check through it a flaky test.)
     const tc = (await run(["tc", "qdisc", "show", "dev", JSON.parse(fs.readFileSync(path.join(tmp, "lab/lab.json"), "utf8")).hosts[0].vethOuter])).stdout;

@@ -4,6 +4,7 @@
  * login shell, and secrets only ever travel on stdin.
  */
 import { NodeSSH } from "node-ssh";
+import type { ClientChannel } from "ssh2";
 import { Readable } from "stream";
 import { Connection, connectionLabel } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
@@ -35,6 +36,19 @@ export interface ExecOptions {
 /** Bytes a streamed stdin may queue in the SSH channel (bounds memory, keeps the link busy). */
 const STREAM_BUFFER = 8 << 20;
 
+/**
+ * Unacknowledged bytes a stream may have out (sent, not yet consumed by the remote command).
+ * sshd grants a 2 MiB window; on a low-latency link all of it piles up in sshd's buffers in front
+ * of a slower consumer (`nix-store --import`), and OpenSSH grows those buffers by reallocating:
+ * measured on the lab, a 31 MB import cost sshd 2.8 CPU-s with the whole window out and 1.1 s
+ * with 256 KiB (deploy 2.6 s → 1.1 s). The limit must still cover the bandwidth-delay product,
+ * so it is twice the BDP of a 1 Gbit/s link at the measured round-trip time, at least 512 KiB.
+ */
+export function inflightLimit(rttMs: number | undefined): number | undefined {
+  if (rttMs === undefined) return undefined;
+  return Math.max(512 << 10, Math.ceil(2 * 125e6 * (rttMs / 1000)));
+}
+
 /** Thrown when the connection drops while a command runs. */
 export class ConnectionLostError extends Error {}
 
@@ -48,6 +62,7 @@ export class SshSession {
   /** The host key the server presented (`type base64`). */
   hostPublicKey = "";
   private closed = false;
+  private rttMeasure?: Promise<number | undefined>;
 
   private constructor(readonly conn: Connection, private readonly ssh: NodeSSH) {}
 
@@ -98,9 +113,43 @@ export class SshSession {
     const s = new SshSession(conn, ssh);
     sshStats.connections++;
     s.hostPublicKey = presented;
+    // Measured now, while the first commands run: a stream needs it and must not wait a round trip.
+    void s.rttMs();
     ssh.connection?.on("close", () => { s.closed = true; });
     ssh.connection?.on("error", () => { s.closed = true; });
     return s;
+  }
+
+  /**
+   * Round-trip time to sshd in ms, measured once per connection with the keepalive request
+   * OpenSSH answers at once (no process on the host). ssh2 has no public call for it: its
+   * internal ping is used the way its own keepalive does; undefined if that is not there.
+   */
+  rttMs(): Promise<number | undefined> {
+    // The fastest of a few: sshd is busy right after login (and with the first commands).
+    this.rttMeasure ??= (async () => {
+      let best: number | undefined;
+      for (let i = 0; i < 4; i++) {
+        const t = await this.ping();
+        if (t === undefined) return best;
+        best = Math.min(best ?? t, t);
+      }
+      return best;
+    })();
+    return this.rttMeasure;
+  }
+
+  private ping(): Promise<number | undefined> {
+    return new Promise((resolve) => {
+      const client = this.ssh.connection as unknown as { _protocol?: { ping?: () => void }; _callbacks?: unknown[] } | null;
+      if (!this.alive || !client?._protocol?.ping || !Array.isArray(client._callbacks)) return resolve(undefined);
+      const t0 = process.hrtime.bigint();
+      const timer = setTimeout(() => resolve(undefined), 5_000);
+      timer.unref();
+      // Replies to global requests are matched to callbacks in order, as for ssh2's keepalive.
+      client._callbacks.push(() => { clearTimeout(timer); resolve(Number(process.hrtime.bigint() - t0) / 1e6); });
+      client._protocol.ping();
+    });
   }
 
   /** Runs a POSIX sh script on the host. */
@@ -158,9 +207,10 @@ export class SshSession {
   /**
    * Runs a script with a large stream on stdin (a closure export). node-ssh's `pipe()` waits for the
    * channel to drain after every chunk, which idles the link (measured: 30 MB in 0.73 s vs 0.23 s);
-   * here up to STREAM_BUFFER bytes may wait in the channel before the source is paused.
+   * here the channel is fed by {@link feedChannel} (bounded queue, optional in-flight limit,
+   * see {@link inflightLimit}); stdout/stderr lines reach `onLine` as they arrive.
    */
-  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin"> = {}): Promise<ExecResult> {
+  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin"> & { inflightLimit?: number } = {}): Promise<ExecResult> {
     sshStats.commands++;
     const command = this.command(script, opts.privileged);
     const what = opts.what ?? "remote command";
@@ -176,14 +226,11 @@ export class SshSession {
         ch.on("data", (d: Buffer) => { stdout += d.toString(); outLines(d); });
         ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); errLines(d); });
         ch.on("exit", (c: number | null, sig?: string) => { code = c; signal = sig ?? null; });
-        source.on("data", (chunk: Buffer) => {
-          ch.write(chunk);
-          if (ch.writableLength > STREAM_BUFFER) source.pause();
-        });
-        ch.on("drain", () => source.resume());
+        const stopFeeding = feedChannel(source, ch, opts.inflightLimit);
         source.on("end", () => ch.end());
         source.on("error", (e) => { ch.close(); reject(e); });
         ch.on("close", () => {
+          stopFeeding();
           clearTimeout(timer);
           try { resolve(this.settle({ code, signal, stdout, stderr }, opts, what)); } catch (e) { reject(e); }
         });
@@ -211,6 +258,35 @@ export class SshSession {
     this.closed = true;
     this.ssh.dispose();
   }
+}
+
+/**
+ * Writes source into an ssh2 channel: pauses the source while more than STREAM_BUFFER bytes
+ * wait in the channel, and, with `inflightLimit`, while more than that many bytes are out but
+ * not yet consumed by the remote command (what the remote window lost plus what waits here).
+ * ssh2 signals no window adjustment, so a gated source is re-checked each millisecond.
+ * Returns a function that stops the re-checks (call it when the channel closes).
+ */
+function feedChannel(source: Readable, ch: ClientChannel, inflightLimit: number | undefined): () => void {
+  const out = ch as unknown as { outgoing?: { window?: number } };
+  const initialWindow = out.outgoing?.window;
+  const limit = typeof initialWindow === "number" ? inflightLimit : undefined;
+  const outstanding = () => initialWindow! - out.outgoing!.window! + ch.writableLength;
+  let gated = false, stopped = false;
+  const recheck = () => {
+    if (stopped) return;
+    if (outstanding() > limit!) setTimeout(recheck, 1);
+    else { gated = false; source.resume(); }
+  };
+  source.on("data", (chunk: Buffer) => {
+    ch.write(chunk);
+    if (limit !== undefined && outstanding() > limit) {
+      source.pause();
+      if (!gated) { gated = true; setTimeout(recheck, 1); }
+    } else if (ch.writableLength > STREAM_BUFFER) source.pause();
+  });
+  ch.on("drain", () => { if (!gated) source.resume(); });
+  return () => { stopped = true; };
 }
 
 /** Calls onLine with each complete line of a chunked stream (no-op without onLine). */
