@@ -5,7 +5,7 @@
  */
 import { spawn } from "child_process";
 import { Transform } from "stream";
-import { SshSession, inflightLimit } from "../ssh/session";
+import { SshSession } from "../ssh/session";
 import { ClosurePath, exportPaths } from "../nix/closure";
 import { Logger, formatBytes } from "../util/log";
 
@@ -96,9 +96,8 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   const then = opts.then;
   const script = (opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd) + (then ? ` && echo ${IMPORTED} && {\n${then.script}\n}` : "");
   let imported = false;
-  const inflight = inflightLimit(await s.rttMs());
   const r = await s.execStream(script, source.pipe(counter), {
-    privileged: true, check: false, what: "closure import", timeoutMs: (opts.timeoutMs ?? 600_000) + (then?.timeoutMs ?? 0), inflightLimit: inflight,
+    privileged: true, check: false, what: "closure import", timeoutMs: (opts.timeoutMs ?? 600_000) + (then?.timeoutMs ?? 0), rttMs: await s.rttMs(),
     onLine: (line, stream) => {
       if (!imported && stream === "stdout" && line === IMPORTED) {
         imported = true;
