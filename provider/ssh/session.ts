@@ -40,51 +40,18 @@ const STREAM_BUFFER = 8 << 20;
 const MIN_INFLIGHT = 512 << 10;
 
 /**
- * Unacknowledged bytes a stream may have out (sent, not yet consumed by the remote command) at
- * the start: twice the bandwidth-delay product of a 1 Gbit/s link at the measured round-trip
- * time, at least 512 KiB. Why a limit at all: sshd grants a 2 MiB window, and whatever is out
- * piles up in sshd's buffers in front of a slower consumer (`nix-store --import`), which OpenSSH
- * grows by reallocating. Measured on the lab, a 31 MB import on the direct link cost sshd
- * 2.8 CPU-s with the whole window out and 1.1 s with 256 KiB (deploy 2.6 s → 1.1 s).
+ * Unacknowledged bytes a stream may have out (sent, not yet consumed by the remote command):
+ * twice the bandwidth-delay product of a 1 Gbit/s link at the measured round-trip time, at least
+ * 512 KiB (sshd's 2 MiB window caps it anyway). Why a limit at all: whatever is out piles up in
+ * sshd's buffers in front of a slower consumer (`nix-store --import`), and OpenSSH grows those
+ * by reallocating. Measured on the lab's direct link, a 31 MB import cost sshd 2.8 CPU-s with the
+ * whole window out and 1.1 s with 256–512 KiB (deploy 2.6 s → 1.1 s). A limit adapting to the
+ * consumed rate helped 10 parallel hosts at 20 ms in a dedicated run (12.5 → 9.4–11.8 s) but not
+ * in the benchmark's (j): not kept (fewer moving parts for no measured gain).
  */
 export function inflightLimit(rttMs: number | undefined): number | undefined {
   if (rttMs === undefined) return undefined;
   return Math.max(MIN_INFLIGHT, Math.ceil(2 * 125e6 * (rttMs / 1000)));
-}
-
-/**
- * The in-flight allowance of one stream, following what the host actually consumes: every
- * max(100 ms, 4 RTT) it becomes twice the consumed rate times the RTT, at least 512 KiB and at
- * most the start value (and the channel's window). Held back by the allowance itself, the
- * consumed rate is allowance/RTT and it doubles; held back by anything else (the host's CPU and
- * import, the link, a slow export) it keeps twice what that rate needs, and the rest does not
- * pile up in sshd. Measured with 10 hosts at 20 ms RTT: the run 12.5–14 s with only the start
- * value, 9.4–11.8 s adapting (hosts' CPU 19–22 → 14–17 s); updating only in periods where the
- * allowance held the stream back measured 12.8–14 s.
- */
-export class InflightAllowance {
-  limit: number;
-  private readonly max: number;
-  private since: number;
-  private ackedThen = 0;
-
-  /** `window`: the channel's window, a cap of its own; `nowMs`: the clock (tests pass their own). */
-  constructor(private readonly rttMs: number, window = Infinity, private readonly nowMs = () => performance.now()) {
-    this.max = this.limit = Math.max(MIN_INFLIGHT, Math.min(inflightLimit(rttMs)!, window));
-    this.since = nowMs();
-  }
-
-  /** Whether `outstanding` bytes are over the allowance, given the bytes consumed so far. */
-  over(outstanding: number, acked: number): boolean {
-    const ms = this.nowMs() - this.since;
-    if (ms >= Math.max(100, 4 * this.rttMs)) {
-      const rate = (acked - this.ackedThen) / ms;
-      this.limit = Math.min(this.max, Math.max(MIN_INFLIGHT, Math.ceil(2 * rate * this.rttMs)));
-      this.since += ms;
-      this.ackedThen = acked;
-    }
-    return outstanding > this.limit;
-  }
 }
 
 /** Thrown when the connection drops while a command runs. */
@@ -301,20 +268,15 @@ export class SshSession {
 /**
  * Writes source into an ssh2 channel: pauses the source while more than STREAM_BUFFER bytes
  * wait in the channel, and, given the link's RTT, while more bytes are out but not yet consumed
- * by the remote command (what the remote window lost plus what waits here) than an
- * {@link InflightAllowance} allows. ssh2 signals no window adjustment, so a held source is
- * re-checked each millisecond. Returns a function that stops the re-checks (call it on close).
+ * by the remote command (what the remote window lost plus what waits here) than
+ * {@link inflightLimit} allows. ssh2 signals no window adjustment, so a held source is re-checked
+ * each millisecond. Returns a function that stops the re-checks (call it on close).
  */
 function feedChannel(source: Readable, ch: ClientChannel, rttMs: number | undefined): () => void {
   const out = ch as unknown as { outgoing?: { window?: number } };
   const initialWindow = out.outgoing?.window;
-  const allowance = typeof initialWindow === "number" && rttMs !== undefined ? new InflightAllowance(rttMs, initialWindow) : undefined;
-  let written = 0;
-  const outstanding = () => initialWindow! - out.outgoing!.window! + ch.writableLength;
-  const over = () => {
-    const o = outstanding();
-    return allowance!.over(o, written - o);
-  };
+  const limit = typeof initialWindow === "number" ? inflightLimit(rttMs) : undefined;
+  const over = () => initialWindow! - out.outgoing!.window! + ch.writableLength > limit!;
   let held = false, stopped = false;
   const recheck = () => {
     if (stopped) return;
@@ -323,8 +285,7 @@ function feedChannel(source: Readable, ch: ClientChannel, rttMs: number | undefi
   };
   source.on("data", (chunk: Buffer) => {
     ch.write(chunk);
-    written += chunk.length;
-    if (allowance && over()) {
+    if (limit !== undefined && over()) {
       source.pause();
       if (!held) { held = true; setTimeout(recheck, 1); }
     } else if (ch.writableLength > STREAM_BUFFER) source.pause();
