@@ -110,6 +110,12 @@ async function main(): Promise<void> {
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
   console.error(`bench: building closures and a ${HOSTS + 1}-host lab in ${tmp}`);
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: HOSTS + 1 });
+  // The lab must come down however the run ends: a reader that stops early (`| head -1`) makes
+  // stdout fail with EPIPE, which would otherwise end the process before `finally`; Ctrl-C too.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => { if (e.code !== "EPIPE") throw e; });
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => { void lab.down().finally(() => process.exit(130)); });
+  }
   try {
     const hosts = await lab.status();
     const key = fs.readFileSync(lab.privateKeyPath, "utf8");
