@@ -5,8 +5,7 @@
 import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
-import { copyToHost, missingOnHost } from "../host/copy";
-import { compressionFor, pushClosure, sizeOf } from "../host/push";
+import { pushClosure, sizeOf } from "../host/push";
 import { activate, activationStep, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
@@ -212,16 +211,15 @@ async function localClosure(inputs: MachineInputs, log: Logger): Promise<Closure
 }
 
 async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: ClosurePath[], log: Logger): Promise<Transfer> {
-  const wanted = new Set(await missingOnHost(s, drvClosure.map((p) => p.path)));
-  const drvsToCopy = drvClosure.filter((p) => wanted.has(p.path));
-  const copied = await copyToHost(s, drvsToCopy, { compress: await compressionFor(s, drvsToCopy, inputs.compress, log), log });
+  // The same copy step as for a built system, applied to the derivations.
+  const copied = await pushClosure(s, drvClosure, { compress: inputs.compress, log });
   log(`building ${inputs.drvPath} on the host`);
   const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
   const out = r.stdout.trim().split("\n")[0];
   if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build on the host produced ${out}, expected ${inputs.systemPath}`);
   const size = await s.exec(`nix-store -qR ${shq(out)} | xargs nix-store -q --size | awk '{n++; s+=$1} END {print n, s}'`, { privileged: true, what: "closure size" });
   const [paths, bytes] = size.stdout.trim().split(/\s+/).map(Number);
-  return { closureSize: { paths, bytes }, bytesCopied: copied.bytes };
+  return { closureSize: { paths, bytes }, bytesCopied: copied.bytesCopied };
 }
 
 function readLocalVersion(systemPath: string): string {

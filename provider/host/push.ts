@@ -55,7 +55,7 @@ export async function pushClosure(s: SshSession, closure: ClosurePath[], opts: P
 }
 
 /** `compress`: true/false as given; "auto" decides per link by measurement. */
-export async function compressionFor(s: SshSession, paths: ClosurePath[], compress: boolean | "auto", log: Logger): Promise<boolean> {
+async function compressionFor(s: SshSession, paths: ClosurePath[], compress: boolean | "auto", log: Logger): Promise<boolean> {
   if (compress !== "auto") return compress;
   const choice = await chooseCompression(s, paths, sizeOf(paths).bytes, log);
   return choice?.compress ?? false;
