@@ -6,7 +6,7 @@
 import "./helpers/env";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab } from "./lab/lab";
+import { Lab } from "../provider/lab/lab";
 import { engine, StackRef } from "./helpers/engine";
 import { hasPulumiCli, pulumiCli } from "./helpers/real-cli";
 import { writeStack } from "./helpers/stack";

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab, LabHostInfo } from "./lab/lab";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { REAL_CLI_SKIP, pulumiCli, pulumiExport } from "./helpers/real-cli";

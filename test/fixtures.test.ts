@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../provider/util/run";
-import { Lab } from "./lab/lab";
+import { Lab } from "../provider/lab/lab";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 
 const FIX = path.join(ROOT, "test/fixtures");

@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab, LabHostInfo } from "./lab/lab";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { setStackConfig } from "./engine/project";
 import { startVaultServer, VaultServer } from "./vault/server";

@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
-import { Lab } from "./lab/lab";
+import { Lab } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 

@@ -3,7 +3,7 @@ import { describe, test, before, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab, LabHostInfo } from "./lab/lab";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";

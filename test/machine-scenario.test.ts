@@ -3,7 +3,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { Lab } from "./lab/lab";
+import { Lab } from "../provider/lab/lab";
 import { canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";

@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { Lab, LabHostInfo } from "./lab/lab";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { startChannelServer, ChannelServer } from "./channels/server";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";

@@ -8,6 +8,6 @@ export async function main(argv: string[]): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   require("./fleet").registerFleetCommands(program);
   require("./pin").registerPinCommands(program);
-  require("../../test/lab/cli").registerLabCommands(program);
+  require("../lab/cli").registerLabCommands(program);
   await program.parseAsync(argv);
 }

@@ -7,7 +7,7 @@ import "../helpers/env";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Lab, LabHostInfo } from "../lab/lab";
+import { Lab, LabHostInfo } from "../../provider/lab/lab";
 import { run } from "../../provider/util/run";
 import { create, MachineInputs } from "../../provider/handlers/machine";
 import { closeAllSessions } from "../../provider/ssh/pool";

@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { Lab } from "../lab/lab";
+import { Lab } from "../../provider/lab/lab";
 import { startVaultServer, VaultServer } from "../vault/server";
 import { startChannelServer, ChannelServer } from "../channels/server";
 import { StackRef } from "../helpers/engine";

@@ -7,8 +7,8 @@ import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
 import { spawn } from "child_process";
-import { run, commandExists } from "../../provider/util/run";
-import { packageRoot } from "../../provider/util/package-root";
+import { run, commandExists } from "../util/run";
+import { packageRoot } from "../util/package-root";
 
 /** Default lab directory (`--dir`); override with PULUMI_NIXOS_LAB_DIR. */
 export const DEFAULT_LAB_DIR = process.env.PULUMI_NIXOS_LAB_DIR ?? "/var/tmp/pulumi-nixos-lab";
@@ -252,7 +252,7 @@ export class Lab {
 
   /** Starts the host's PID 1 (host-init.sh) in its namespaces and waits for sshd. */
   private async boot(h: HostRecord): Promise<void> {
-    const labBin = path.join(packageRoot, "test", "lab");
+    const labBin = path.join(packageRoot, "provider", "lab");
     const log = fs.openSync(path.join(h.dir, "init.log"), "a");
     const child = spawn("ip", ["netns", "exec", h.netns, "unshare", "--mount", "--uts", "--propagation", "private", "--pid",
       "--fork", "--mount-proc", "bash", path.join(labBin, "host-init.sh"), h.dir, labBin],
@@ -355,7 +355,7 @@ export class Lab {
       h.link.rateMbit = o.rateMbit;
     }
     if (o.rttMs) {
-      const child = spawn(process.execPath, [path.join(packageRoot, "dist/test/lab/delay-relay.js"), h.gateway, "0", h.address, "22", String(o.rttMs)],
+      const child = spawn(process.execPath, [path.join(packageRoot, "dist/provider/lab/delay-relay.js"), h.gateway, "0", h.address, "22", String(o.rttMs)],
         { detached: true, stdio: ["ignore", "pipe", "inherit"] });
       h.link.relayPid = child.pid;
       this.save();
