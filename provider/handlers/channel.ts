@@ -1,5 +1,6 @@
 /** What the ChannelPin dynamic resource does (loaded at run time by its serialized provider). */
-import { Connection, normalizeConnection } from "../connection";
+import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { readChannel, restoreChannel, setChannel } from "../host/channel";
 import { pinProblems } from "../pins/pin";
@@ -38,7 +39,9 @@ export function check(_olds: unknown, news: ChannelInputs): { inputs: ChannelInp
 
 export function diff(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
   const replaces = olds.connection?.host !== news.connection?.host || olds.channel !== news.channel ? ["channel"] : [];
-  return { changes: replaces.length > 0 || olds.url !== news.url || olds.sha256 !== news.sha256, replaces, deleteBeforeReplace: true };
+  const changes = replaces.length > 0 || olds.url !== news.url || olds.sha256 !== news.sha256
+    || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
+  return { changes, replaces, deleteBeforeReplace: true };
 }
 
 async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
@@ -72,6 +75,12 @@ export async function create(inputs: ChannelInputs): Promise<{ id: string; outs:
 }
 
 export async function update(_id: string, olds: ChannelOutputs, news: ChannelInputs): Promise<{ outs: ChannelOutputs }> {
+  if (olds.url === news.url && olds.sha256 === news.sha256) {
+    // Only the connection changed: record it for later reads and deletes; the channel is not re-pinned.
+    const connection = recordedConnection(news.connection, olds.hostPublicKey);
+    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
+    return { outs: { ...olds, connection } };
+  }
   // previousUrl stays what the host had before the pin ever took the channel over.
   return { outs: await apply(news, news.connection.hostPublicKey || olds.hostPublicKey, olds.previousUrl) };
 }

@@ -3,7 +3,8 @@
  * key content only ever goes to the host's stdin.
  */
 import * as path from "path";
-import { Connection, normalizeConnection } from "../connection";
+import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
@@ -45,12 +46,16 @@ export function check(_olds: unknown, news: KeyInputs): { inputs: KeyInputs; fai
 export function diff(_id: string, olds: KeyOutputs, news: KeyInputs) {
   const replaces = ["name", "destDir"].filter((k) => (olds as any)[k] !== (news as any)[k]);
   if (olds.connection?.host !== news.connection?.host) replaces.push("connection");
-  const changed = replaces.length > 0 || isUnknown(news.content) || contentDigest(news.content) !== olds.digest
-    || ["user", "group", "permissions", "uploadAt"].some((k) => (olds as any)[k] !== (news as any)[k])
-    || normalizeConnection(olds.connection).port !== normalizeConnection(news.connection).port
-    || normalizeConnection(olds.connection).user !== normalizeConnection(news.connection).user;
+  const changed = replaces.length > 0 || needsUpload(olds, news)
+    || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   // Delete first: the old file must go before a new one may take its path.
   return { changes: changed, replaces, deleteBeforeReplace: true };
+}
+
+/** Content, owner, mode or upload time changed: the file must go up again. */
+function needsUpload(olds: KeyOutputs, news: KeyInputs): boolean {
+  return isUnknown(news.content) || contentDigest(news.content) !== olds.digest
+    || ["user", "group", "permissions", "uploadAt"].some((k) => (olds as any)[k] !== (news as any)[k]);
 }
 
 async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOutputs> {
@@ -70,6 +75,13 @@ export async function create(inputs: KeyInputs): Promise<{ id: string; outs: Key
 }
 
 export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Promise<{ outs: KeyOutputs }> {
+  if (!needsUpload(olds, news)) {
+    // Only the connection changed (a rotated SSH key, another port or user): record it, so later
+    // reads and deletes log in with it; the file on the host is left as it is.
+    const connection = recordedConnection(news.connection, olds.hostPublicKey);
+    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
+    return { outs: { ...olds, connection } };
+  }
   return { outs: await upload(news, news.connection.hostPublicKey || olds.hostPublicKey) };
 }
 

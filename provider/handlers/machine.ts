@@ -12,6 +12,7 @@ import { withHost } from "../ssh/pool";
 import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
+import { connectionChanged } from "./connection-diff";
 
 /** Machine inputs as the provider receives them (plain values). */
 export interface MachineInputs {
@@ -31,6 +32,8 @@ export interface MachineInputs {
   activationTimeout: number;
   /** false: delete older system generations after a successful deploy. */
   enableRollback?: boolean;
+  /** Labels for selecting machines; a change is recorded without redeploying. */
+  tags?: string[];
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -73,20 +76,12 @@ export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inp
 /** Update when the system, action or anything else changed; replace when the host changes. */
 export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake"];
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake", "tags"];
   const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
 }
 
-/** Connection changes other than the host key that was recorded at first contact. */
-function connectionChanged(old: Connection | undefined, nu: Connection | undefined, recordedKey?: string): boolean {
-  const n = (c: Connection | undefined, key?: string) => {
-    const x = normalizeConnection({ ...(c ?? { host: "" }) });
-    return JSON.stringify([x.host, x.port, x.user, x.privateKey ?? "", x.hostPublicKey || key || ""]);
-  };
-  return n(old, recordedKey) !== n(nu, recordedKey);
-}
 
 export async function create(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
   const outs = await deploy(inputs, inputs.connection.hostPublicKey);

@@ -87,6 +87,8 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly connection: pulumi.Output<Connection>;
   /** Units the last activation reported failed (exit 4). */
   declare readonly failedUnits: pulumi.Output<string[]>;
+  /** The machine's labels (`tags` input); a change is recorded without redeploying. */
+  declare readonly tags: pulumi.Output<string[]>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
