@@ -122,7 +122,7 @@ test("lab: reboot restarts one host only: /run/keys emptied, new boot id, curren
     assert.notEqual(hostBoot + "\n", machineBootId, "a host sees its own boot id");
     // `reboot` typed inside the host, as an operator would over ssh.
     const r = await run([...sshArgs(lab, "root", h1.address), "reboot"], { allowFailure: true });
-    assert.match(r.stdout, /rebooting/);
+    if (lab.init === "none") assert.match(r.stdout, /rebooting/); // systemd's reboot says nothing
     await lab.waitForBoot("host1", hostBoot, 20_000);
     const after = await lab.exec("host1", ["sh", "-c", "cat /proc/sys/kernel/random/boot_id; ls -A /run/keys | wc -l; readlink /run/current-system; stat -c '%a %G' /run/keys"]);
     const [bootId, keyCount, current, keysDir] = after.stdout.trim().split("\n");

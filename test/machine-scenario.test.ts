@@ -16,6 +16,8 @@ test("machines: preview → up → no-op → change one → up → hand rollback
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 3 });
   try {
     const hosts = await lab.status();
+    // Systemd lab hosts boot a seeded generation (1): our first deploy is the next one.
+    const seedGen = hosts[0].generation ?? 0;
     const machines = (role2: string) => Object.fromEntries(hosts.map((h) => [h.name, {
       targetHost: h.address, config: nixConfig(h.name, { role: h.name === "host2" ? role2 : h.name, paths: 20 }),
     }]));
@@ -29,7 +31,7 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     for (const h of hosts) await lab.restore(h.name);
     expectExit(pv, 0, "preview");
     assert.match(pv.stdout, /\+ 4 to create/);
-    for (const h of hosts) assert.equal(await current(h.name), "", "preview deployed nothing");
+    for (const h of hosts) assert.equal(await current(h.name), h.currentSystem ?? "", "preview deployed nothing");
 
     const up = await engine("up", s);
     expectExit(up, 0, "up");
@@ -40,11 +42,13 @@ test("machines: preview → up → no-op → change one → up → hand rollback
       const m = st[h.name].outputs;
       assert.equal(await current(h.name), m.systemPath);
       assert.equal(await role(h.name), h.name === "host2" ? "v1" : h.name);
-      assert.equal(m.generation, 1);
+      assert.equal(m.generation, seedGen + 1);
       assert.equal(m.hostPublicKey, h.hostPublicKey, "host key recorded at first contact");
       assert.equal(m.connection.hostPublicKey, h.hostPublicKey);
       assert.equal(m.nixosVersion, "24.05.standin");
-      assert.equal(m.closureSize.paths, 22, "toplevel + 20 fillers + /etc/role");
+      const closure = (await lab.exec(h.name, ["nix-store", "-qR", m.systemPath])).stdout.trim().split("\n");
+      assert.equal(m.closureSize.paths, closure.length, "the closure as the host has it");
+      assert.equal(closure.filter((p) => /-filler-|-etc-role$/.test(p)).length, 21, "20 fillers + /etc/role");
       assert.ok(m.bytesCopied >= m.closureSize.bytes, "a fresh host gets the whole closure");
       assert.match(m.drvPath, /\.drv$/);
       assert.match(m.activatedAt, /^\d{4}-\d\d-\d\dT/);
@@ -75,14 +79,14 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     assert.match(up2.stdout, /3 unchanged/, "the network component and the other machines");
     st = stateResources(s.state);
     assert.equal(st.host2.outputs.systemPath, newPath);
-    assert.equal(st.host2.outputs.generation, 2);
+    assert.equal(st.host2.outputs.generation, seedGen + 2);
     assert.equal(st.host2.outputs.previousSystemPath, oldPath);
-    assert.equal(st.host1.outputs.generation, 1, "other hosts untouched");
+    assert.equal(st.host1.outputs.generation, seedGen + 1, "other hosts untouched");
     assert.equal(await role("host2"), "v2");
     assert.ok(st.host2.outputs.bytesCopied < st.host2.outputs.closureSize.bytes / 2, "only the changed paths are copied");
 
-    // By hand, host2 goes back to generation 1: refresh reports the drift, up converges.
-    await lab.exec("host2", ["sh", "-c", "/nix/var/nix/profiles/system-1-link/bin/switch-to-configuration test >/dev/null"]);
+    // By hand, host2 goes back to our first generation: refresh reports the drift, up converges.
+    await lab.exec("host2", ["sh", "-c", `/nix/var/nix/profiles/system-${seedGen + 1}-link/bin/switch-to-configuration test >/dev/null`]);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
     assert.match(rf.stdout, /~ {2}pulumi-nodejs:dynamic:Resource host2 drift \[diff: ~systemPath\]/);

@@ -6,13 +6,14 @@ export function registerLabCommands(program: Command): void {
   const lab = program.command("lab").description(`local NixOS-like test hosts (needs root; default --dir ${DEFAULT_LAB_DIR})`);
   const dirOpt = ["--dir <dir>", "lab directory", DEFAULT_LAB_DIR] as const;
 
-  lab.command("up").description("create hosts: own netns, mount/PID namespaces, /nix, /run/keys, sshd")
+  lab.command("up").description("create hosts: own netns, /nix, /etc, /run/keys; systemd as PID 1 (or --init none); sshd")
     .option(...dirOpt)
     .option("--hosts <n>", "number of hosts", "3")
     .option("--names <list>", "comma-separated host names (instead of host1..N)")
+    .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", "systemd")
     .action(async (o) => {
       const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
-      const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names });
+      const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names, init: o.init });
       printStatus(await l.status());
       console.log(`private key: ${l.privateKeyPath}`);
     });
@@ -58,7 +59,7 @@ export function registerLabCommands(program: Command): void {
 function printStatus(hosts: Awaited<ReturnType<Lab["status"]>>): void {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const Table = require("cli-table3");
-  const t = new Table({ head: ["Name", "Address", "Port", "State", "Generation", "Current system"], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
-  for (const h of hosts) t.push([h.name, h.address, h.port, h.state, h.generation ?? "-", h.currentSystem ?? "-"]);
+  const t = new Table({ head: ["Name", "Address", "Port", "State", "Init", "Generation", "Current system"], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
+  for (const h of hosts) t.push([h.name, h.address, h.port, h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]);
   console.log(t.toString());
 }

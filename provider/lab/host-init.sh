@@ -31,7 +31,8 @@ boot() {
   getent group keys >/dev/null || groupadd keys
   cat /proc/sys/kernel/random/uuid > "$HOSTDIR/boot_id"
   mkdir -p /run/keys /run/sshd
-  mount -t tmpfs -o mode=0750 tmpfs /run/keys
+  # A ramfs, as on NixOS (keys.nix's activation script mounts one where /run/keys is not).
+  mount -t ramfs -o mode=0750 ramfs /run/keys
   chgrp keys /run/keys 2>/dev/null || true
   # As at NixOS boot: the default generation of the system profile becomes the current system.
   if [ -e /nix/var/nix/profiles/system ]; then

@@ -1,7 +1,10 @@
 /**
- * The lab: NixOS-like target hosts on this machine, each an sshd in its own network, mount and
- * PID namespace with its own /nix, /etc, /run/keys and root home. Everything a lab creates is
- * recorded in `<dir>/lab.json` *before* it is created, so `down` can remove it after a crash.
+ * The lab: NixOS-like target hosts on this machine, each in its own network namespace with its
+ * own /nix, /etc, /run/keys and root home. By default (`init: "systemd"`) a host is a
+ * systemd-nspawn container booting a real systemd as PID 1 from a seeded stand-in NixOS
+ * generation (see systemd-host.ts); `init: "none"` keeps the init-less hosts (an sshd under a
+ * shell PID 1 in its own mount and PID namespace). Everything a lab creates is recorded in
+ * `<dir>/lab.json` *before* it is created, so `down` can remove it after a crash.
  */
 import * as fs from "fs";
 import * as net from "net";
@@ -9,6 +12,7 @@ import * as path from "path";
 import { spawn } from "child_process";
 import { run, commandExists } from "../util/run";
 import { packageRoot } from "../util/package-root";
+import { SystemdHosts, LabInit, systemdRequirements } from "./systemd-host";
 
 /** Default lab directory (`--dir`); override with PULUMI_NIXOS_LAB_DIR. */
 export const DEFAULT_LAB_DIR = process.env.PULUMI_NIXOS_LAB_DIR ?? "/var/tmp/pulumi-nixos-lab";
@@ -26,8 +30,10 @@ export interface LabHostInfo {
   privateKeyPath: string;
   /** The host's SSH public key, `ssh-ed25519 AAAA…` (pin it). */
   hostPublicKey: string;
-  /** `up`, `cut` (off the network), `off` (powered off or crashed), `rebooting`. */
+  /** `up`, `cut` (off the network), `off` (powered off or crashed), `rebooting` (or still booting). */
   state: "up" | "cut" | "off" | "rebooting";
+  /** `systemd` (PID 1 is systemd) or `none` (an init-less host). */
+  init: LabInit;
   /** Store path /run/current-system points to, if any. */
   currentSystem?: string;
   /** Generation number of /nix/var/nix/profiles/system, if any. */
@@ -46,7 +52,9 @@ interface HostRecord {
   address: string;
   gateway: string;
   dir: string;
+  /** The host's outer process: `unshare` (init none) or its nspawn supervisor (systemd). */
   unsharePid?: number;
+  /** The host's PID 1 at its first boot (systemd hosts get a new one at each reboot). */
   initPid?: number;
   cut?: boolean;
   /** Set once this lab created the netns (until then the slot may belong to another lab). */
@@ -57,8 +65,11 @@ interface HostRecord {
 
 interface LabRecord {
   dir: string;
+  /** Absent in labs recorded before systemd hosts existed: those are init-less. */
+  init?: LabInit;
   hosts: HostRecord[];
 }
+export type { HostRecord };
 
 /** Options for {@link Lab.up}. */
 export interface LabUpOptions {
@@ -68,12 +79,27 @@ export interface LabUpOptions {
   hosts?: number;
   /** Host names; default host1…hostN. */
   names?: string[];
+  /**
+   * `systemd` (default): each host boots systemd as PID 1 (systemd-nspawn) from a seeded stand-in
+   * NixOS generation. `none`: an sshd under a shell PID 1, no systemd.
+   */
+  init?: LabInit;
 }
+
+/** Users of every host: `deployer` (key login, passwordless sudo) and the `keys` group. */
+const USER_SETUP = [
+  "groupadd -f keys",
+  "id deployer >/dev/null 2>&1 || useradd -m -s /bin/bash deployer",
+  "usermod -p '*' deployer", // unlocked for key login (no password exists)
+  "install -d -m 700 -o deployer -g deployer /home/deployer/.ssh",
+  "install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
+  "echo 'deployer ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deployer && chmod 440 /etc/sudoers.d/deployer",
+].join("\n");
 
 const HOST_ENV = ["HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"];
 
 /** Checks that this process can build a lab: root, and the tools it drives. */
-export async function checkLabRequirements(): Promise<void> {
+export async function checkLabRequirements(init: LabInit = "systemd"): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the lab needs root (network and mount namespaces): run as root");
   const missing: string[] = [];
   for (const cmd of ["unshare", "nsenter", "ip", "tc", "/usr/sbin/sshd", "ssh-keygen", "nix-store", "useradd", "sudo"]) {
@@ -82,6 +108,7 @@ export async function checkLabRequirements(): Promise<void> {
   if (missing.length) {
     throw new Error(`the lab needs ${missing.join(", ")}: apt-get install -y nix-bin openssh-server iproute2 sudo`);
   }
+  if (init === "systemd") await systemdRequirements();
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,7 +129,7 @@ export async function waitForPort(address: string, port: number, timeoutMs: numb
   }
 }
 
-function pidAlive(pid: number | undefined): boolean {
+export function pidAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try { process.kill(pid, 0); } catch { return false; }
   // A zombie still answers kill 0; it is not alive for us.
@@ -111,7 +138,23 @@ function pidAlive(pid: number | undefined): boolean {
 
 /** A running (or recorded) lab. */
 export class Lab {
-  private constructor(readonly dir: string, private record: LabRecord) {}
+  private readonly systemd: SystemdHosts;
+  private constructor(readonly dir: string, private record: LabRecord) {
+    this.systemd = new SystemdHosts(dir, () => this.save());
+  }
+
+  /** How this lab's hosts boot (`none` for labs recorded before systemd hosts). */
+  get init(): LabInit { return this.record.init ?? "none"; }
+
+  /** The host's current PID 1 (systemd hosts: the container's systemd, renewed at each boot). */
+  private pid1(h: HostRecord): number | undefined {
+    return this.init === "systemd" ? this.systemd.pid1(h) : h.initPid;
+  }
+
+  /** Where the host's boot id and power state are kept. */
+  private stateDir(h: HostRecord): string {
+    return this.init === "systemd" ? path.join(h.dir, "state") : h.dir;
+  }
 
   /** Path of the client private key that every lab host accepts for root and deployer. */
   get privateKeyPath(): string { return path.join(this.dir, "id_ed25519"); }
@@ -125,7 +168,9 @@ export class Lab {
 
   /** Brings up a lab of hosts in parallel. */
   static async up(opts: LabUpOptions = {}): Promise<Lab> {
-    await checkLabRequirements();
+    const init = opts.init ?? "systemd";
+    if (init !== "systemd" && init !== "none") throw new Error(`lab init '${init}': use systemd or none`);
+    await checkLabRequirements(init);
     const dir = path.resolve(opts.dir ?? DEFAULT_LAB_DIR);
     if (fs.existsSync(path.join(dir, "lab.json"))) {
       throw new Error(`a lab is already recorded in ${dir}: run 'pulumi-nixos lab down --dir ${dir}' first`);
@@ -136,14 +181,18 @@ export class Lab {
     }
     if (new Set(names).size !== names.length) throw new Error("lab host names must be distinct");
     fs.mkdirSync(path.join(dir, "hosts"), { recursive: true, mode: 0o700 });
-    const lab = new Lab(dir, { dir, hosts: [] });
+    const lab = new Lab(dir, { dir, init, hosts: [] });
     lab.save();
     try {
+      // The seeded generations build while the keys and slots are made.
+      const seeds = init === "systemd" ? lab.systemd.buildSeeds(names) : Promise.resolve(undefined);
+      seeds.catch(() => undefined);
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-lab", "-f", lab.privateKeyPath]);
       const slots = await freeSlots(names.length);
       const records = names.map((name, i) => lab.recordHost(name, slots[i]));
       lab.save(); // recorded before anything exists, so a crash below is still cleaned by down
-      await Promise.all(records.map((h) => lab.createHost(h)));
+      const seeded = await seeds;
+      await Promise.all(records.map((h, i) => lab.createHost(h, seeded?.[i])));
     } catch (e) {
       if (!process.env.PULUMI_NIXOS_LAB_KEEP_FAILED) await lab.down().catch(() => undefined);
       throw e;
@@ -183,7 +232,7 @@ export class Lab {
   /** Host names in creation order. */
   get names(): string[] { return this.record.hosts.map((h) => h.name); }
 
-  private async createHost(h: HostRecord): Promise<void> {
+  private async createHost(h: HostRecord, seed?: string): Promise<void> {
     // The netns name is the slot's reservation: `ip netns add` fails if another lab took it meanwhile.
     for (let attempt = 0; ; attempt++) {
       const r = await run(["ip", "netns", "add", h.netns], { allowFailure: true });
@@ -195,6 +244,7 @@ export class Lab {
       this.save();
     }
     await this.prepareHostDir(h);
+    if (this.init === "systemd") await this.systemd.prepare(h, seed!, USER_SETUP);
     await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
     await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
     await run(["ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
@@ -206,15 +256,8 @@ export class Lab {
     // Only the lab subnet is routed: a lab host can reach the machine and other lab hosts, nothing else.
     await inNs("ip", "route", "add", `${SUBNET_PREFIX}.0.0/16`, "via", h.gateway);
     await this.boot(h);
-    // Users and groups go into the host's own copy of /etc.
-    await this.exec(h.name, ["sh", "-ec", [
-      "groupadd -f keys",
-      "id deployer >/dev/null 2>&1 || useradd -m -s /bin/bash deployer",
-      "usermod -p '*' deployer", // unlocked for key login (no password exists)
-      "install -d -m 700 -o deployer -g deployer /home/deployer/.ssh",
-      "install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
-      "echo 'deployer ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deployer && chmod 440 /etc/sudoers.d/deployer",
-    ].join("\n")]);
+    // Users and groups go into the host's own copy of /etc (systemd hosts: before their boot).
+    if (this.init !== "systemd") await this.exec(h.name, ["sh", "-ec", USER_SETUP]);
   }
 
   private async prepareHostDir(h: HostRecord): Promise<void> {
@@ -250,8 +293,13 @@ export class Lab {
     fs.writeFileSync(path.join(h.dir, "boot_id"), "");
   }
 
-  /** Starts the host's PID 1 (host-init.sh) in its namespaces and waits for sshd. */
+  /** Starts the host's PID 1 (host-init.sh, or systemd in a container) and waits for sshd. */
   private async boot(h: HostRecord): Promise<void> {
+    if (this.init === "systemd") {
+      await this.systemd.boot(h, 30_000);
+      await waitForPort(h.address, 22, 15_000);
+      return;
+    }
     const labBin = path.join(packageRoot, "provider", "lab");
     const log = fs.openSync(path.join(h.dir, "init.log"), "a");
     const child = spawn("ip", ["netns", "exec", h.netns, "unshare", "--mount", "--uts", "--propagation", "private", "--pid",
@@ -286,23 +334,26 @@ export class Lab {
    */
   exec(name: string, argv: string[], opts: { input?: string | Buffer; allowFailure?: boolean; timeoutMs?: number } = {}) {
     const h = this.host(name);
-    if (!pidAlive(h.initPid)) throw new Error(`lab host ${name} is not running`);
-    return run(["nsenter", "-t", String(h.initPid), "-m", "-n", "-p", "--wd=/", "--", "env", "-i", ...HOST_ENV, ...argv], opts);
+    const pid = this.pid1(h);
+    if (!pidAlive(pid)) throw new Error(`lab host ${name} is not running`);
+    // systemd hosts: also their UTS and IPC namespaces (hostname, systemctl's view).
+    const ns = this.init === "systemd" ? ["-m", "-n", "-p", "-u", "-i"] : ["-m", "-n", "-p"];
+    return run(["nsenter", "-t", String(pid), ...ns, "--wd=/", "--", "env", "-i", ...HOST_ENV, ...argv], opts);
   }
 
   /** A path inside host `name`'s filesystem view, readable from the machine (via /proc/PID/root). */
   hostPath(name: string, p: string): string {
-    return path.join(`/proc/${this.host(name).initPid}/root`, p);
+    return path.join(`/proc/${this.pid1(this.host(name))}/root`, p);
   }
 
   /** Status of every host. */
   async status(): Promise<LabHostInfo[]> {
     const pub = fs.existsSync(this.privateKeyPath) ? this.privateKeyPath : "";
     return this.record.hosts.map((h) => {
-      const alive = pidAlive(h.initPid);
+      const alive = pidAlive(this.pid1(h));
       let power = "off";
-      try { power = fs.readFileSync(path.join(h.dir, "power"), "utf8").trim(); } catch { /* never booted */ }
-      const state: LabHostInfo["state"] = !alive ? "off" : power === "rebooting" ? "rebooting" : h.cut ? "cut" : "up";
+      try { power = fs.readFileSync(path.join(this.stateDir(h), "power"), "utf8").trim(); } catch { /* never booted */ }
+      const state: LabHostInfo["state"] = !alive ? "off" : power !== "up" ? "rebooting" : h.cut ? "cut" : "up";
       let currentSystem: string | undefined;
       let generation: number | undefined;
       if (alive) {
@@ -318,7 +369,7 @@ export class Lab {
       } catch { /* not created */ }
       // With a latency relay, the host is reached through it (the machine's side of the veth).
       const viaRelay = h.link?.relayPort && pidAlive(h.link.relayPid);
-      return { name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
+      return { name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, init: this.init, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
     });
   }
 
@@ -383,9 +434,9 @@ export class Lab {
     this.save();
   }
 
-  /** Current boot id of a host (its emulated /proc/sys/kernel/random/boot_id). */
+  /** Current boot id of a host (what its /proc/sys/kernel/random/boot_id says). */
   bootId(name: string): string {
-    return fs.readFileSync(path.join(this.host(name).dir, "boot_id"), "utf8").trim();
+    try { return fs.readFileSync(path.join(this.stateDir(this.host(name)), "boot_id"), "utf8").trim(); } catch { return ""; }
   }
 
   /**
@@ -395,20 +446,22 @@ export class Lab {
    */
   async reboot(name: string): Promise<void> {
     const h = this.host(name);
-    if (!pidAlive(h.initPid)) {
+    if (this.init === "systemd" ? !this.systemd.running(h) : !pidAlive(h.initPid)) {
       await this.boot(h);
       return;
     }
     const before = this.bootId(name);
-    process.kill(h.initPid!, "SIGUSR1");
-    await this.waitForBoot(name, before, 20_000);
+    if (this.init === "systemd") await this.systemd.requestReboot(h);
+    else process.kill(h.initPid!, "SIGUSR1");
+    await this.waitForBoot(name, before, 30_000);
   }
 
   /** Waits until a host has a boot id other than `before` and sshd accepts connections. */
   async waitForBoot(name: string, before: string, timeoutMs: number): Promise<void> {
     const h = this.host(name);
     const deadline = Date.now() + timeoutMs;
-    while (this.bootId(name) === before || fs.readFileSync(path.join(h.dir, "power"), "utf8").trim() !== "up") {
+    const power = () => { try { return fs.readFileSync(path.join(this.stateDir(h), "power"), "utf8").trim(); } catch { return ""; } };
+    while (this.bootId(name) === before || power() !== "up") {
       if (Date.now() > deadline) throw new Error(`lab host ${name} did not come back within ${timeoutMs} ms`);
       await sleep(50);
     }
@@ -419,11 +472,18 @@ export class Lab {
   async down(): Promise<void> {
     const errors: string[] = [];
     await Promise.all(this.record.hosts.map(async (h) => {
-      // Killing a PID namespace's PID 1 makes the kernel kill every process in it.
-      for (const pid of [h.initPid, h.unsharePid, h.link?.relayPid]) {
-        if (pid && pidAlive(pid)) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+      if (this.init === "systemd") {
+        if (!h.owned) return; // the slot (and so its cgroup name) may be another lab's
+        // Powered off, then everything left in the host's cgroups killed (pids are not trusted: they may be reused).
+        if (h.link?.relayPid && pidAlive(h.link.relayPid)) { try { process.kill(h.link.relayPid, "SIGKILL"); } catch { /* gone */ } }
+        errors.push(...await this.systemd.stop(h));
+      } else {
+        // Killing a PID namespace's PID 1 makes the kernel kill every process in it.
+        for (const pid of [h.initPid, h.unsharePid, h.link?.relayPid]) {
+          if (pid && pidAlive(pid)) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+        }
+        for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid) || pidAlive(h.link?.relayPid)); i++) await sleep(20);
       }
-      for (let i = 0; i < 100 && (pidAlive(h.initPid) || pidAlive(h.unsharePid) || pidAlive(h.link?.relayPid)); i++) await sleep(20);
       if (!h.owned) return;
       await run(["ip", "link", "del", h.vethOuter], { allowFailure: true });
       if (fs.existsSync(`/run/netns/${h.netns}`)) {
@@ -431,6 +491,7 @@ export class Lab {
         if (r.code !== 0) errors.push(`netns ${h.netns}: ${r.stderr.trim()}`);
       }
     }));
+    if (this.init === "systemd") this.systemd.removeShared();
     if (errors.length) throw new Error(`lab down: ${errors.join("; ")}`);
     // Store paths are read-only: make the tree writable before removing it.
     if (fs.existsSync(this.dir)) {
