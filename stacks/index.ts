@@ -11,32 +11,64 @@
  *   pulumi-nixos:sshPrivateKey: { secure: … }  # or sshPrivateKeyFile: /path (read at run time)
  *
  * `pulumi-nixos:machines` (+ `pins`, `nixPath`) is accepted as a short form of `network`.
+ *
+ * Relative paths in stack config (networkFile, configuration/imports without a networkFile,
+ * nixPath entries, sshPrivateKeyFile) resolve against the project root, the directory holding
+ * Pulumi.yaml, whatever directory the CLI runs this program in (its `main` is stacks/index.ts).
  */
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
 import { Network, NetworkDescription } from "../provider";
+import { getSecretConfig, isSecretConfig, plainSecretError, requireSecretIfSet } from "../provider/util/secret-config";
+
+/**
+ * A key's `text:` in a network given as plain config would sit in clear text in the stack file and
+ * in state: refused unless that config value was set with --secret (`--path` marks it secure).
+ */
+function refusePlainKeyText(net: NetworkDescription, key: "network" | "machines"): void {
+  const full = `pulumi-nixos:${key}`;
+  if (isSecretConfig(full)) return;
+  const prefix = key === "network" ? "machines." : "";
+  const specs: [string, NetworkDescription["defaults"]][] = Object.entries(net.machines ?? {}).map(([m, spec]) => [`${prefix}${m}`, spec]);
+  if (key === "network" && net.defaults) specs.push(["defaults", net.defaults]);
+  for (const [where, spec] of specs) {
+    for (const [k, ks] of Object.entries(spec?.keys ?? {})) {
+      if (ks && typeof ks === "object" && ks.text !== undefined) {
+        const field = `${where}.keys.${k}.text`;
+        throw plainSecretError(full, `${field} (a key's content)`, `--path '${full}.${field}'`);
+      }
+    }
+  }
+}
 
 const config = new pulumi.Config("pulumi-nixos");
+// The CLI passes the project root as --root-directory; a runner that does not ("rootDirectory" is
+// the SDK's placeholder) runs the program in the project directory.
+const rootDir = path.isAbsolute(pulumi.runtime.getRootDirectory()) ? pulumi.runtime.getRootDirectory() : process.cwd();
+const fromRoot = (p: string) => path.resolve(rootDir, p);
 const networkFile = config.get("networkFile");
 let network: NetworkDescription;
-let baseDir = process.cwd();
+let baseDir = rootDir;
 if (networkFile) {
-  const file = path.resolve(networkFile);
+  const file = fromRoot(networkFile);
   network = YAML.parse(fs.readFileSync(file, "utf8"));
   baseDir = path.dirname(file);
 } else {
+  const key = config.get("network") !== undefined ? "network" : "machines";
   network = config.getObject<NetworkDescription>("network")
     ?? { machines: config.requireObject("machines"), pins: config.getObject("pins") };
+  refusePlainKeyText(network, key);
 }
 const keyFile = config.get("sshPrivateKeyFile");
-const privateKey = config.getSecret("sshPrivateKey")
-  ?? (keyFile ? pulumi.secret(fs.readFileSync(path.resolve(keyFile), "utf8")) : undefined);
+requireSecretIfSet(config, "vaultToken", "the Vault token");
+const privateKey = getSecretConfig(config, "sshPrivateKey", "the SSH private key")
+  ?? (keyFile ? pulumi.secret(fs.readFileSync(fromRoot(keyFile), "utf8")) : undefined);
 const nixPath = (config.getObject<string[]>("nixPath") ?? []).map((e) => {
   const i = e.indexOf("=");
   const v = i < 0 ? e : e.slice(i + 1);
-  return /^[a-z]+:\/\//.test(v) ? e : `${i < 0 ? "" : e.slice(0, i + 1)}${path.resolve(v)}`;
+  return /^[a-z]+:\/\//.test(v) ? e : `${i < 0 ? "" : e.slice(0, i + 1)}${fromRoot(v)}`;
 });
 
 const net = new Network(network.description ?? "network", {

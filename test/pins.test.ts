@@ -24,7 +24,7 @@ describe("channel pins", { skip }, () => {
   function stack(network: Record<string, unknown>, extra: Record<string, unknown> = {}): StackRef {
     const dir = path.join(tmp, `p${++n}`);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks")}\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
     for (const h of hosts) fs.writeFileSync(path.join(dir, `${h.name}.nix`), nixConfig(h.name));
     writeNetwork(dir, network, extra);
     return { cwd: dir, stack: "t", state: path.join(dir, "state.json") };

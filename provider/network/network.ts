@@ -5,6 +5,14 @@ import { DeploymentKey } from "../resources/deployment-key";
 import { ChannelPin } from "../resources/channel-pin";
 import { ConnectionArgs } from "../connection";
 import { NetworkDescription, machineSpec, validateDescription } from "./description";
+import { getSecretConfig } from "../util/secret-config";
+
+/** A key's `config:` source: must exist and be set with `--secret`. */
+function requireSecretConfig(config: pulumi.Config, key: string, keyName: string): pulumi.Output<string> {
+  const v = getSecretConfig(config, key, `the content of key ${keyName}`);
+  if (!v) throw new Error(`key ${keyName}: config ${config.name}:${key} is not set (\`pulumi config set --secret ${key} <value>\`)`);
+  return v;
+}
 
 /** Options of a {@link Network}. */
 export interface NetworkArgs {
@@ -49,7 +57,7 @@ export class Network extends pulumi.ComponentResource {
       const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Resource[]) =>
         new DeploymentKey(`${mName}/${kName}`, {
           connection: conn, name: k.name ?? kName,
-          text: k.config ? config.requireSecret(k.config) : k.text,
+          text: k.config ? requireSecretConfig(config, k.config, `${mName}/${kName}`) : k.text,
           file: k.file ? abs(k.file) : undefined, command: k.command, vault: k.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions, uploadAt: k.uploadAt,
         }, { ...child, dependsOn: deps });

@@ -3,6 +3,7 @@ import { ConnectionArgs } from "../connection";
 import { KeyPlacement, keySpecProblems } from "../keys/spec";
 import { KeySource, readKeySource, sourceKind } from "../secrets/sources";
 import { VaultRef } from "../secrets/vault";
+import { getSecretConfig } from "../util/secret-config";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
 
@@ -52,9 +53,10 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
     const source: KeySource = { text: args.text as string | undefined, file: args.file, command: args.command, vault: args.vault };
     const kind = sourceKind(resourceName, source);
     const config = new pulumi.Config("pulumi-nixos");
+    const vaultToken = getSecretConfig(config, "vaultToken", "the Vault token");
     const content: pulumi.Output<string> = kind === "text"
       ? pulumi.secret(args.text!)
-      : pulumi.secret(pulumi.all([config.get("vaultAddr"), config.getSecret("vaultToken")]).apply(([addr, token]) =>
+      : pulumi.secret(pulumi.all([config.get("vaultAddr"), vaultToken]).apply(([addr, token]) =>
         readKeySource(resourceName, source, { addr, token })));
     super(keyProvider, resourceName, {
       kind: "deploymentKey",
@@ -78,7 +80,7 @@ export const vault = {
   /** Reads the field now, as a Pulumi secret. */
   read(path: string, field: string, opts: { mount?: string; kvVersion?: 1 | 2 } = {}): pulumi.Output<string> {
     const config = new pulumi.Config("pulumi-nixos");
-    return pulumi.secret(pulumi.all([config.get("vaultAddr"), config.getSecret("vaultToken")]).apply(([addr, token]) =>
+    return pulumi.secret(pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")]).apply(([addr, token]) =>
       readKeySource(`vault:${path}#${field}`, { vault: { path, field, ...opts } }, { addr, token })));
   },
 };

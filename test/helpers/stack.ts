@@ -25,7 +25,7 @@ export interface TestMachine {
 /** Writes Pulumi.yaml + Pulumi.<stack>.yaml for the given machines; returns the engine's StackRef. */
 export function writeStack(dir: string, stack: string, machines: Record<string, TestMachine>, extra: Record<string, unknown> = {}): StackRef {
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks")}\n`);
+  fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
   const ms: Record<string, unknown> = {};
   for (const [name, m] of Object.entries(machines)) {
     const { config, ...rest } = m;
