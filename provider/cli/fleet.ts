@@ -5,7 +5,7 @@ import { sendKeys } from "../handlers/key";
 import { closeAllSessions } from "../ssh/pool";
 import { connect } from "../fleet/ops";
 import { printTable } from "./table";
-import { targetsFor } from "./targets";
+import { targetArgs, targetsFor } from "./targets";
 
 interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
 
@@ -25,6 +25,8 @@ async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) =
   const fleet = loadFleet(o);
   const ms = selectMachines(fleet.machines, o);
   if (!ms.length) throw new Error("no machine selected");
+  // Host locks taken by these commands name the stack (as PULUMI_NODEJS_STACK does in the provider).
+  process.env.PULUMI_NODEJS_STACK ??= o.stack ?? ops.stackOf(ms[0]);
   const res: { m: FleetMachine; r?: T; error?: string }[] = await Promise.all(ms.map((m) => fn(m, fleet).then((r) => ({ m, r }), (e) => ({ m, error: (e as Error).message }))));
   await closeAllSessions();
   if (res.some((x) => x.error)) process.exitCode = 1;
@@ -95,8 +97,16 @@ export function registerFleetCommands(program: Command): void {
       }
     });
 
-  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys and channel)")
-    .requiredOption("--stack <name>", "stack").option("--cwd <dir>", "project directory", ".")
+  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys, channel and parents), unquoted for $(...)")
+    .option("--stack <name>", "stack: URNs from its config (also before the first up)")
+    .option("--state <file>", "a stack export or the engine harness's state: the URNs it records")
+    .option("--cwd <dir>", "project directory for --stack", ".")
+    .option("--network <name>", "name of the Network component (default: the description's `description`, else network)")
     .option("--tag <tags...>", "machines with one of these tags").option("--include <names...>", "these machines")
-    .action((o) => { console.log(targetsFor(o).map((u) => `--target '${u}'`).join(" ")); });
+    .option("--exclude <names...>", "not these machines").option("--json", "a JSON list of URNs")
+    .option("--no-parents", "leave out the Stack and Network (for `pulumi destroy`, which would delete them too)")
+    .action((o) => {
+      const urns = targetsFor(o);
+      console.log(o.json ? JSON.stringify(urns, null, 2) : targetArgs(urns));
+    });
 }

@@ -8,6 +8,7 @@ export async function main(argv: string[]): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   require("./fleet").registerFleetCommands(program);
   require("./pin").registerPinCommands(program);
+  require("./unlock").registerUnlockCommand(program);
   require("../lab/cli").registerLabCommands(program);
   await program.parseAsync(argv);
 }

@@ -6,6 +6,7 @@ import { readFacts } from "../host/facts";
 import { SYSTEM_PROFILE } from "../host/activate";
 import { sendKeys } from "../handlers/key";
 import type { KeyInputs } from "../handlers/key";
+import { HostLockedError, withHostLock } from "../host/lock";
 
 const CONNECT_MS = 5000;
 
@@ -17,6 +18,14 @@ export function connect(m: FleetMachine): Promise<SshSession> {
 async function withSession<T>(m: FleetMachine, fn: (s: SshSession) => Promise<T>): Promise<T> {
   const s = await connect(m);
   try { return await fn(s); } finally { s.close(); }
+}
+
+/** The stack a machine's URN names (`urn:pulumi:STACK::…`). */
+export const stackOf = (m: FleetMachine): string | undefined => /^urn:pulumi:([^:]+)::/.exec(m.urn)?.[1];
+
+/** A session on a host held under the host lock (provider/host/lock.ts), released by the command `releaseWith` picks. */
+function withLockedSession<T>(m: FleetMachine, op: string, releaseWith: (script: string) => boolean, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  return withSession(m, (s) => withHostLock(s, { machine: m.name, op, stack: process.env.PULUMI_NODEJS_STACK ?? stackOf(m), releaseWith }, () => fn(s)));
 }
 
 /** `nixops info` row. */
@@ -79,7 +88,7 @@ export async function listGenerations(m: FleetMachine): Promise<Generation[]> {
 
 /** Switches to the previous (or given) generation; returns the system now running. */
 export async function rollback(m: FleetMachine, generation?: number): Promise<{ generation: number; system: string }> {
-  return withSession(m, async (s) => {
+  return withLockedSession(m, "rollback", () => true, async (s) => {
     const sw = generation ? `--switch-generation ${Number(generation)}` : "--rollback";
     const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch >/dev/null && readlink ${SYSTEM_PROFILE} && readlink -f /run/current-system`,
       { privileged: true, what: "rollback" });
@@ -90,10 +99,11 @@ export async function rollback(m: FleetMachine, generation?: number): Promise<{ 
 
 /** Reboots a host, waits for a new boot id, then re-uploads its keys (NixOps `reboot`). */
 export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300_000): Promise<{ bootId: string; keys: string[] }> {
-  const before = await withSession(m, async (s) => {
+  // Locked until the reboot command (which releases it: the keys' uploads take it again after).
+  const before = await withLockedSession(m, "reboot", (script) => script.includes("reboot) >/dev/null"), async (s) => {
     const id = (await readFacts(s)).bootId;
     // The session may drop while the command runs: that is the reboot working.
-    await s.exec("(sleep 0.2; reboot) >/dev/null 2>&1 &", { privileged: true, what: "reboot", check: false }).catch(() => undefined);
+    await s.exec("(sleep 0.2; reboot) >/dev/null 2>&1 &", { privileged: true, what: "reboot", check: false }).catch((e) => { if (e instanceof HostLockedError) throw e; });
     return id;
   });
   const deadline = Date.now() + timeoutMs;

@@ -2,6 +2,7 @@
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
+import { oneCommandLock } from "../host/lock";
 import { readChannel, restoreChannel, setChannel } from "../host/channel";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
@@ -47,7 +48,7 @@ export function diff(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
 async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
   const conn = normalizeConnection(inputs.connection);
   const log = resourceLogger(inputs.resource);
-  return withHost(conn, { pin }, async (s) => {
+  return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}` } }, async (s) => {
     const before = await readChannel(s, inputs.channel);
     log(`setting channel ${inputs.channel} to ${inputs.url}`);
     await setChannel(s, inputs.channel, inputs.url, inputs.sha256);
@@ -95,6 +96,6 @@ export async function read(id: string, props: ChannelOutputs): Promise<{ id: str
 /** Delete: the channel goes back to its previous URL, or is removed if there was none. */
 export async function remove(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => restoreChannel(s, props.channel, props.previousUrl));
+  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl));
   resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }

@@ -6,6 +6,7 @@ import * as path from "path";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
+import { oneCommandLock } from "../host/lock";
 import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
@@ -61,7 +62,7 @@ function needsUpload(olds: KeyOutputs, news: KeyInputs): boolean {
 async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOutputs> {
   const conn = normalizeConnection(inputs.connection);
   const { content, ...rest } = inputs;
-  const hostPublicKey = await withHost(conn, { pin }, async (s) => {
+  const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
     await uploadKey(s, inputs, content);
     return s.hostPublicKey;
   });
@@ -95,7 +96,7 @@ export async function read(id: string, props: KeyOutputs): Promise<{ id: string;
 
 export async function remove(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => removeKey(s, props));
+  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) }, (s) => removeKey(s, props));
 }
 
 /** "0600" and "600" are the same mode: keep the spelling the program used. */

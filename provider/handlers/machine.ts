@@ -9,6 +9,7 @@ import { pushClosure, sizeOf } from "../host/push";
 import { activate, activationStep, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
+import { deployLock } from "../host/lock";
 import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
@@ -120,7 +121,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   const local = inputs.buildOn === "target" ? closureOf([inputs.drvPath!]) : localClosure(inputs, log);
   local.catch(() => undefined);
   log(`connecting to ${connectionLabel(conn)}`);
-  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000 }, async (s) => {
+  // The host stays locked against other deployers from the first command to the activation.
+  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name) }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
     const activation = { timeoutSec: inputs.activationTimeout, log };
     let act: ActivationResult | undefined;

@@ -5,6 +5,16 @@
 import { parseKeyValues } from "../util/key-values";
 import { SshSession, shq } from "../ssh/session";
 import { tarballUrl } from "../pins/pin";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
+
+/**
+ * A host-side command under the fetch deadline: coreutils `timeout` signals the command's whole
+ * process group (TERM, KILL 5 s later) and exits 124; our own deadline is a little longer.
+ */
+function fetchCommand(cmd: string): { script: string; timeoutMs: number } {
+  const secs = Math.ceil(timeoutMs("fetch") / 1000);
+  return { script: `timeout -k 5 ${secs} ${cmd}`, timeoutMs: (secs + 15) * 1000 };
+}
 
 /** What a host's channel is now. */
 export interface ChannelState {
@@ -37,14 +47,17 @@ export async function readChannel(s: SshSession, name: string): Promise<ChannelS
  * it and updates. Throws on a hash mismatch (naming both hashes) or an unreachable URL.
  */
 export async function setChannel(s: SshSession, name: string, url: string, sha256: string): Promise<void> {
-  const r = await s.exec(`nix-prefetch-url --unpack --name source ${shq(tarballUrl(url))}`, { privileged: true, check: false, what: "channel fetch" });
+  const fetch = fetchCommand(`nix-prefetch-url --unpack --name source ${shq(tarballUrl(url))}`);
+  const r = await s.exec(fetch.script, { privileged: true, check: false, what: "channel fetch", timeoutMs: fetch.timeoutMs });
+  if (r.code === 124) throw new Error(`${s.label} cannot fetch ${tarballUrl(url)}: no complete answer within ${describeTimeout("fetch")}; the host's channel was not changed`);
   const got = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code !== 0 || !/^[0-9a-z]{52}$/.test(got)) {
     const err = r.stderr.split("\n").map((l) => l.trim()).find((l) => l.startsWith("error:")) ?? r.stderr.trim().split("\n")[0];
     throw new Error(`${s.label} cannot fetch ${tarballUrl(url)}: ${err.replace(/^error: /, "")}`);
   }
   if (got !== sha256) throw new Error(`channel ${name} on ${s.label}: sha256 mismatch for ${url}: expected ${sha256}, got ${got}; the host's channel was not changed`);
-  await s.exec(`nix-channel --add ${shq(url)} ${shq(name)} && nix-channel --update ${shq(name)}`, { privileged: true, what: `nix-channel --update ${name}` });
+  const update = fetchCommand(`nix-channel --update ${shq(name)}`);
+  await s.exec(`nix-channel --add ${shq(url)} ${shq(name)} && ${update.script}`, { privileged: true, what: `nix-channel --update ${name}`, timeoutMs: update.timeoutMs });
 }
 
 /** Points channel `name` back at `url` (and updates), or removes it when url is "". */

@@ -8,6 +8,7 @@ import { Transform } from "stream";
 import { SshSession } from "../ssh/session";
 import { ClosurePath, exportPaths } from "../nix/closure";
 import { Logger, formatBytes } from "../util/log";
+import { timeoutMs as defaultTimeout } from "../util/timeouts";
 
 /** Buffering between the export and the SSH channel: small pipe buffers idle the link. */
 const PIPE_BUFFER = 1 << 20;
@@ -69,7 +70,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   log(`copying ${paths.length} paths, ${formatBytes(total)}${opts.compress ? " (zstd)" : ""}`);
   const exporter = exportPaths(paths.map((p) => p.path));
   let exportErr = "";
-  exporter.stderr!.on("data", (d: Buffer) => { exportErr += d.toString(); });
+  exporter.stderr!.on("data", (d: Buffer) => { exportErr = (exportErr + d.toString()).slice(-16384); });
   const exited = new Promise<number | null>((r) => exporter.on("close", r));
   let raw = 0;
   let sent = 0;
@@ -86,8 +87,9 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
     },
   });
   let source: NodeJS.ReadableStream = exporter.stdout!.pipe(meter);
+  let zstd: ReturnType<typeof spawn> | undefined;
   if (opts.compress) {
-    const z = spawn("zstd", ["-q", "-1", "-T0", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
+    const z = zstd = spawn("zstd", ["-q", "-1", "-T0", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
     source.pipe(z.stdin);
     source = z.stdout;
   }
@@ -96,8 +98,11 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   const then = opts.then;
   const script = (opts.compress ? `set -o pipefail 2>/dev/null; ${importCmd}` : importCmd) + (then ? ` && echo ${IMPORTED} && {\n${then.script}\n}` : "");
   let imported = false;
+  // A stall or a failure leaves no export behind, blocked on a pipe nobody reads.
+  const stopLocal = () => { exporter.kill("SIGKILL"); zstd?.kill("SIGKILL"); };
+  // The stream has a stall deadline; timeoutMs counts from its end (the import's tail, then `then`).
   const r = await s.execStream(script, source.pipe(counter), {
-    privileged: true, check: false, what: "closure import", timeoutMs: (opts.timeoutMs ?? 600_000) + (then?.timeoutMs ?? 0), rttMs: await s.rttMs(),
+    privileged: true, check: false, what: "closure import", timeoutMs: (opts.timeoutMs ?? defaultTimeout("command")) + (then?.timeoutMs ?? 0), rttMs: await s.rttMs(),
     onLine: (line, stream) => {
       if (!imported && stream === "stdout" && line === IMPORTED) {
         imported = true;
@@ -105,7 +110,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
         if (then?.announce) log(then.announce);
       } else if (imported) then?.onLine(line);
     },
-  });
+  }).catch((e) => { stopLocal(); throw e; });
   const code = await exited;
   if (code !== 0) throw new Error(`nix-store --export failed (exit ${code}): ${exportErr.trim()}`);
   const lastErr = () => r.stderr.trim().split("\n").slice(-5).join(" | ");

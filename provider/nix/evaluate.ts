@@ -6,7 +6,8 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { run, RunError } from "../util/run";
+import { run, RunError, RunTimeoutError } from "../util/run";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
 import { nixPath, nixString, includeArgs } from "./nix-expr";
 import { packageRoot } from "../util/package-root";
 
@@ -120,16 +121,25 @@ async function instantiate(members: Pending[]): Promise<Record<string, Evaluated
   if (np.length) env.NIX_PATH = "";
   evaluationStats.evaluations++;
   // --read-write-mode writes the .drv files, so the build step can realise drvPath later.
-  const r = await run(["nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", ...FLAKE_OPTS, ...includeArgs(np), "-E", expr], { env });
+  // Evaluation may fetch (fetchTarball, flake inputs): bounded, and killed with its helpers.
+  const r = await run(["nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", ...FLAKE_OPTS, ...includeArgs(np), "-E", expr], { env, timeoutMs: timeoutMs("eval"), killGroup: true })
+    .catch((e) => { throw e instanceof RunTimeoutError ? new EvalTimeoutError(`evaluation did not finish within ${describeTimeout("eval")}`) : e; });
   const parsed = JSON.parse(r.stdout) as Record<string, { drv: string; out: string }>;
   return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, { drvPath: v.drv, outPath: v.out }]));
 }
+
+/** The evaluation passed its deadline (not retried machine by machine: each would wait as long). */
+class EvalTimeoutError extends Error {}
 
 async function evaluateGroup(group: Pending[], results: Map<Pending, EvaluatedSystem>, failures: Map<Pending, Error>): Promise<void> {
   try {
     const out = await instantiate(group);
     for (const p of group) results.set(p, out[p.name]);
   } catch (e) {
+    if (e instanceof EvalTimeoutError) {
+      for (const p of group) failures.set(p, new Error(`Machine ${p.name}: ${e.message}`));
+      return;
+    }
     if (group.length === 1) {
       const p = group[0];
       const what = p.source.flake ?? p.source.configuration;

@@ -2,7 +2,19 @@
  * Channel pins: a nixpkgs tarball URL and its sha256 (the hash of the unpacked tree, as
  * `nix-prefetch-url --unpack` and `builtins.fetchTarball` compute it), like the seed's versions.nix.
  */
-import { run } from "../util/run";
+import { run, RunOptions, RunResult, RunTimeoutError } from "../util/run";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
+
+/** nix-prefetch-url under the fetch deadline, killed with its whole process group on expiry. */
+async function prefetchUrl(argv: string[], url: string, label?: string): Promise<RunResult> {
+  const opts: RunOptions = { allowFailure: true, timeoutMs: timeoutMs("fetch"), killGroup: true };
+  try {
+    return await run(argv, opts);
+  } catch (e) {
+    if (e instanceof RunTimeoutError) throw new Error(`${label ? `${label}: ` : ""}cannot fetch ${url}: no complete answer within ${describeTimeout("fetch")}`);
+    throw e;
+  }
+}
 
 /** One pinned nixpkgs. */
 export interface Pin {
@@ -29,7 +41,7 @@ export function pinProblems(label: string, p: Partial<Pin>): string[] {
 
 /** Downloads and unpacks a URL; returns its hash and store path (no expected hash). */
 export async function prefetch(url: string): Promise<{ sha256: string; storePath: string }> {
-  const r = await run(["nix-prefetch-url", "--unpack", "--print-path", "--name", "source", tarballUrl(url)], { allowFailure: true });
+  const r = await prefetchUrl(["nix-prefetch-url", "--unpack", "--print-path", "--name", "source", tarballUrl(url)], tarballUrl(url));
   if (r.code !== 0) throw new Error(`cannot fetch ${tarballUrl(url)}: ${lastError(r.stderr)}`);
   const [sha256, storePath] = r.stdout.trim().split("\n");
   return { sha256, storePath };
@@ -48,7 +60,7 @@ export function fetchPin(label: string, pin: Pin): Promise<string> {
   let p = fetched.get(key);
   if (!p) {
     p = (async () => {
-      const r = await run(["nix-prefetch-url", "--unpack", "--print-path", "--name", "source", tarballUrl(pin.url), pin.sha256], { allowFailure: true });
+      const r = await prefetchUrl(["nix-prefetch-url", "--unpack", "--print-path", "--name", "source", tarballUrl(pin.url), pin.sha256], tarballUrl(pin.url), label);
       if (r.code === 0) return r.stdout.trim().split("\n")[1];
       if (!/hash mismatch/.test(r.stderr)) throw new Error(`${label}: cannot fetch ${tarballUrl(pin.url)}: ${lastError(r.stderr)}`);
       const actual = await prefetch(pin.url);

@@ -4,6 +4,7 @@
  * The token travels only in the X-Vault-Token header.
  */
 import nodeVault from "node-vault";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
 
 /** Where a secret lives in Vault. */
 export interface VaultRef {
@@ -37,17 +38,29 @@ export async function readVaultField(ref: VaultRef, access: VaultAccess = {}): P
   if (!addr) throw new Error("Vault address unknown: set VAULT_ADDR (or stack config pulumi-nixos:vaultAddr)");
   if (!token) throw new Error("Vault token unknown: set VAULT_TOKEN (or stack config pulumi-nixos:vaultToken as a secret)");
   const apiPath = vaultApiPath(ref);
-  const client = nodeVault({ apiVersion: "v1", endpoint: addr, token, noCustomHTTPVerbs: true });
+  const deadline = timeoutMs("vault");
+  // axios's timeout (through requestOptions) ends an idle request; the race also ends a server
+  // that drips bytes. The message names the deadline and how to change it.
+  const client = nodeVault({ apiVersion: "v1", endpoint: addr, token, noCustomHTTPVerbs: true, requestOptions: { timeout: deadline } } as any);
+  const noAnswer = () => new Error(`Vault at ${addr} did not answer within ${describeTimeout("vault", deadline)} (reading ${apiPath})`);
   let resp: any;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    resp = await client.read(apiPath);
+    resp = await Promise.race([
+      client.read(apiPath),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(noAnswer()), deadline + 1000); }),
+    ]);
   } catch (e: any) {
+    if (e?.message === noAnswer().message) throw e;
+    if (e?.code === "ECONNABORTED" || e?.code === "ETIMEDOUT" || /timeout of \d+ms exceeded/.test(e?.message ?? "")) throw noAnswer();
     const status = e?.response?.statusCode;
     if (status === 403) throw new Error(`Vault denied reading ${apiPath} (403): the token lacks a policy that allows it`);
     if (status === 404) throw new Error(`Vault has no secret at ${apiPath} (404)`);
     const code = e?.error?.code ?? e?.code ?? e?.cause?.code;
     if (!status) throw new Error(`Vault at ${addr} is unreachable (${code ?? e?.message ?? e})`);
     throw new Error(`Vault read of ${apiPath} failed (${status})`);
+  } finally {
+    clearTimeout(timer);
   }
   const data = (ref.kvVersion ?? 2) === 2 ? resp?.data?.data : resp?.data;
   if (!data || !(ref.field in data)) throw new Error(`Vault secret ${apiPath} has no field '${ref.field}' (404)`);

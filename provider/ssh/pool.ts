@@ -1,10 +1,12 @@
 /**
  * One SSH connection per host per provider process, shared by every step and resource on that
  * host, and one operation at a time per host (two machines on one host, a machine and its keys).
+ * Across processes, operations that change a host also hold the lock on the host (`lock`).
  */
 import * as crypto from "crypto";
 import { Connection } from "../connection";
 import { SshSession } from "./session";
+import { LockRequest, withHostLock } from "../host/lock";
 
 const sessions = new Map<string, Promise<SshSession>>();
 const hostQueues = new Map<string, Promise<unknown>>();
@@ -17,6 +19,11 @@ export interface HostAccess {
   pin?: string;
   /** Connect timeout in ms. */
   connectTimeoutMs?: number;
+  /**
+   * Hold the lock on the host itself (provider/host/lock.ts) for the whole operation: for
+   * anything that changes the host. Reads (refresh) take none.
+   */
+  lock?: LockRequest;
 }
 
 function sessionKey(c: Connection, pin?: string): string {
@@ -58,7 +65,7 @@ export function withHost<T>(c: Connection, access: HostAccess, fn: (s: SshSessio
   return lockHost(c, async () => {
     const s = await getSession(c, access);
     try {
-      return await fn(s);
+      return await (access.lock ? withHostLock(s, access.lock, () => fn(s)) : fn(s));
     } finally {
       const key = sessionKey(c, access.pin);
       const t = setTimeout(() => closeSession(key), IDLE_MS);

@@ -8,6 +8,7 @@ import type { ClientChannel } from "ssh2";
 import { Readable } from "stream";
 import { Connection, connectionLabel } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
+import { timeoutEnv, timeoutMs } from "../util/timeouts";
 
 /** Result of a remote command. */
 export interface ExecResult {
@@ -23,7 +24,7 @@ export interface ExecOptions {
   stdin?: string | Buffer | Readable;
   /** Run as root (through `sudo -n` when the login user is not root). */
   privileged?: boolean;
-  /** Fail after this many ms (default 10 minutes). */
+  /** Fail after this many ms (default: PULUMI_NIXOS_COMMAND_TIMEOUT, 300 s). */
   timeoutMs?: number;
   /** Called with each line of stdout/stderr as it arrives (progress, activation output). */
   onLine?: (line: string, stream: "stdout" | "stderr") => void;
@@ -31,7 +32,27 @@ export interface ExecOptions {
   check?: boolean;
   /** What the command does, for error messages. */
   what?: string;
+  /** Bypass the session's {@link ScriptHook} (the host lock's own renew and release commands). */
+  raw?: boolean;
 }
+
+/**
+ * Wraps every privileged script a session sends while set (the host lock: its acquire/renew
+ * prologue rides on commands already sent, so it costs no round trip), and sees each result.
+ */
+export interface ScriptHook {
+  /** The script to send instead of `script`. */
+  wrap(script: string): string;
+  /** Called with the result of each wrapped command before the usual checks; throws to fail it. */
+  settled(r: ExecResult, script: string): void;
+}
+
+/** Bytes of stdout a command may print (its output is parsed; more is an error, not a memory leak). */
+const STDOUT_MAX = 32 << 20;
+/** Bytes of stderr kept: the tail (errors are at the end). */
+const STDERR_TAIL = 64 << 10;
+/** Longest line passed whole to onLine. */
+const MAX_LINE = 64 << 10;
 
 /** Bytes a streamed stdin may queue in the SSH channel (bounds memory, keeps the link busy). */
 const STREAM_BUFFER = 8 << 20;
@@ -56,6 +77,10 @@ export function inflightLimit(rttMs: number | undefined): number | undefined {
 
 /** Thrown when the connection drops while a command runs. */
 export class ConnectionLostError extends Error {}
+/** Thrown when a remote command passes its deadline (it may still run on the host). */
+export class CommandTimeoutError extends Error {}
+/** Thrown when the host stops taking a stream's data (e.g. a stopped `nix-store --import`). */
+export class StallError extends Error {}
 
 /** Shell-quotes one word for a POSIX sh. */
 export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -66,6 +91,8 @@ export const sshStats = { connections: 0, commands: 0 };
 export class SshSession {
   /** The host key the server presented (`type base64`). */
   hostPublicKey = "";
+  /** Set by the host lock while an operation holds it (see provider/host/lock.ts). */
+  hook?: ScriptHook;
   private closed = false;
   private rttMeasure?: Promise<number | undefined>;
 
@@ -93,7 +120,7 @@ export class SshSession {
         agent: conn.privateKey ? undefined : process.env.SSH_AUTH_SOCK,
         // Straight to the key: ssh2's default first asks with method "none", one more round trip.
         authHandler: conn.privateKey ? ["publickey"] : ["agent"],
-        readyTimeout: opts.timeoutMs ?? 15_000,
+        readyTimeout: opts.timeoutMs ?? timeoutMs("connect"),
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
         // Prefer ed25519 host keys (what we pin) and the fastest safe cipher.
@@ -113,7 +140,7 @@ export class SshSession {
     } catch (e) {
       ssh.dispose();
       if (mismatch) throw mismatch;
-      throw new Error(`cannot connect to ${connectionLabel(conn)}: ${describeConnectError(e, opts.timeoutMs ?? 15_000)}`);
+      throw new Error(`cannot connect to ${connectionLabel(conn)}: ${describeConnectError(e, opts.timeoutMs ?? timeoutMs("connect"))}`);
     }
     const s = new SshSession(conn, ssh);
     sshStats.connections++;
@@ -157,39 +184,15 @@ export class SshSession {
     });
   }
 
-  /** Runs a POSIX sh script on the host. */
-  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    sshStats.commands++;
-    const command = this.command(script, opts.privileged);
-    const timeoutMs = opts.timeoutMs ?? 600_000;
-    const what = opts.what ?? "remote command";
-    let channel: { close(): void } | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const splitter = (stream: "stdout" | "stderr") => lineSplitter(opts.onLine, stream);
-    const stdin = typeof opts.stdin === "string" || Buffer.isBuffer(opts.stdin) ? Readable.from([opts.stdin]) : opts.stdin;
-    const running = this.ssh.execCommand(command, {
-      stdin,
-      noTrim: true,
-      onChannel: (ch) => { channel = ch; },
-      onStdout: splitter("stdout"),
-      onStderr: splitter("stderr"),
-    });
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        channel?.close();
-        reject(new Error(`${what} on ${this.label} timed out after ${Math.round(timeoutMs / 1000)} s`));
-      }, timeoutMs);
-    });
-    let r: ExecResult;
-    try {
-      r = await Promise.race([running, timeout]);
-    } catch (e) {
-      if (!this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-    return this.settle(r, opts, what);
+  /**
+   * Runs a POSIX sh script on the host. With a stream on stdin this is {@link execStream}; a
+   * string or buffer is written and stdin closed. Deadline: `timeoutMs`, default the command
+   * timeout (PULUMI_NIXOS_COMMAND_TIMEOUT, 300 s).
+   */
+  exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const stdin = opts.stdin;
+    if (stdin instanceof Readable) return this.execStream(script, stdin, opts);
+    return this.runCommand(script, opts, (ch) => { ch.end(stdin ?? undefined); return () => undefined; });
   }
 
   /** `sudo -n` around a script for a non-root login when it must run as root. */
@@ -213,31 +216,82 @@ export class SshSession {
    * Runs a script with a large stream on stdin (a closure export). node-ssh's `pipe()` waits for the
    * channel to drain after every chunk, which idles the link (measured: 30 MB in 0.73 s vs 0.23 s);
    * here the channel is fed by {@link feedChannel} (bounded queue; with `rttMs`, an in-flight
-   * limit); stdout/stderr lines reach `onLine` as they arrive.
+   * limit); stdout/stderr lines reach `onLine` as they arrive. While the stream flows there is no
+   * total deadline (a large copy over a slow link may take long) but a stall deadline: when the
+   * host takes no data for `stallTimeoutMs` (default PULUMI_NIXOS_STALL_TIMEOUT, 60 s) the command
+   * fails. `timeoutMs` counts from the stream's end (what follows the import, e.g. the activation).
    */
-  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin"> & { rttMs?: number } = {}): Promise<ExecResult> {
-    sshStats.commands++;
-    const command = this.command(script, opts.privileged);
+  execStream(script: string, source: Readable, opts: Omit<ExecOptions, "stdin"> & { rttMs?: number; stallTimeoutMs?: number } = {}): Promise<ExecResult> {
+    const stallMs = opts.stallTimeoutMs ?? timeoutMs("stall");
     const what = opts.what ?? "remote command";
-    const timeoutMs = opts.timeoutMs ?? 600_000;
+    return this.runCommand(script, opts, (ch, fail, armDeadline) => {
+      armDeadline(undefined);
+      const stop = feedChannel(source, ch, opts.rttMs, stallMs, () => {
+        source.destroy();
+        fail(new StallError(`${what} on ${this.label} stalled: the host took no data for ${Math.round(stallMs / 100) / 10} s (${timeoutEnv("stall")}); ` +
+          `nothing more was sent and the command was stopped`));
+      });
+      source.on("end", () => { ch.end(); armDeadline(opts.timeoutMs ?? timeoutMs("command")); });
+      source.on("error", (e) => fail(e));
+      return () => { stop(); if (!source.readableEnded) source.destroy(); };
+    });
+  }
+
+  /**
+   * One remote command on its own channel. Output is bounded whatever the host prints: stdout up
+   * to {@link STDOUT_MAX} (more fails the command), stderr keeps its last {@link STDERR_TAIL}
+   * bytes. Privileged scripts pass through the session's {@link ScriptHook} (the host lock).
+   */
+  private runCommand(script: string, opts: ExecOptions, feed: (ch: ClientChannel, fail: (e: Error) => void, armDeadline: (ms: number | undefined) => void) => () => void): Promise<ExecResult> {
+    sshStats.commands++;
+    const hook = opts.privileged && !opts.raw ? this.hook : undefined;
+    const command = this.command(hook ? hook.wrap(script) : script, opts.privileged);
+    const what = opts.what ?? "remote command";
     const client = this.ssh.connection;
-    if (!client) return Promise.reject(new ConnectionLostError(`connection to ${this.label} lost before ${what}`));
+    if (!client || !this.alive) return Promise.reject(new ConnectionLostError(`connection to ${this.label} lost before ${what}`));
     return new Promise((resolve, reject) => {
+      let done = false, channel: ClientChannel | undefined, stopFeeding: () => void = () => undefined, timer: NodeJS.Timeout | undefined;
+      const finish = (err: Error | undefined, r?: ExecResult) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        stopFeeding();
+        if (err) { channel?.close(); reject(err); } else resolve(r!);
+      };
+      const armDeadline = (ms: number | undefined) => {
+        clearTimeout(timer);
+        if (ms === undefined) return;
+        timer = setTimeout(() => {
+          if (!this.alive) return finish(new ConnectionLostError(`connection to ${this.label} lost during ${what}`));
+          finish(new CommandTimeoutError(`${what} on ${this.label} timed out after ${Math.round(ms / 1000)} s`));
+        }, ms);
+      };
+      // Also bounds the channel open itself (a host that stops answering).
+      armDeadline(opts.timeoutMs ?? timeoutMs("command"));
       client.exec(command, (err, ch) => {
-        if (err) return reject(new Error(`${what} on ${this.label}: ${err.message}`));
-        let stdout = "", stderr = "", code: number | null = null, signal: string | null = null;
-        const timer = setTimeout(() => { ch.close(); source.destroy(); reject(new Error(`${what} on ${this.label} timed out after ${Math.round(timeoutMs / 1000)} s`)); }, timeoutMs);
+        if (err) return finish(this.alive ? new Error(`${what} on ${this.label}: ${err.message}`) : new ConnectionLostError(`connection to ${this.label} lost before ${what}`));
+        channel = ch;
+        if (done) { ch.close(); return; }
+        const stdout: Buffer[] = [];
+        let stdoutBytes = 0, stderr = "", code: number | null = null, signal: string | null = null;
         const outLines = lineSplitter(opts.onLine, "stdout"), errLines = lineSplitter(opts.onLine, "stderr");
-        ch.on("data", (d: Buffer) => { stdout += d.toString(); outLines(d); });
-        ch.stderr.on("data", (d: Buffer) => { stderr += d.toString(); errLines(d); });
+        ch.on("error", () => undefined); // writes after the remote closed; the close handler reports
+        ch.on("data", (d: Buffer) => {
+          stdoutBytes += d.length;
+          if (stdoutBytes > STDOUT_MAX) return finish(new Error(`${what} on ${this.label} printed more than ${STDOUT_MAX >> 20} MiB on stdout; stopped`));
+          stdout.push(d);
+          outLines(d);
+        });
+        ch.stderr.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-STDERR_TAIL); errLines(d); });
         ch.on("exit", (c: number | null, sig?: string) => { code = c; signal = sig ?? null; });
-        const stopFeeding = feedChannel(source, ch, opts.rttMs);
-        source.on("end", () => ch.end());
-        source.on("error", (e) => { ch.close(); reject(e); });
+        stopFeeding = feed(ch, (e) => finish(e), armDeadline);
         ch.on("close", () => {
-          stopFeeding();
-          clearTimeout(timer);
-          try { resolve(this.settle({ code, signal, stdout, stderr }, opts, what)); } catch (e) { reject(e); }
+          if (done) return;
+          const r: ExecResult = { code, signal, stdout: Buffer.concat(stdout).toString(), stderr };
+          try {
+            if (hook && (r.code !== null || this.alive)) hook.settled(r, script);
+            finish(undefined, this.settle(r, opts, what));
+          } catch (e) { finish(e as Error); }
         });
       });
     });
@@ -270,20 +324,25 @@ export class SshSession {
  * wait in the channel, and, given the link's RTT, while more bytes are out but not yet consumed
  * by the remote command (what the remote window lost plus what waits here) than
  * {@link inflightLimit} allows. ssh2 signals no window adjustment, so a held source is re-checked
- * each millisecond. Returns a function that stops the re-checks (call it on close).
+ * each millisecond. A stall (bytes waiting or out, none taken by the host for `stallMs`) calls
+ * onStall once: memory stays bounded either way, the stall check only ends the wait.
+ * Returns a function that stops the re-checks (call it on close).
  */
-function feedChannel(source: Readable, ch: ClientChannel, rttMs: number | undefined): () => void {
+function feedChannel(source: Readable, ch: ClientChannel, rttMs: number | undefined, stallMs: number, onStall: () => void): () => void {
   const out = ch as unknown as { outgoing?: { window?: number } };
   const initialWindow = out.outgoing?.window;
-  const limit = typeof initialWindow === "number" ? inflightLimit(rttMs) : undefined;
-  const over = () => initialWindow! - out.outgoing!.window! + ch.writableLength > limit!;
-  let held = false, stopped = false;
+  const hasWindow = typeof initialWindow === "number";
+  const limit = hasWindow ? inflightLimit(rttMs) : undefined;
+  const unacked = () => (hasWindow ? initialWindow! - out.outgoing!.window! : 0);
+  const over = () => unacked() + ch.writableLength > limit!;
+  let held = false, stopped = false, written = 0;
   const recheck = () => {
     if (stopped) return;
     if (over()) setTimeout(recheck, 1);
     else { held = false; source.resume(); }
   };
   source.on("data", (chunk: Buffer) => {
+    written += chunk.length;
     ch.write(chunk);
     if (limit !== undefined && over()) {
       source.pause();
@@ -291,7 +350,15 @@ function feedChannel(source: Readable, ch: ClientChannel, rttMs: number | undefi
     } else if (ch.writableLength > STREAM_BUFFER) source.pause();
   });
   ch.on("drain", () => { if (!held) source.resume(); });
-  return () => { stopped = true; };
+  // Progress = bytes the host has taken (window adjustments received, or left our queue).
+  let taken = 0, lastProgress = Date.now();
+  const watch = setInterval(() => {
+    const nowTaken = written - ch.writableLength - unacked();
+    const waiting = ch.writableLength + unacked() > 0;
+    if (nowTaken !== taken || !waiting) { taken = nowTaken; lastProgress = Date.now(); return; }
+    if (Date.now() - lastProgress >= stallMs) { clearInterval(watch); if (!stopped) onStall(); }
+  }, Math.min(1000, Math.max(50, stallMs / 10)));
+  return () => { stopped = true; clearInterval(watch); };
 }
 
 /** Calls onLine with each complete line of a chunked stream (no-op without onLine). */
@@ -302,6 +369,8 @@ function lineSplitter(onLine: ExecOptions["onLine"], stream: "stdout" | "stderr"
     buf += chunk.toString();
     const lines = buf.split("\n");
     buf = lines.pop() ?? "";
+    // A line without end is passed on in pieces: nothing grows without bound.
+    if (buf.length > MAX_LINE) { lines.push(buf); buf = ""; }
     for (const l of lines) onLine(l, stream);
   };
 }

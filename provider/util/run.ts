@@ -14,8 +14,13 @@ export interface RunOptions {
   input?: string | Buffer;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
-  /** Kill the process after this many milliseconds. */
+  /** Kill the process after this many milliseconds (then reject with a {@link RunTimeoutError}). */
   timeoutMs?: number;
+  /**
+   * Run it as a process group of its own and kill the whole group on timeout (for tools that
+   * start helpers, e.g. nix-prefetch-url's downloader or unpacker).
+   */
+  killGroup?: boolean;
   /** Resolve instead of rejecting on a non-zero exit. */
   allowFailure?: boolean;
 }
@@ -27,16 +32,25 @@ export class RunError extends Error {
   }
 }
 
+/** Thrown by {@link run} when the process passed its `timeoutMs` (it was killed). */
+export class RunTimeoutError extends RunError {}
+
 /** Runs argv[0] with argv[1..] (no shell), collecting stdout and stderr. */
 export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] };
+    const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: !!opts.killGroup };
     const child = spawn(argv[0], argv.slice(1), spawnOpts);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
     const timer = opts.timeoutMs
-      ? setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, opts.timeoutMs)
+      ? setTimeout(() => {
+        timedOut = true;
+        try {
+          if (opts.killGroup && child.pid) process.kill(-child.pid, "SIGKILL");
+          else child.kill("SIGKILL");
+        } catch { child.kill("SIGKILL"); }
+      }, opts.timeoutMs)
       : undefined;
     child.stdout!.on("data", (d: Buffer) => out.push(d));
     child.stderr!.on("data", (d: Buffer) => err.push(d));
@@ -44,7 +58,7 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     child.on("close", (code) => {
       if (timer) clearTimeout(timer);
       const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-      if (timedOut) return reject(new RunError(`${argv[0]} timed out after ${opts.timeoutMs} ms`, result));
+      if (timedOut) return reject(new RunTimeoutError(`${argv[0]} timed out after ${Math.round(opts.timeoutMs! / 100) / 10} s`, result));
       if (code !== 0 && !opts.allowFailure) {
         return reject(new RunError(`${argv.join(" ")} exited with ${code}: ${result.stderr.trim()}`, result));
       }
