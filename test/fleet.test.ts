@@ -136,15 +136,15 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     fs.writeFileSync(cfg, YAML.stringify({ config: { "pulumi-nixos:networkFile": path.join(ROOT, "examples/nixops-network/network.yaml") } }));
     const r = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--tag", "web"]);
     const urns = r.stdout.trim().split(/ (?=--target)/);
-    assert.equal(urns.length, 10, "heron and talon, each with 3 keys and a channel");
-    assert.match(r.stdout, /--target 'urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic:Resource::heron'/);
-    assert.match(r.stdout, /::talon\/thedroneely_cockpit_api_token'/);
+    assert.equal(urns.length, 12, "the Stack, the Network, heron and talon, each with 3 keys and a channel");
+    assert.match(r.stdout, /--target urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic:Resource::heron( |$)/);
+    assert.match(r.stdout, /::talon\/thedroneely_cockpit_api_token( |$)/);
     assert.doesNotMatch(r.stdout, /tiger|hound|pigeon/);
     const inc = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--include", "pigeon"]);
-    assert.match(inc.stdout, /::pigeon'/);
+    assert.match(inc.stdout, /::pigeon( |$)/);
     // The URNs are the ones the stack really has.
-    const st = JSON.parse(fs.readFileSync(bed.stack.state, "utf8")).deployment.resources.map((x: any) => x.urn.replace("urn:pulumi:lab::", "urn:pulumi:targets::"));
-    for (const u of urns) assert.ok(st.includes(u.replace(/^--target '|'$/g, "")), u);
+    const st = JSON.parse(fs.readFileSync(bed.stack.state, "utf8")).deployment.resources.map((x: any) => x.urn.replace("urn:pulumi:lab::", "urn:pulumi:targets::").replace(/::nixops-network-lab$/, "::nixops-network-targets"));
+    for (const u of urns) assert.ok(st.includes(u.replace(/^--target /, "")), u);
   });
 
   test("invalid network descriptions give clear errors naming the field", async () => {
@@ -164,7 +164,7 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     // Through the stack program: the run fails before anything is deployed.
     const dir = path.join(tmp, "invalid");
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks")}\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
     fs.writeFileSync(path.join(dir, "Pulumi.bad.yaml"), YAML.stringify({ config: { "pulumi-nixos:network": { machines: { heron: { targetHost: "10.231.250.2", configuration: "./x.nix", keys: { k: { vault: { path: "a", field: "b" }, command: ["true"] } } } } } } }));
     const r = await engine("preview", { cwd: dir, stack: "bad", state: path.join(dir, "s.json") });
     expectExit(r, 1, "invalid description");

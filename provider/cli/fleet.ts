@@ -5,7 +5,7 @@ import { sendKeys } from "../handlers/key";
 import { closeAllSessions } from "../ssh/pool";
 import { connect } from "../fleet/ops";
 import { printTable } from "./table";
-import { targetsFor } from "./targets";
+import { targetArgs, targetsFor } from "./targets";
 
 interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
 
@@ -97,8 +97,16 @@ export function registerFleetCommands(program: Command): void {
       }
     });
 
-  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys and channel)")
-    .requiredOption("--stack <name>", "stack").option("--cwd <dir>", "project directory", ".")
+  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys, channel and parents), unquoted for $(...)")
+    .option("--stack <name>", "stack: URNs from its config (also before the first up)")
+    .option("--state <file>", "a stack export or the engine harness's state: the URNs it records")
+    .option("--cwd <dir>", "project directory for --stack", ".")
+    .option("--network <name>", "name of the Network component (default: the description's `description`, else network)")
     .option("--tag <tags...>", "machines with one of these tags").option("--include <names...>", "these machines")
-    .action((o) => { console.log(targetsFor(o).map((u) => `--target '${u}'`).join(" ")); });
+    .option("--exclude <names...>", "not these machines").option("--json", "a JSON list of URNs")
+    .option("--no-parents", "leave out the Stack and Network (for `pulumi destroy`, which would delete them too)")
+    .action((o) => {
+      const urns = targetsFor(o);
+      console.log(o.json ? JSON.stringify(urns, null, 2) : targetArgs(urns));
+    });
 }
