@@ -31,6 +31,8 @@ export interface ActivationResult {
 }
 
 const MARK = "@@pulumi-nixos";
+/** The transient unit activations run in on systemd hosts (one at a time per host). */
+export const SWITCH_UNIT = "pulumi-nixos-switch-to-configuration";
 
 /** The remote script; exported for tests of its shape. */
 export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false): string {
@@ -41,6 +43,11 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
       `missing=$(${PRINT_MISSING_PATHS}) || exit 91`,
       `if [ -n "$missing" ]; then printf '%s\n' "$missing" | sed 's|^|${MARK} missing=|'; exit 0; fi`,
     ] : []),
+    // A switch still running (its deployer's SSH session was lost): refuse before touching the profile.
+    `if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then`,
+    `  st=$(systemctl show -p ActiveState --value ${SWITCH_UNIT}.service 2>/dev/null)`,
+    `  case "$st" in active|activating|deactivating|reloading) echo "${MARK} busy=$(systemctl show -p ExecMainStartTimestamp --value ${SWITCH_UNIT}.service)"; exit 0 ;; esac`,
+    `fi`,
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
     `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
     `echo "${MARK} prev=$(test -e /run/current-system && readlink -f /run/current-system)"`,
@@ -49,10 +56,12 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `gen=$(gen_of); echo "${MARK} gen=$gen"`,
     `cmd="$out/bin/switch-to-configuration $action"`,
     `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
-    `  cmd="systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=pulumi-nixos-switch-to-configuration --wait $cmd"`,
+    `  cmd="systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait $cmd"`,
     `fi`,
     `timeout ${timeoutSec} $cmd 2>&1; rc=$?`,
     `echo "${MARK} rc=$rc"`,
+    // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration printed).
+    `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '{ print "${MARK} failed=" $1 }'; fi`,
     rollbackOnFailure && setProfile
       ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
       : ":",
@@ -100,15 +109,21 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
     onLine: (line) => {
       const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
       if (m?.[1] === "missing") { missing.push(m[2]); return; }
+      if (m?.[1] === "failed") { if (!failedUnits.includes(m[2])) failedUnits.push(m[2]); return; }
       if (m) { fields[m[1]] = m[2]; return; }
       const units = /the following units failed: (.*)$/.exec(line);
-      if (units) failedUnits.push(...units[1].split(/[\s,]+/).filter(Boolean));
+      if (units) for (const u of units[1].split(/[\s,]+/).filter(Boolean)) if (!failedUnits.includes(u)) failedUnits.push(u);
       tail.push(line);
       if (tail.length > 20) tail.shift();
       opts.log?.(`activation: ${line}`);
     },
     result: (label) => {
       if (missing.length) return { missing, exitCode: 0, previousSystemPath: "", generation: 0, failedUnits: [], tail: [] };
+      if (fields.busy !== undefined) {
+        throw new Error(`${label}: another activation is still running there (unit ${SWITCH_UNIT}.service, started ${fields.busy || "at an unknown time"}), ` +
+          "e.g. one whose deployer lost its SSH session; nothing was changed. Wait for it to finish " +
+          `(systemctl status ${SWITCH_UNIT}), then run again: refresh shows what the host runs.`);
+      }
       if (fields.rc === undefined) throw new Error(`activation on ${label} ended without a result`);
       return {
         missing,

@@ -336,9 +336,10 @@ export class Lab {
     const h = this.host(name);
     const pid = this.pid1(h);
     if (!pidAlive(pid)) throw new Error(`lab host ${name} is not running`);
-    // systemd hosts: also their UTS and IPC namespaces (hostname, systemctl's view).
-    const ns = this.init === "systemd" ? ["-m", "-n", "-p", "-u", "-i"] : ["-m", "-n", "-p"];
-    return run(["nsenter", "-t", String(pid), ...ns, "--wd=/", "--", "env", "-i", ...HOST_ENV, ...argv], opts);
+    // systemd hosts: also their UTS and IPC namespaces, and the container's root and cwd (a
+    // --wd path would be opened outside the container's root).
+    const ns = this.init === "systemd" ? ["-m", "-n", "-p", "-u", "-i", "-r", "-w"] : ["-m", "-n", "-p", "--wd=/"];
+    return run(["nsenter", "-t", String(pid), ...ns, "--", "env", "-i", ...HOST_ENV, ...argv], opts);
   }
 
   /** A path inside host `name`'s filesystem view, readable from the machine (via /proc/PID/root). */

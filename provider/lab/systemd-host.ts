@@ -192,7 +192,7 @@ export class SystemdHosts {
   async requestReboot(h: HostRecord): Promise<void> {
     const pid = this.pid1(h);
     if (!pid) throw new Error(`lab host ${h.name} is not running`);
-    await run(["nsenter", "-t", String(pid), "-m", "-u", "-i", "-n", "-p", "--", "/usr/bin/systemctl", "reboot"], { timeoutMs: 15_000 });
+    await run(["nsenter", "-t", String(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", "/usr/bin/systemctl", "reboot"], { timeoutMs: 15_000 });
   }
 
   /**
