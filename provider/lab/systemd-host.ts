@@ -51,10 +51,11 @@ export async function systemdRequirements(): Promise<void> {
 
 /** Lab units every systemd host has, outside any NixOS generation (in the host's /etc). */
 const LAB_UNITS: Record<string, string> = {
-  // Tells the lab (through /run/lab = HOSTDIR/state) that this boot is complete, and its boot id.
+  // Tells the lab (through /run/lab = HOSTDIR/state) that the host is up (sshd started), and its
+  // boot id. Not after multi-user.target: a boot can wait there for keys that only come over SSH.
   "lab-ready.service": `[Unit]
 Description=pulumi-nixos lab: report boot id and power state
-After=multi-user.target
+After=sshd.service lab-sshd.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes

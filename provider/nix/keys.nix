@@ -6,7 +6,8 @@
 # modes; never content) to every machine it evaluates, so importing it yourself is optional.
 # Keys are uploaded over SSH by pulumi-nixos into /run/keys (a ramfs, 0750 root:keys); members of
 # the `keys` group can read them. For each key `<name>` a unit `<name>-key.service` is active while
-# the key file exists, so services can `wants`/`after` it:
+# the key file exists (started by `<name>-key.path` when it appears), so services can `wants`/`after`
+# it (and `bindsTo` it to stop when the key goes):
 #
 #   systemd.services.myapp = { wants = [ "db-password-key.service" ]; after = [ "db-password-key.service" ]; };
 { config, lib, pkgs, ... }:
@@ -60,6 +61,12 @@ in {
         if [[ ! -e "${keyPath name k}" ]]; then echo 'key ${k.name or name} is gone'; kill %1; exit 0; fi
         wait %1
       '';
+    }) keys;
+
+    # As NixOps: a path unit starts <name>-key.service as soon as the key file appears.
+    systemd.paths = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name or name}-key" {
+      wantedBy = [ "paths.target" ];
+      pathConfig = { PathExists = keyPath name k; };
     }) keys;
 
     systemd.targets.keys = { description = "pulumi-nixos deployment keys"; };
