@@ -19,6 +19,7 @@ import { resourceLogger } from "../../provider/util/log";
 import { readCpu, cpuSince } from "./cpu";
 import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
 import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
+import { endImport, stallImport } from "../helpers/stall";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -105,11 +106,33 @@ async function linkScenarios(lab: Lab, _hosts: LabHostInfo[], key: string, tmp: 
   }
 }
 
+/**
+ * (e) variant: the same 1 GiB copy to a host that stops reading mid-import (its `nix-store
+ * --import` stopped by pid after 2 s): the provider's memory stays bounded, then the copy fails
+ * with a clear stall error after PULUMI_NIXOS_STALL_TIMEOUT (10 s here).
+ */
+async function stalledImport(lab: Lab, h: LabHostInfo, big: BuiltSystem): Promise<void> {
+  const STALL_S = 10;
+  const child = run([process.execPath, path.join(ROOT, "dist/test/bench/deploy-child.js"), JSON.stringify({ ...inputs(h, "", big), connection: { host: h.address, port: 22, user: "root" } })],
+    { allowFailure: true, timeoutMs: 600_000, killGroup: true, env: { ...process.env, PNX_BENCH_KEY: lab.privateKeyPath, PULUMI_NIXOS_STALL_TIMEOUT: String(STALL_S) } });
+  child.catch(() => undefined);
+  const pid = await stallImport(lab, h.name, 2000);
+  const stopped = Date.now();
+  const r = await child;
+  const errorAfter = (Date.now() - stopped) / 1000;
+  await endImport(lab, h.name, pid);
+  const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  emit({ scenario: "e-stalled-import", peak_rss_mb: Math.round(out.peakRssMB), error_after_stop_s: round(errorAfter), stall_timeout_s: STALL_S,
+    error: out.error ?? "(none: the deploy succeeded)", target: "peak RSS <= 150 MB, then a clear timeout error" });
+}
+
 async function main(): Promise<void> {
   const tmp = tempDir("bench");
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
   console.error(`bench: building closures and a ${HOSTS + 1}-host lab in ${tmp}`);
-  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: HOSTS + 1 });
+  // `npm run bench -- --stall` runs only (e)'s stalled-host variant (two hosts).
+  const stallOnly = process.argv.includes("--stall");
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: stallOnly ? 2 : HOSTS + 1 });
   // The lab must come down however the run ends: a reader that stops early (`| head -1`) makes
   // stdout fail with EPIPE, which would otherwise end the process before `finally`; Ctrl-C too.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => { if (e.code !== "EPIPE") throw e; });
@@ -121,6 +144,7 @@ async function main(): Promise<void> {
     const key = fs.readFileSync(lab.privateKeyPath, "utf8");
     // `npm run bench -- --links` runs only (g), (i), (j).
     if (process.argv.includes("--links")) return await linkScenarios(lab, hosts, key, tmp);
+    if (stallOnly) return await stalledImport(lab, hosts[1], await buildBigSystem(tmp, "bench-big", "big"));
     const [a, b, c] = await Promise.all(["a", "b", "c"].map((seed) => buildSystem(tmp, `bench-${seed}`, { paths: 300, sizeKB: 100, seed })));
 
     // (a) one host, fresh 300-path / ~30 MB closure.
@@ -169,6 +193,7 @@ async function main(): Promise<void> {
     const [baseE] = await secs(() => baseline(hosts[2], lab.privateKeyPath, big));
     emit({ scenario: "e-peak-rss-1gib", ours_s: round(e.seconds), baseline_s: round(baseE), ratio: round(e.seconds / baseE),
       peak_rss_mb: Math.round(e.peakRssMB), bytes_copied: e.bytesCopied, target: "peak RSS <= 150 MB" });
+    await stalledImport(lab, hosts[3], big);
 
     // (f) evaluation of 10 machines: one evaluation vs 10 nix-instantiate calls.
     const configs = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
