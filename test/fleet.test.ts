@@ -75,7 +75,7 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
       assert.deepEqual([pigeon.exists, pigeon.up, pigeon.reachable], ["Yes", "No", "No"]);
       const table = await fleet("check", "--include", "heron");
       assert.match(table.stdout, /Machines state:/);
-      assert.match(table.stdout, /\| *Name *\| *Exists *\| *Up *\| *Reachable *\| *Disks OK *\| *Load avg\. *\| *Units *\| *Notes *\|/);
+      assert.match(table.stdout, /\| *Name *\| *Exists *\| *Up *\| *Reachable *\| *Disks OK *\| *Load avg\. *\| *System *\| *Units *\| *Notes *\|/);
     } finally {
       await bed.lab.restore("pigeon");
     }
@@ -115,7 +115,7 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
   test("reboot re-seeds keys; send-keys after a lab reboot", async () => {
     const r = await fleet("reboot", "--include", "tiger");
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /tiger: back up \(boot [0-9a-f-]+\); keys re-uploaded: thedroneely_cockpit_api_token, thedroneely_pgsql_database_password, thedroneely_ssh_known_hosts/);
+    assert.match(r.stdout, /tiger: back up \(boot [0-9a-f-]+, system (running|N\/A)\); keys re-uploaded: thedroneely_cockpit_api_token, thedroneely_pgsql_database_password, thedroneely_ssh_known_hosts/);
     assert.equal((await bed.lab.exec("tiger", ["sh", "-c", "ls /run/keys | wc -l"])).stdout.trim(), "3");
 
     await bed.lab.reboot("hound");

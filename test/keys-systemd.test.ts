@@ -82,6 +82,29 @@ describe("keys.nix on systemd hosts", { skip }, () => {
     assert.equal(await ex("systemctl is-system-running --wait"), "running");
   });
 
+  test("check reports is-system-running; fleet reboot waits for the new boot id, re-uploads the keys and waits for systemd to settle", async () => {
+    const check = async () => {
+      const r = await run([...CLI, "check", "--state", s.state, "--json"], { allowFailure: true, timeoutMs: 60_000 });
+      return JSON.parse(r.stdout)[0];
+    };
+    assert.equal((await check()).systemState, "running");
+    // A lab reboot without keys: the boot waits for the key (app wants it), check says so.
+    await lab.reboot("host1");
+    const waiting = await check();
+    assert.deepEqual([waiting.up, waiting.systemState], ["Yes", "starting"]);
+    const table = await run([...CLI, "check", "--state", s.state], { allowFailure: true, timeoutMs: 60_000 });
+    assert.match(table.stdout, /\| m +\| Yes +\| Yes +\| Yes +\| Yes +\| [\d. ]+\| starting +\|/);
+    // `reboot`: only returns once the host is back with a new boot id, its keys, and systemd settled.
+    const before = lab.bootId("host1");
+    const rb = await run([...CLI, "reboot", "--state", s.state, "--json"], { allowFailure: true, timeoutMs: 120_000 });
+    assert.equal(rb.code, 0, rb.stdout + rb.stderr);
+    const [res] = JSON.parse(rb.stdout);
+    assert.notEqual(res.bootId, before);
+    assert.equal(res.bootId, lab.bootId("host1"));
+    assert.deepEqual([res.keys, res.systemState], [["secret"], "running"]);
+    assert.equal(await ex("systemctl is-system-running; systemctl is-active app; cat /run/app.log"), "running\nactive\nstarted with s3cret");
+  });
+
   test("after a reboot, refresh finds the key gone and up puts it back; the service starts", async () => {
     await lab.reboot("host1");
     assert.equal(await active("app"), "inactive");

@@ -49,8 +49,8 @@ export function registerFleetCommands(program: Command): void {
     if (rows.some((r) => r.up !== "Yes")) process.exitCode = 1;
     if (o.json) return console.log(JSON.stringify(rows, null, 2));
     console.log("Machines state:");
-    printTable(["Name", "Exists", "Up", "Reachable", "Disks OK", "Load avg.", "Units", "Notes"],
-      rows.map((r) => [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.units, r.notes]));
+    printTable(["Name", "Exists", "Up", "Reachable", "Disks OK", "Load avg.", "System", "Units", "Notes"],
+      rows.map((r) => [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.systemState, r.units, r.notes]));
   });
 
   fleetCommand(program, "list-generations", "system generations of each machine").action(async (o: FleetOpts) => {
@@ -71,7 +71,7 @@ export function registerFleetCommands(program: Command): void {
   fleetCommand(program, "reboot", "reboot machines, wait until they are back, re-upload their keys").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m, fleet) => ops.reboot(m, keysOf(fleet, m)));
     if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
-    for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: back up (boot ${x.r!.bootId}); keys re-uploaded: ${x.r!.keys.join(", ") || "none"}`);
+    for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: back up (boot ${x.r!.bootId}, system ${x.r!.systemState}); keys re-uploaded: ${x.r!.keys.join(", ") || "none"}`);
   });
 
   fleetCommand(program, "send-keys", "re-upload the machines' keys without deploying").action(async (o: FleetOpts) => {

@@ -41,7 +41,12 @@ export async function info(m: FleetMachine): Promise<InfoRow> {
 }
 
 /** `nixops check` row. */
-export interface CheckRow { name: string; exists: string; up: string; reachable: string; disksOk: string; load: string; units: string; notes: string }
+export interface CheckRow {
+  name: string; exists: string; up: string; reachable: string; disksOk: string; load: string; units: string;
+  /** `systemctl is-system-running`: running, degraded, starting, …; N/A without systemd. */
+  systemState: string;
+  notes: string;
+}
 
 function tcpReachable(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -53,7 +58,7 @@ function tcpReachable(host: string, port: number): Promise<boolean> {
 }
 
 export async function check(m: FleetMachine): Promise<CheckRow> {
-  const row: CheckRow = { name: m.name, exists: "Yes", up: "No", reachable: "No", disksOk: "N/A", load: "", units: "", notes: "" };
+  const row: CheckRow = { name: m.name, exists: "Yes", up: "No", reachable: "No", disksOk: "N/A", load: "", units: "", systemState: "", notes: "" };
   if (!(await tcpReachable(m.connection.host, m.connection.port))) { row.notes = "no answer on the SSH port"; return row; }
   row.reachable = "Yes";
   try {
@@ -61,8 +66,10 @@ export async function check(m: FleetMachine): Promise<CheckRow> {
       "cut -d' ' -f1-3 /proc/loadavg",
       "df -P / | awk 'NR==2 { sub(\"%\", \"\", $5); print $5 }'",
       "if [ -d /run/systemd/system ]; then systemctl --failed --plain --no-legend --no-pager | awk '{ print $1 }' | tr '\\n' ' '; echo; else echo N/A; fi",
+      SYSTEM_STATE,
     ].join("\n"), { what: "health check" }));
-    const [load, disk, units] = out.stdout.split("\n");
+    const [load, disk, units, state] = out.stdout.split("\n");
+    row.systemState = (state ?? "").trim() || "unknown";
     row.up = "Yes";
     row.load = load.trim();
     row.disksOk = Number(disk) >= 95 ? `No (/ ${disk}% full)` : "Yes";
@@ -97,8 +104,17 @@ export async function rollback(m: FleetMachine, generation?: number): Promise<{ 
   });
 }
 
-/** Reboots a host, waits for a new boot id, then re-uploads its keys (NixOps `reboot`). */
-export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300_000): Promise<{ bootId: string; keys: string[] }> {
+/** Prints `systemctl is-system-running`'s state (N/A on a host without systemd). */
+const SYSTEM_STATE = "if [ -d /run/systemd/system ]; then systemctl is-system-running 2>/dev/null || true; else echo N/A; fi";
+
+/** States of `systemctl is-system-running` while the boot is not finished. */
+const BOOTING = new Set(["initializing", "starting"]);
+
+/**
+ * Reboots a host, waits for a new boot id, re-uploads its keys (NixOps `reboot`), then waits for
+ * systemd to settle (`is-system-running` no longer starting: a boot may be waiting for those keys).
+ */
+export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300_000): Promise<{ bootId: string; keys: string[]; systemState: string }> {
   // Locked until the reboot command (which releases it: the keys' uploads take it again after).
   const before = await withLockedSession(m, "reboot", (script) => script.includes("reboot) >/dev/null"), async (s) => {
     const id = (await readFacts(s)).bootId;
@@ -113,7 +129,12 @@ export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300
     const id = await withSession(m, async (s) => (await readFacts(s)).bootId).catch(() => undefined);
     if (id && id !== before) {
       const sent = keys.length ? await sendKeys(keys, { [m.connection.host]: m.hostPublicKey }) : [];
-      return { bootId: id, keys: sent };
+      for (;;) {
+        const state = (await withSession(m, (s) => s.exec(SYSTEM_STATE, { what: "system state" })).catch(() => undefined))?.stdout.trim();
+        if (state && !BOOTING.has(state)) return { bootId: id, keys: sent, systemState: state };
+        if (Date.now() > deadline) throw new Error(`${m.name} came back (boot ${id}) but systemd is still ${state ?? "unreachable"} after ${timeoutMs / 1000} s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
     }
   }
 }
