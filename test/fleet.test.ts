@@ -89,6 +89,8 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     fs.cpSync(example, copy, { recursive: true });
     fs.symlinkSync(path.join(ROOT, "provider"), path.join(tmp, "repo", "provider"));
     fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(tmp, "repo", "node_modules"));
+    // The example imports "pulumi-nixos": the copy finds it as the repo does, by the package's self-reference.
+    for (const p of ["package.json", "dist"]) fs.symlinkSync(path.join(ROOT, p), path.join(tmp, "repo", p));
     fs.appendFileSync(path.join(copy, "configuration/heron.nix"), "# second deploy\n");
     fs.writeFileSync(path.join(copy, "configuration/heron.nix"), fs.readFileSync(path.join(copy, "configuration/heron.nix"), "utf8").replace('"heron\\n"', '"heron v2\\n"'));
     fs.writeFileSync(path.join(bed.stack.cwd, "Pulumi.yaml"), fs.readFileSync(path.join(bed.stack.cwd, "Pulumi.yaml"), "utf8").replace(path.join(example, "index.ts"), path.join(copy, "index.ts")));

@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Machine } from "../../provider";
+import { Machine } from "pulumi-nixos";
 
 const config = new pulumi.Config();
 const machines = config.requireObject<Record<string, { host: string; flake?: string }>>("machines");

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { Network, NetworkDescription } from "../../provider";
+import { Network, NetworkDescription } from "pulumi-nixos";
 
 const config = new pulumi.Config();
 const network: NetworkDescription = YAML.parse(fs.readFileSync(path.join(__dirname, "network.yaml"), "utf8"));

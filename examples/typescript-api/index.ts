@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { DeploymentKey, Machine } from "../../provider";
+import { DeploymentKey, Machine } from "pulumi-nixos";
 
 const config = new pulumi.Config();
 const connection = {
