@@ -34,7 +34,7 @@ describe("host locks", { skip }, () => {
   async function untilActivating(ms = 120_000): Promise<void> {
     const end = Date.now() + ms;
     while (Date.now() < end) {
-      if ((await lockFile()) && (await onHost("pgrep -f 'bin/switch-to-configuratio[n]' >/dev/null && echo yes"))) return;
+      if (await onHost("pgrep -f 'bin/switch-to-configuratio[n]' >/dev/null && echo yes")) return;
       await sleep(100);
     }
     throw new Error("no deploy reached the activation");
@@ -60,9 +60,6 @@ describe("host locks", { skip }, () => {
     let firstDone = false;
     const first = engine("up", one).finally(() => { firstDone = true; });
     await untilActivating();
-    const holder = JSON.parse(await lockFile());
-    assert.equal(holder.stack, "one");
-    assert.equal(holder.machine, "heron");
     const before = await current();
     // The other stack changes its machine and deploys meanwhile.
     fs.writeFileSync(path.join(two.cwd, "heron.nix"), nixConfig("heron-two-b"));
@@ -71,6 +68,10 @@ describe("host locks", { skip }, () => {
     expectExit(second, 1, "the second deployer");
     assert.match(second.stdout, /heron is being deployed by \S+@\S+ \(stack one, since \d\d:\d\d:\d\d, pid \d+\)/);
     assert.equal(await current(), before, "the second deployer changed nothing");
+    const holder = JSON.parse(await lockFile());
+    assert.equal(holder.stack, "one");
+    assert.equal(holder.machine, "heron");
+    assert.equal(holder.op, "deploy");
     // A live lock is not broken by unlock.
     const u = await unlock("heron", two.state);
     assert.equal(u.code, 1, u.stdout + u.stderr);

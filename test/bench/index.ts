@@ -129,9 +129,9 @@ async function stalledImport(lab: Lab, h: LabHostInfo, big: BuiltSystem): Promis
 async function main(): Promise<void> {
   const tmp = tempDir("bench");
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
-  console.error(`bench: building closures and a ${HOSTS + 1}-host lab in ${tmp}`);
   // `npm run bench -- --stall` runs only (e)'s stalled-host variant (two hosts).
   const stallOnly = process.argv.includes("--stall");
+  console.error(`bench: building closures and a ${stallOnly ? 2 : HOSTS + 1}-host lab in ${tmp}`);
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: stallOnly ? 2 : HOSTS + 1 });
   // The lab must come down however the run ends: a reader that stops early (`| head -1`) makes
   // stdout fail with EPIPE, which would otherwise end the process before `finally`; Ctrl-C too.
