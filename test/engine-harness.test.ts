@@ -48,13 +48,13 @@ test("engine harness: preview → up → update → replace → refresh (drift) 
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview");
     assert.match(pv.stdout, /\+ {2}pulumi-nodejs:dynamic:Resource a create/);
-    assert.match(pv.stdout, /\+ 2 to create/);
+    assert.match(pv.stdout, /\+ 3 to create/);
     assert.equal(await cat("/root/a.txt"), "MISSING\n", "preview changes nothing");
     assert.equal(fs.existsSync(s.state), false, "preview writes no state");
 
     const up = await engine("up", s);
     expectExit(up, 0, "up");
-    assert.match(up.stdout, /\+ 2 created/);
+    assert.match(up.stdout, /\+ 3 created/);
     assert.equal(await cat("/root/a.txt"), "one\n");
     assert.equal((await lab.exec("host1", ["stat", "-c", "%a", "/root/b.txt"])).stdout, "600\n");
     let st = stateResources(s.state);
@@ -67,7 +67,7 @@ test("engine harness: preview → up → update → replace → refresh (drift) 
     assert.match(up.stdout, /a: [0-9a-f]{64}/, "stack outputs printed");
 
     const noop = await engine("preview", s);
-    assert.match(noop.stdout, /2 unchanged/);
+    assert.match(noop.stdout, /3 unchanged/);
     assert.doesNotMatch(noop.stdout, /to (create|update|replace|delete)/);
 
     // Content change → update in place; path change → replace (old file removed).
@@ -114,7 +114,7 @@ test("engine harness: preview → up → update → replace → refresh (drift) 
     writeConfig(prog, h.address, lab.privateKeyPath, { a: { path: "/root/a.txt", content: "two\n" }, b: { path: "relative", content: "x" } });
     const bad = await engine("up", s);
     expectExit(bad, 1, "bad input");
-    assert.match(bad.stdout, /error: b .*path: path must be absolute/);
+    assert.match(bad.stdout, /error: b .*property path .*has a problem: path must be absolute/);
     assert.deepEqual(Object.keys(stateResources(s.state)), ["a"]);
 
     // Resources the program no longer declares are deleted on up.

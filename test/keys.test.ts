@@ -134,7 +134,7 @@ describe("deployment keys", { skip }, () => {
 
     // sendKeys re-uploads every key of a host from the state, without deploying (send-keys).
     await lab.reboot("host1");
-    const keyInputs = StackState.load(s.state).all().filter((r) => r.inputs.kind === "deploymentKey").map((r) => strip(r.inputs) as any);
+    const keyInputs = StackState.load(s.state, undefined).all().filter((r) => r.inputs.kind === "deploymentKey").map((r) => strip(r.inputs) as any);
     const sent = await sendKeys(keyInputs);
     await closeAllSessions();
     assert.equal(sent.length, 7);

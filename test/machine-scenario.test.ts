@@ -30,12 +30,12 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     const pv = await engine("preview", s);
     for (const h of hosts) await lab.restore(h.name);
     expectExit(pv, 0, "preview");
-    assert.match(pv.stdout, /\+ 4 to create/);
+    assert.match(pv.stdout, /\+ 5 to create/);
     for (const h of hosts) assert.equal(await current(h.name), h.currentSystem ?? "", "preview deployed nothing");
 
     const up = await engine("up", s);
     expectExit(up, 0, "up");
-    assert.match(up.stdout, /\+ 4 created/);
+    assert.match(up.stdout, /\+ 5 created/);
     assert.match(up.stderr + up.stdout, /host1: copying \d+ paths/);
     let st = stateResources(s.state);
     for (const h of hosts) {
@@ -60,7 +60,7 @@ test("machines: preview → up → no-op → change one → up → hand rollback
 
     const noop = await engine("preview", s);
     expectExit(noop, 0, "no-op preview");
-    assert.match(noop.stdout, /4 unchanged/);
+    assert.match(noop.stdout, /5 unchanged/);
     assert.doesNotMatch(noop.stdout, /to (create|update|replace|delete)/);
 
     // Change one machine's configuration: exactly one update, with the new systemPath.
@@ -76,7 +76,7 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     const up2 = await engine("up", s);
     expectExit(up2, 0, "up after change");
     assert.match(up2.stdout, /~ 1 updated/);
-    assert.match(up2.stdout, /3 unchanged/, "the network component and the other machines");
+    assert.match(up2.stdout, /4 unchanged/, "the Stack, the network component and the other machines");
     st = stateResources(s.state);
     assert.equal(st.host2.outputs.systemPath, newPath);
     assert.equal(st.host2.outputs.generation, seedGen + 2);
@@ -96,11 +96,11 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     assert.match(up3.stdout, /~ 1 updated/);
     assert.equal(await current("host2"), newPath);
     const again = await engine("preview", s);
-    assert.match(again.stdout, /4 unchanged/);
+    assert.match(again.stdout, /5 unchanged/);
 
     const ds = await engine("destroy", s);
     expectExit(ds, 0, "destroy");
-    assert.match(ds.stdout, /- 4 deleted/);
+    assert.match(ds.stdout, /- 5 deleted/);
     assert.equal(await current("host1"), st.host1.outputs.systemPath, "destroy forgets; hosts keep running");
   } finally {
     await lab.down();

@@ -7,6 +7,7 @@ import * as fs from "fs";
 import { spawnSync } from "child_process";
 import { Connection, normalizeConnection } from "../connection";
 import type { KeyInputs } from "../handlers/key";
+import { PassphraseSecrets } from "../state/passphrase";
 
 const SIG = "4dabf18193072939515e22adb298388d";
 
@@ -60,18 +61,18 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
   return { machines, keys };
 }
 
-/** Secrets → plain values: `{sig, plaintext}` (stack export --show-secrets), `{sig, ciphertext}` (harness state). */
+/**
+ * Secrets → plain values: `{sig, plaintext}` (`stack export --show-secrets`), `{sig, ciphertext}`
+ * (a plain export or the engine harness's state: opened with the passphrase secrets provider whose
+ * state the export carries).
+ */
 function opener(data: any): (v: any) => any {
-  let crypter: { decrypt(c: string): string } | undefined;
+  let secrets: PassphraseSecrets | undefined;
   const decrypt = (c: string) => {
-    if (!crypter) {
-      // The harness seals secrets like a passphrase secrets provider; its crypter ships with the lab tools.
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { PassphraseCrypter } = require("../../test/engine/secrets");
-      const salt = Buffer.from(data.deployment?.secrets_providers?.state?.salt ?? "", "base64");
-      crypter = PassphraseCrypter.fromEnv(salt);
-    }
-    return crypter!.decrypt(c);
+    const sp = data.deployment?.secrets_providers;
+    if (sp?.type !== "passphrase") throw new Error(`secrets of the ${sp?.type ?? "unknown"} secrets provider: export with --show-secrets`);
+    secrets ??= PassphraseSecrets.open(String(sp.state?.salt ?? ""), undefined, "the stack state");
+    return secrets.decrypt(c);
   };
   const open = (v: any): any => {
     if (v && typeof v === "object" && !Array.isArray(v) && v[SIG]) {

@@ -1,12 +1,14 @@
 /**
  * The SDK's dynamic-provider plugin (`@pulumi/pulumi/cmd/dynamic-provider`), started as `pulumi up`
- * starts it (cwd = program directory, PULUMI_NODEJS_PROJECT/STACK set) and driven over gRPC.
+ * starts it (cwd = the program's working directory, PULUMI_NODEJS_PROJECT/STACK set; tied to the
+ * engine's life) and driven over gRPC with the engine's requests.
  */
 import * as grpc from "@grpc/grpc-js";
 import * as path from "path";
 import * as readline from "readline";
-import { ChildProcess, spawn } from "child_process";
-import { Json } from "./secrets";
+import { ChildProcess } from "child_process";
+import { spawnChild } from "./child";
+import { Json, strip } from "./secrets";
 
 const pulumiDir = path.dirname(require.resolve("@pulumi/pulumi/package.json"));
 /* eslint-disable @typescript-eslint/no-var-requires */
@@ -41,12 +43,11 @@ export class DynamicProviderPlugin {
   private constructor(private readonly child: ChildProcess, private readonly client: any) {}
 
   /** Starts the plugin of the program's @pulumi/pulumi; its output goes to `log` line by line. */
-  static async start(opts: { programDir: string; project: string; stack: string; log: (line: string) => void }): Promise<DynamicProviderPlugin> {
-    const pluginPath = require.resolve("@pulumi/pulumi/cmd/dynamic-provider", { paths: [opts.programDir, __dirname] });
-    const child = spawn(process.execPath, [pluginPath, "127.0.0.1:1"], {
-      cwd: opts.programDir,
+  static async start(opts: { cwd: string; project: string; stack: string; log: (line: string) => void }): Promise<DynamicProviderPlugin> {
+    const pluginPath = require.resolve("@pulumi/pulumi/cmd/dynamic-provider", { paths: [opts.cwd, __dirname] });
+    const child = spawnChild(process.execPath, [pluginPath, "127.0.0.1:1"], {
+      cwd: opts.cwd,
       env: { ...process.env, PULUMI_NODEJS_PROJECT: opts.project, PULUMI_NODEJS_STACK: opts.stack },
-      stdio: ["ignore", "pipe", "pipe"],
     });
     const lines = readline.createInterface({ input: child.stdout! });
     const port: string = await new Promise((resolve, reject) => {
@@ -71,11 +72,11 @@ export class DynamicProviderPlugin {
     return (await this.call("getPluginInfo", new Empty())).getVersion();
   }
 
-  /** Configure with the stack's config, as the engine does before any CRUD. */
-  async configure(variables: Record<string, string>): Promise<void> {
+  /** Configure with the default provider's inputs (the stack config, secrets marked), as the engine does before any CRUD. */
+  async configure(args: Record<string, Json>): Promise<void> {
     const req = new provproto.ConfigureRequest();
-    req.setArgs(S(variables));
-    for (const [k, v] of Object.entries(variables)) req.getVariablesMap().set(k, v);
+    req.setArgs(S(args));
+    for (const [k, v] of Object.entries(strip(args) as Record<string, Json>)) req.getVariablesMap().set(k, typeof v === "string" ? v : JSON.stringify(v));
     req.setAcceptsecrets(true);
     req.setAcceptresources(true);
     await this.call("configure", req);

@@ -1,30 +1,53 @@
 /**
- * A Pulumi project on disk: Pulumi.yaml (name, runtime, main, stackConfigDir) and the stack's
- * Pulumi.<stack>.yaml, including `secure:` values of the passphrase secrets provider.
+ * A Pulumi project on disk as the CLI reads it: Pulumi.yaml (name, runtime and its options, main,
+ * stackConfigDir), the program's working directory and entry point (pkg/engine/project.go
+ * getPwdMain), and the stack's Pulumi.<stack>.yaml with `secure:` values of the passphrase secrets
+ * provider (its `encryptionsalt`).
  */
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { openV1, sealV1 } from "./secrets";
+import { PassphraseSecrets } from "../../provider/state/passphrase";
 
 /** What the harness needs to know of a project and one of its stacks. */
 export interface ProjectInfo {
+  /** The project root: the directory holding Pulumi.yaml (`--root-directory`). */
   dir: string;
   name: string;
-  /** Absolute path of the program's entry file. */
-  main: string;
+  /** The program's working directory (`--pwd`): the directory of `main`, or the root. */
+  pwd: string;
+  /** The entry point handed to the SDK's runner: a file name in pwd, or "." (package.json decides). */
+  entry: string;
+  /** runtime.options.typescript (default true, as the language host has it). */
+  typescript: boolean;
+  /** runtime.options.tsconfig, if given. */
+  tsconfig?: string;
+  /** runtime.options.nodeargs, split on spaces. */
+  nodeargs: string[];
   stack: string;
   stackFile: string;
-  /** Full config keys (`project:key`) → string value, as PULUMI_CONFIG carries them. */
+  /** Full config keys (`project:key`) → string value (objects as JSON), as the engine holds them. */
   config: Record<string, string>;
   /** Keys of config values that were `secure:`. */
   secretKeys: string[];
+  /** The stack file's `encryptionsalt` (passphrase secrets provider state), if any. */
+  encryptionsalt?: string;
 }
 
-const PBKDF2_ITERATIONS = 1_000_000; // Pulumi's passphrase provider
+/** getPwdMain of pkg/engine/project.go: pwd and entry point for a project root and its `main`. */
+export function getPwdMain(root: string, main: string | undefined): { pwd: string; entry: string } {
+  if (!main) return { pwd: root, entry: "." };
+  const abs = path.resolve(root, main);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch (e) {
+    throw new Error(`project 'main' could not be read: ${e instanceof Error ? e.message : e}`);
+  }
+  return st.isDirectory() ? { pwd: abs, entry: "." } : { pwd: path.dirname(abs), entry: path.basename(abs) };
+}
 
-/** Reads Pulumi.yaml of dir and the stack's config file. */
+/** Reads Pulumi.yaml of dir and the stack's config file (secure values opened with the passphrase). */
 export function loadProject(dir: string, stack: string): ProjectInfo {
   dir = path.resolve(dir);
   const projFile = ["Pulumi.yaml", "Pulumi.yml"].map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
@@ -33,33 +56,38 @@ export function loadProject(dir: string, stack: string): ProjectInfo {
   if (typeof proj.name !== "string") throw new Error(`${projFile}: 'name' is required`);
   const runtime = typeof proj.runtime === "string" ? proj.runtime : proj.runtime?.name;
   if (runtime !== "nodejs") throw new Error(`${projFile}: runtime '${runtime}' is not supported by the harness (nodejs only)`);
-  const main = resolveMain(dir, proj.main);
+  const options = (typeof proj.runtime === "object" ? proj.runtime.options : undefined) ?? {};
+  if (options.typescript !== undefined && typeof options.typescript !== "boolean") throw new Error(`${projFile}: typescript option must be a boolean`);
+  const { pwd, entry } = getPwdMain(dir, proj.main);
   const stackFile = path.join(dir, proj.stackConfigDir ?? ".", `Pulumi.${stack}.yaml`);
-  const { config, secretKeys } = fs.existsSync(stackFile) ? readStackConfig(stackFile, proj.name) : { config: {}, secretKeys: [] };
-  return { dir, name: proj.name, main, stack, stackFile, config, secretKeys };
-}
-
-function resolveMain(dir: string, main: unknown): string {
-  const base = path.resolve(dir, typeof main === "string" ? main : ".");
-  if (fs.existsSync(base) && fs.statSync(base).isFile()) return base;
-  for (const f of ["index.ts", "index.js"]) if (fs.existsSync(path.join(base, f))) return path.join(base, f);
-  throw new Error(`no program entry in ${base} (index.ts or index.js)`);
+  const doc = fs.existsSync(stackFile) ? YAML.parse(fs.readFileSync(stackFile, "utf8")) ?? {} : {};
+  const encryptionsalt = typeof doc.encryptionsalt === "string" ? doc.encryptionsalt : undefined;
+  const { config, secretKeys } = readConfig(doc, proj.name, stackFile, encryptionsalt);
+  return {
+    dir, name: proj.name, pwd, entry, stack, stackFile, config, secretKeys, encryptionsalt,
+    typescript: options.typescript ?? true,
+    tsconfig: typeof options.tsconfig === "string" ? options.tsconfig : undefined,
+    nodeargs: typeof options.nodeargs === "string" ? options.nodeargs.split(/\s+/).filter(Boolean) : [],
+  };
 }
 
 function fullKey(project: string, key: string): string {
   return key.includes(":") ? key : `${project}:${key}`;
 }
 
-function readStackConfig(file: string, project: string): { config: Record<string, string>; secretKeys: string[] } {
-  const doc = YAML.parse(fs.readFileSync(file, "utf8")) ?? {};
+function readConfig(doc: any, project: string, file: string, salt: string | undefined): { config: Record<string, string>; secretKeys: string[] } {
   const config: Record<string, string> = {};
   const secretKeys: string[] = [];
-  let crypter: ConfigCrypter | undefined;
+  let secrets: PassphraseSecrets | undefined;
+  const open = (v: string) => {
+    if (!salt) throw new Error(`${file} has secure values but no encryptionsalt`);
+    secrets ??= PassphraseSecrets.open(salt, undefined, `stack config ${file}`);
+    return secrets.decrypt(v, `cannot decrypt ${file}: incorrect passphrase (PULUMI_CONFIG_PASSPHRASE)`);
+  };
   for (const [k, v] of Object.entries<unknown>(doc.config ?? {})) {
     const key = fullKey(project, k);
     if (v && typeof v === "object" && !Array.isArray(v) && "secure" in v) {
-      crypter ??= ConfigCrypter.forStack(file, doc.encryptionsalt);
-      config[key] = crypter.decrypt(String((v as { secure: string }).secure));
+      config[key] = open(String((v as { secure: string }).secure));
       secretKeys.push(key);
     } else {
       config[key] = typeof v === "string" ? v : JSON.stringify(v);
@@ -68,52 +96,30 @@ function readStackConfig(file: string, project: string): { config: Record<string
   return { config, secretKeys };
 }
 
-/** Pulumi's passphrase crypter for stack config (`encryptionsalt:` and `secure:` values). */
-export class ConfigCrypter {
-  private constructor(private readonly key: Buffer) {}
-
-  static forStack(file: string, encryptionsalt: unknown): ConfigCrypter {
-    const pass = process.env.PULUMI_CONFIG_PASSPHRASE;
-    if (pass === undefined) throw new Error(`${file} has secure values: set PULUMI_CONFIG_PASSPHRASE`);
-    if (typeof encryptionsalt !== "string") throw new Error(`${file} has secure values but no encryptionsalt`);
-    const [, salt] = encryptionsalt.split(":");
-    const c = new ConfigCrypter(crypto.pbkdf2Sync(pass, Buffer.from(salt, "base64"), PBKDF2_ITERATIONS, 32, "sha256"));
-    if (c.decrypt(encryptionsalt.split(":").slice(2).join(":")) !== "pulumi") {
-      throw new Error(`${file}: incorrect passphrase (PULUMI_CONFIG_PASSPHRASE)`);
-    }
-    return c;
-  }
-
-  /** A new salt for a stack file, with its check value, as `pulumi stack init` writes it. */
-  static create(): { crypter: ConfigCrypter; encryptionsalt: string } {
-    const pass = process.env.PULUMI_CONFIG_PASSPHRASE;
-    if (pass === undefined) throw new Error("set PULUMI_CONFIG_PASSPHRASE to store secret config");
-    const salt = crypto.randomBytes(8);
-    const c = new ConfigCrypter(crypto.pbkdf2Sync(pass, salt, PBKDF2_ITERATIONS, 32, "sha256"));
-    return { crypter: c, encryptionsalt: `v1:${salt.toString("base64")}:${c.encrypt("pulumi")}` };
-  }
-
-  encrypt(plaintext: string): string { return sealV1(this.key, plaintext); }
-
-  decrypt(value: string): string {
-    return openV1(this.key, value, "cannot decrypt a secure config value: wrong PULUMI_CONFIG_PASSPHRASE");
-  }
-}
-
-/** Sets one config value in a stack file (`pulumi config set [--secret]`). */
+/** Sets one config value in a stack file (`pulumi config set [--secret]`), creating the salt on first use. */
 export function setStackConfig(info: Pick<ProjectInfo, "stackFile" | "name">, key: string, value: string, isSecret: boolean): void {
   const doc = fs.existsSync(info.stackFile) ? YAML.parseDocument(fs.readFileSync(info.stackFile, "utf8")) : new YAML.Document({});
   const k = fullKey(info.name, key);
   if (isSecret) {
-    let salt = doc.get("encryptionsalt") as string | undefined;
-    let crypter: ConfigCrypter;
-    if (salt) crypter = ConfigCrypter.forStack(info.stackFile, salt);
-    else ({ crypter, encryptionsalt: salt } = ConfigCrypter.create());
-    doc.set("encryptionsalt", salt);
-    doc.setIn(["config", k], { secure: crypter.encrypt(value) });
+    const salt = doc.get("encryptionsalt") as string | undefined;
+    const m = salt ? PassphraseSecrets.open(salt, undefined, `stack config ${info.stackFile}`) : PassphraseSecrets.create();
+    doc.set("encryptionsalt", m.state);
+    doc.setIn(["config", k], { secure: m.encrypt(value) });
   } else {
     doc.setIn(["config", k], value);
   }
   fs.mkdirSync(path.dirname(info.stackFile), { recursive: true });
   fs.writeFileSync(info.stackFile, doc.toString());
+}
+
+/** Writes the passphrase salt into the stack file when it has none (as `pulumi stack init` does). */
+export function ensureEncryptionSalt(info: ProjectInfo): PassphraseSecrets {
+  if (info.encryptionsalt) return PassphraseSecrets.open(info.encryptionsalt, undefined, `stack ${info.stack}`);
+  const m = PassphraseSecrets.create();
+  const doc = fs.existsSync(info.stackFile) ? YAML.parseDocument(fs.readFileSync(info.stackFile, "utf8")) : new YAML.Document({});
+  doc.set("encryptionsalt", m.state);
+  fs.mkdirSync(path.dirname(info.stackFile), { recursive: true });
+  fs.writeFileSync(info.stackFile, doc.toString());
+  info.encryptionsalt = m.state;
+  return m;
 }

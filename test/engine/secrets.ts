@@ -3,7 +3,7 @@
  * the dynamic provider answers Configure with acceptSecrets=false, so it gets plain values and the
  * engine re-marks outputs afterwards (annotateSecrets + additionalSecretOutputs).
  */
-import * as crypto from "crypto";
+import type { PassphraseSecrets } from "../../provider/state/passphrase";
 
 /** Signature key of Pulumi's special objects. */
 export const SIG = "4dabf18193072939515e22adb298388d";
@@ -55,68 +55,20 @@ function isPlainObject(v: unknown): v is Record<string, Json> {
   return !!v && typeof v === "object" && !Array.isArray(v) && !isSecret(v);
 }
 
-/** Pulumi's `v1:<nonce>:<ciphertext+tag>` AES-256-GCM format (passphrase secrets provider). */
-export function sealV1(key: Buffer, plaintext: string): string {
-  const nonce = crypto.randomBytes(12);
-  const c = crypto.createCipheriv("aes-256-gcm", key, nonce);
-  const ct = Buffer.concat([c.update(plaintext, "utf8"), c.final(), c.getAuthTag()]);
-  return `v1:${nonce.toString("base64")}:${ct.toString("base64")}`;
+/** Wire-form secrets → `{sig, ciphertext}` as in `pulumi stack export`. */
+export function sealSecrets(v: Json, m: PassphraseSecrets): Json {
+  if (isSecret(v)) return { [SIG]: SECRET_SIG, ciphertext: m.encrypt(JSON.stringify(v.value)) };
+  if (Array.isArray(v)) return v.map((x) => sealSecrets(x, m));
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sealSecrets(x, m)]));
+  return v;
 }
 
-/** Opens a {@link sealV1} value; `wrongKey` is the message when authentication fails. */
-export function openV1(key: Buffer, value: string, wrongKey: string): string {
-  const [v, n, b] = value.split(":");
-  if (v !== "v1" || !n || !b) throw new Error("unrecognized ciphertext (expected v1:nonce:data)");
-  const data = Buffer.from(b, "base64");
-  const d = crypto.createDecipheriv("aes-256-gcm", key, Buffer.from(n, "base64"));
-  d.setAuthTag(data.subarray(data.length - 16));
-  try {
-    return Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]).toString("utf8");
-  } catch {
-    throw new Error(wrongKey);
+/** `{sig, ciphertext}` → wire-form secrets. */
+export function openSecrets(v: Json, m: () => PassphraseSecrets): Json {
+  if (v && typeof v === "object" && !Array.isArray(v) && v[SIG] === SECRET_SIG && typeof v.ciphertext === "string") {
+    return secret(JSON.parse(m().decrypt(v.ciphertext, "cannot decrypt the state's secrets: wrong PULUMI_CONFIG_PASSPHRASE")));
   }
-}
-
-/**
- * Encrypts secrets for the state file the way a passphrase secrets provider does
- * (AES-256-GCM, key from PBKDF2 of PULUMI_CONFIG_PASSPHRASE and a per-stack salt).
- */
-export class PassphraseCrypter {
-  private readonly key: Buffer;
-  constructor(passphrase: string, readonly salt: Buffer) {
-    this.key = crypto.pbkdf2Sync(passphrase, salt, 100_000, 32, "sha256");
-  }
-
-  /** Uses PULUMI_CONFIG_PASSPHRASE, as Pulumi's passphrase provider does. */
-  static fromEnv(salt: Buffer): PassphraseCrypter {
-    const p = process.env.PULUMI_CONFIG_PASSPHRASE;
-    if (p === undefined) {
-      throw new Error("secrets need a passphrase: set PULUMI_CONFIG_PASSPHRASE (it may be empty), as with `pulumi login file://`");
-    }
-    return new PassphraseCrypter(p, salt);
-  }
-
-  encrypt(plaintext: string): string { return sealV1(this.key, plaintext); }
-
-  decrypt(ciphertext: string): string {
-    return openV1(this.key, ciphertext, "cannot decrypt the state's secrets: wrong PULUMI_CONFIG_PASSPHRASE");
-  }
-
-  /** Wire-form secrets → `{sig, ciphertext}` as in `pulumi stack export`. */
-  seal(v: Json): Json {
-    if (isSecret(v)) return { [SIG]: SECRET_SIG, ciphertext: this.encrypt(JSON.stringify(v.value)) };
-    if (Array.isArray(v)) return v.map((x) => this.seal(x));
-    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.seal(x)]));
-    return v;
-  }
-
-  /** `{sig, ciphertext}` → wire-form secrets. */
-  open(v: Json): Json {
-    if (v && typeof v === "object" && !Array.isArray(v) && v[SIG] === SECRET_SIG && typeof v.ciphertext === "string") {
-      return secret(JSON.parse(this.decrypt(v.ciphertext)));
-    }
-    if (Array.isArray(v)) return v.map((x) => this.open(x));
-    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.open(x)]));
-    return v;
-  }
+  if (Array.isArray(v)) return v.map((x) => openSecrets(x, m));
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, openSecrets(x, m)]));
+  return v;
 }

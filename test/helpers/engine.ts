@@ -10,15 +10,16 @@ const CLI = path.join(ROOT, "dist/test/engine/cli.js");
 export interface StackRef { cwd: string; stack: string; state: string }
 
 /** `npm run engine -- OP --cwd … --stack … --state …`; resolves with the output, never rejects on exit code. */
-export function engine(op: "preview" | "up" | "refresh" | "destroy", s: StackRef, extra: string[] = []): Promise<RunResult> {
-  return run([process.execPath, CLI, op, "--cwd", s.cwd, "--stack", s.stack, "--state", s.state, ...extra], { allowFailure: true, timeoutMs: 600_000 });
+export function engine(op: "preview" | "up" | "refresh" | "destroy", s: StackRef, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<RunResult> {
+  return run([process.execPath, CLI, op, "--cwd", s.cwd, "--stack", s.stack, "--state", s.state, ...extra], { allowFailure: true, timeoutMs: 600_000, ...(env ? { env } : {}) });
 }
 
-/** The state file's resources (custom ones), keyed by resource name. */
+/** The state file's resources keyed by name, without the engine's own (the Stack, default providers). */
 export function stateResources(file: string): Record<string, { urn: string; id?: string; type: string; inputs: any; outputs: any; dependencies: string[]; initErrors?: string[] }> {
   if (!fs.existsSync(file)) return {};
   const data = JSON.parse(fs.readFileSync(file, "utf8"));
-  return Object.fromEntries(data.deployment.resources.map((r: any) => [r.urn.split("::").slice(3).join("::"), r]));
+  return Object.fromEntries(data.deployment.resources.filter((r: any) => r.type !== "pulumi:pulumi:Stack" && !r.type.startsWith("pulumi:providers:"))
+    .map((r: any) => [r.urn.split("::").slice(3).join("::"), r]));
 }
 
 /** Fails with the run's output when it did not exit as expected. */
