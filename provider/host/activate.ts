@@ -55,13 +55,18 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     setProfile ? `if [ "$(readlink -f "$profile" 2>/dev/null)" != "$out" ]; then nix-env -p "$profile" --set "$out" || exit 90; fi` : ":",
     `gen=$(gen_of); echo "${MARK} gen=$gen"`,
     `cmd="$out/bin/switch-to-configuration $action"`,
+    `unit=`,
     `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
+    `  unit=${SWITCH_UNIT}.service`,
     `  cmd="systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait $cmd"`,
     `fi`,
     `timeout ${timeoutSec} $cmd 2>&1; rc=$?`,
+    // Timed out: systemd-run is gone but the switch runs on in its unit (holding our output open).
+    `if [ $rc -eq 124 ] && [ -n "$unit" ]; then systemctl stop "$unit" >/dev/null 2>&1; fi`,
     `echo "${MARK} rc=$rc"`,
-    // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration printed).
-    `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '{ print "${MARK} failed=" $1 }'; fi`,
+    // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration
+    // printed); not the switch's own unit, failed by that very exit code until it is collected.
+    `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '$1 != "${SWITCH_UNIT}.service" { print "${MARK} failed=" $1 }'; fi`,
     rollbackOnFailure && setProfile
       ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
       : ":",
