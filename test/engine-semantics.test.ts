@@ -311,3 +311,20 @@ function childrenOf(pid: number): number[] {
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
+
+test("TypeScript programs are type-checked by the SDK's runner unless PULUMI_NODEJS_TRANSPILE_ONLY (cmd/run's ts-node set-up)", async () => {
+  const tmp = tempDir("sem-ts");
+  try {
+    fs.writeFileSync(path.join(tmp, "Pulumi.yaml"), "name: ts-check\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
+    fs.writeFileSync(path.join(tmp, "package.json"), JSON.stringify({ name: "ts-check", main: "index.ts" }));
+    fs.writeFileSync(path.join(tmp, "index.ts"), 'const n: number = "not a number" as unknown as string;\nexport const out = n;\n');
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(tmp, "node_modules"));
+    const s = { cwd: tmp, stack: "dev", state: path.join(tmp, "state.json") };
+    const checked = await engine("preview", s, [], { ...process.env, PULUMI_NODEJS_TRANSPILE_ONLY: "" });
+    expectExit(checked, 1, "type error, checked");
+    assert.match(checked.stdout + checked.stderr, /TS2322|not assignable to type 'number'/);
+    const transpiled = await engine("preview", s, [], { ...process.env, PULUMI_NODEJS_TRANSPILE_ONLY: "true" });
+    expectExit(transpiled, 0, "type error, transpile only");
+    assert.match(transpiled.stdout, /out: not a number/);
+  } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+});

@@ -109,8 +109,9 @@ export async function runEngine(op: Operation, opts: EngineOptions): Promise<Eng
         const res = await program.done;
         clearInterval(watcher);
         await d.settle();
-        if (res.error && !d.cancelled) d.fail(d.registered[0] ?? `urn:pulumi:${project.stack}::${project.name}::pulumi:pulumi:Stack::${project.name}-${project.stack}`, res.error);
-        else if (res.bail && !d.cancelled) d.result.ok = false;
+        const stackUrn = `urn:pulumi:${project.stack}::${project.name}::pulumi:pulumi:Stack::${project.name}-${project.stack}`;
+        if (res.error && !d.cancelled) d.fail(stackUrn, res.error);
+        else if (res.bail && !d.cancelled) d.fail(stackUrn, "the program failed (its error is shown above)");
         if (d.result.ok && !d.cancelled) await d.deleteUndeclared();
         await d.settle();
         outputs = displayOutputs(d.stackOutputs as Record<string, Json>);
