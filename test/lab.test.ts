@@ -169,3 +169,19 @@ test("lab CLI: up, status --json, exec, down", { skip }, async () => {
   }
   assert.equal(fs.existsSync(dir), false);
 });
+
+test("lab --init none: init-less hosts (sshd under a shell PID 1) still come up, reboot and go down", { skip }, async () => {
+  const dir = path.join(tempDir("labnone"), "lab");
+  const lab = await Lab.up({ dir, hosts: 1, init: "none" });
+  try {
+    const [h] = await lab.status();
+    assert.deepEqual([h.state, h.init], ["up", "none"]);
+    assert.equal((await run([...sshArgs(lab, "root", h.address), "hostname; cat /proc/1/comm; stat -c '%a %G' /run/keys"])).stdout, "host1\nbash\n750 keys\n");
+    const before = lab.bootId("host1");
+    await lab.reboot("host1");
+    assert.notEqual(lab.bootId("host1"), before);
+  } finally {
+    await lab.down();
+  }
+  assert.equal(fs.existsSync(dir), false);
+});
