@@ -61,18 +61,16 @@ async function child(projectDir: string, stack: string): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const pulumi = require("@pulumi/pulumi");
   const registrations: Registration[] = [];
-  let last = Date.now();
   pulumi.runtime.setMocks({
     newResource: (a: { type: string; name: string; inputs: Record<string, any> }) => {
       registrations.push({ type: a.type, name: a.name, inputs: a.inputs });
-      last = Date.now();
       return { id: `${a.name}-id`, state: a.inputs };
     },
     call: () => ({}),
   }, proj.name, stack, true);
   require(entryPoint(pwd, main));
-  // Registrations wait for their inputs (evaluations); done when nothing new came for 2 s.
-  while (Date.now() - last < 2000) await new Promise((r) => setTimeout(r, 200));
+  // Registrations wait for their inputs (evaluations): done when the SDK's RPC queue has drained.
+  await pulumi.runtime.disconnect();
   console.log("REGISTRATIONS " + JSON.stringify(registrations.map((x) => ({ ...x, inputs: { ...x.inputs, __provider: undefined } }))));
 }
 
