@@ -6,7 +6,7 @@ export { Machine, MachineArgs } from "./resources/machine";
 export { DeploymentKey, DeploymentKeyArgs, vault } from "./resources/deployment-key";
 export { ChannelPin, ChannelPinArgs } from "./resources/channel-pin";
 export { Network, NetworkArgs } from "./network/network";
-export { NetworkDescription, MachineSpec, KeySpec, descriptionProblems, validateDescription } from "./network/description";
+export { NetworkDescription, NetworkNixDescription, MachineSpec, KeySpec, descriptionProblems, validateDescription, networkNixProblems } from "./network/description";
 export { ConnectionArgs, Connection } from "./connection";
 export { Pin } from "./pins/pin";
 export { VaultRef } from "./secrets/vault";

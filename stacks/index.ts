@@ -12,6 +12,15 @@
  *
  * `pulumi-nixos:machines` (+ `pins`, `nixPath`) is accepted as a short form of `network`.
  *
+ * A NixOps network as it is (its Nix files, unchanged) instead:
+ *
+ *   pulumi-nixos:networkNix: ./network.nix     # or a list, merged as `nixops create a.nix b.nix`
+ *   pulumi-nixos:pins: { nixos: { url: …, sha256: … } }
+ *   pulumi-nixos:pin: nixos                    # the nixpkgs the whole network is evaluated with
+ *   pulumi-nixos:networkArgs: { … }            # `nixops set-args`, when the files are functions
+ *   pulumi-nixos:extraBuiltinsFile: ./helpers/extra-builtins.nix   # only for builtins besides vault
+ *   pulumi-nixos:hosts: { heron: 10.0.0.5 }    # override deployment.targetHost (names that do not resolve)
+ *
  * Relative paths in stack config (networkFile, configuration/imports without a networkFile,
  * nixPath entries, sshPrivateKeyFile) resolve against the project root, the directory holding
  * Pulumi.yaml, whatever directory the CLI runs this program in (its `main` is stacks/index.ts).
@@ -20,7 +29,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { Network, NetworkDescription } from "../provider";
+import { Network, NetworkDescription, NetworkNixDescription } from "../provider";
 import { getSecretConfig, isSecretConfig, plainSecretError, requireSecretIfSet } from "../provider/util/secret-config";
 
 /**
@@ -49,9 +58,23 @@ const config = new pulumi.Config("pulumi-nixos");
 const rootDir = path.isAbsolute(pulumi.runtime.getRootDirectory()) ? pulumi.runtime.getRootDirectory() : process.cwd();
 const fromRoot = (p: string) => path.resolve(rootDir, p);
 const networkFile = config.get("networkFile");
-let network: NetworkDescription;
+let network: NetworkDescription | undefined;
+let networkNix: NetworkNixDescription | undefined;
 let baseDir = rootDir;
-if (networkFile) {
+if (config.get("networkNix") !== undefined) {
+  // A string, a list of files, or the whole networkNix object.
+  const raw = config.getObject<unknown>("networkNix") ?? config.get("networkNix");
+  networkNix = raw && typeof raw === "object" && !Array.isArray(raw) ? raw as NetworkNixDescription : {
+    files: raw as string | string[],
+    args: config.getObject("networkArgs"),
+    extraBuiltinsFile: config.get("extraBuiltinsFile"),
+    pins: config.getObject("pins"),
+    pin: config.get("pin"),
+    channel: config.getBoolean("channel"),
+    hosts: config.getObject("hosts"),
+  };
+  for (const k of Object.keys(networkNix) as (keyof NetworkNixDescription)[]) if (networkNix[k] === undefined) delete networkNix[k];
+} else if (networkFile) {
   const file = fromRoot(networkFile);
   network = YAML.parse(fs.readFileSync(file, "utf8"));
   baseDir = path.dirname(file);
@@ -71,8 +94,8 @@ const nixPath = (config.getObject<string[]>("nixPath") ?? []).map((e) => {
   return /^[a-z]+:\/\//.test(v) ? e : `${i < 0 ? "" : e.slice(0, i + 1)}${fromRoot(v)}`;
 });
 
-const net = new Network(network.description ?? "network", {
-  network, baseDir, privateKey, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
+const net = new Network(network?.description ?? "network", {
+  network, networkNix, baseDir, privateKey, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
 });
 
 export const systems = Object.fromEntries(Object.entries(net.machines).map(([n, m]) =>

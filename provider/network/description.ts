@@ -122,3 +122,50 @@ export function validateDescription(d: unknown): asserts d is NetworkDescription
 export function machineSpec(net: NetworkDescription, name: string): MachineSpec {
   return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) } };
 }
+
+/**
+ * A network given as NixOps files (`networkNix`): the files are the description; these fields
+ * say how to evaluate and reach it.
+ */
+export interface NetworkNixDescription {
+  /** The network files (`nixops create a.nix b.nix`): one path or a list, merged as NixOps merges them. */
+  files: string | string[];
+  /** The network's arguments when its files are functions (`nixops set-args`): JSON values. */
+  args?: Record<string, unknown>;
+  /** nix-plugins' extra-builtins-file, for extra builtins other than `vault` (their `exec` commands run at deploy time). */
+  extraBuiltinsFile?: string;
+  /** Pins by name (`pulumi-nixos pin add` writes them). */
+  pins?: Record<string, Pin>;
+  /** The pin whose nixpkgs evaluates the whole network (NixOps used one NIX_PATH for all machines). */
+  pin?: string;
+  /** Pin each host's `nixos` channel to `pin` (default true when pinned). */
+  channel?: boolean;
+  /** Overrides of `deployment.targetHost` by machine (a test bed whose names do not resolve). */
+  hosts?: Record<string, string>;
+}
+
+const NETWORK_NIX_FIELDS = ["files", "args", "extraBuiltinsFile", "pins", "pin", "channel", "hosts"];
+
+/** Every problem of a networkNix description (empty when valid); paths read like `networkNix.pin`. */
+export function networkNixProblems(d: unknown): string[] {
+  if (!d || typeof d !== "object") return ["networkNix: must be an object with 'files'"];
+  const n = d as NetworkNixDescription;
+  const out = unknownFields("networkNix", n, NETWORK_NIX_FIELDS);
+  const files = typeof n.files === "string" ? [n.files] : n.files;
+  if (!Array.isArray(files) || !files.length || files.some((f) => typeof f !== "string" || !f)) out.push("networkNix.files: a network file or a non-empty list of them");
+  if (n.args !== undefined && (!n.args || typeof n.args !== "object" || Array.isArray(n.args))) out.push("networkNix.args: an object of argument values");
+  if (n.extraBuiltinsFile !== undefined && (typeof n.extraBuiltinsFile !== "string" || !n.extraBuiltinsFile)) out.push("networkNix.extraBuiltinsFile: a file path");
+  for (const [p, pin] of Object.entries(n.pins ?? {})) out.push(...pinProblems(`networkNix.pins.${p}`, pin ?? {}));
+  if (n.pin !== undefined && !n.pins?.[n.pin]) out.push(`networkNix.pin: unknown pin '${n.pin}'${suggest(String(n.pin), Object.keys(n.pins ?? {}))}`);
+  if (n.channel !== undefined && typeof n.channel !== "boolean") out.push("networkNix.channel: true or false");
+  for (const [m, h] of Object.entries(n.hosts ?? {})) {
+    if (typeof h !== "string" || !h) out.push(`networkNix.hosts.${m}: a host name or address`);
+  }
+  return out;
+}
+
+/** Throws one error listing every problem. */
+export function validateNetworkNix(d: unknown): asserts d is NetworkNixDescription {
+  const p = networkNixProblems(d);
+  if (p.length) throw new Error(`invalid networkNix:\n  ${p.join("\n  ")}`);
+}

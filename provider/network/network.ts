@@ -4,8 +4,10 @@ import { Machine } from "../resources/machine";
 import { DeploymentKey } from "../resources/deployment-key";
 import { ChannelPin } from "../resources/channel-pin";
 import { ConnectionArgs } from "../connection";
-import { NetworkDescription, machineSpec, validateDescription } from "./description";
+import { NetworkDescription, NetworkNixDescription, machineSpec, validateDescription, validateNetworkNix } from "./description";
 import { getSecretConfig } from "../util/secret-config";
+import { evaluateNetworkNix, nixKeySource, unsupportedProblems } from "./network-nix";
+import { fetchPinSync } from "../pins/pin";
 
 /** A key's `config:` source: must exist and be set with `--secret`. */
 function requireSecretConfig(config: pulumi.Config, key: string, keyName: string): pulumi.Output<string> {
@@ -16,8 +18,14 @@ function requireSecretConfig(config: pulumi.Config, key: string, keyName: string
 
 /** Options of a {@link Network}. */
 export interface NetworkArgs {
-  /** The network description (usually parsed from stack config YAML). */
-  network: NetworkDescription;
+  /** The network description (usually parsed from stack config YAML). Exactly one of `network`, `networkNix`. */
+  network?: NetworkDescription;
+  /**
+   * A NixOps network expression as it is (network.nix and the files it imports, unchanged):
+   * evaluated as NixOps does, `deployment.*` read from one evaluation, keys' `extraBuiltins.vault`
+   * read at deploy time. Relative paths resolve against `baseDir`.
+   */
+  networkNix?: NetworkNixDescription;
   /** Relative paths in the description resolve against this directory (default: cwd). */
   baseDir?: string;
   /** SSH private key for every machine (a secret); absent = ssh-agent. */
@@ -43,27 +51,36 @@ export class Network extends pulumi.ComponentResource {
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("pulumi-nixos:index:Network", name, {}, opts);
-    const net = args.network;
-    validateDescription(net);
     const base = args.baseDir ?? process.cwd();
     const abs = (p: string) => path.resolve(base, p);
     const config = new pulumi.Config();
+    if (!!args.network === !!args.networkNix) throw new Error(`Network ${name}: give exactly one of network (a description) or networkNix (NixOps files)`);
+    if (args.networkNix) {
+      this.fromNix(args.networkNix, abs, args);
+      return;
+    }
+    const net = args.network!;
+    validateDescription(net);
+    // Pre-activation keys and channel pins would otherwise register (and upload) while the fleet
+    // still evaluates: they wait for every machine's evaluation, which the loop below supplies.
+    let fleetEvaluated!: (o: pulumi.Output<unknown>) => void;
+    const afterEvaluation: pulumi.Input<pulumi.Resource[]> = pulumi.output(new Promise<pulumi.Input<unknown>>((r) => { fleetEvaluated = r; }) as Promise<object>).apply((): pulumi.Resource[] => []);
     for (const mName of Object.keys(net.machines)) {
       const m = machineSpec(net, mName);
       const connection: ConnectionArgs = { host: m.targetHost, port: m.targetPort, user: m.targetUser, privateKey: args.privateKey, hostPublicKey: m.hostPublicKey };
       const pin = m.pin ? net.pins![m.pin] : undefined;
       const child = { parent: this };
       const keySpecs = Object.entries(m.keys ?? {});
-      const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Resource[]) =>
+      const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Input<pulumi.Resource[]>) =>
         new DeploymentKey(`${mName}/${kName}`, {
           connection: conn, name: k.name ?? kName,
           text: k.config ? requireSecretConfig(config, k.config, `${mName}/${kName}`) : k.text,
           file: k.file ? abs(k.file) : undefined, command: k.command, vault: k.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions, uploadAt: k.uploadAt,
         }, { ...child, dependsOn: deps });
-      const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, [])] as const);
+      const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, afterEvaluation)] as const);
       const channel = pin && m.channel !== false
-        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, child) : undefined;
+        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, { ...child, dependsOn: afterEvaluation }) : undefined;
       const machine = new Machine(mName, {
         connection,
         configuration: m.configuration ? abs(m.configuration) : undefined,
@@ -83,8 +100,65 @@ export class Network extends pulumi.ComponentResource {
       this.keys[mName] = Object.fromEntries([...preKeys, ...postKeys]);
       if (channel) this.channels[mName] = channel;
     }
+    fleetEvaluated(pulumi.all(Object.values(this.machines).map((m) => m.evaluated)));
     this.registerOutputs({
       description: net.description ?? "",
+      machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
+    });
+  }
+
+  /**
+   * The machines of a NixOps network expression: one evaluation gives every machine's
+   * `deployment.*` (host, port, user, tags, keys); each Machine evaluates its system from the same
+   * modules (`nodes.<name>.config.system.build.toplevel`), against the network's pin.
+   */
+  private fromNix(nn: NetworkNixDescription, abs: (p: string) => string, args: NetworkArgs): void {
+    validateNetworkNix(nn);
+    const files = (typeof nn.files === "string" ? [nn.files] : nn.files).map(abs);
+    const src = { files, args: nn.args, extraBuiltinsFile: nn.extraBuiltinsFile ? abs(nn.extraBuiltinsFile) : undefined };
+    const pin = nn.pin ? nn.pins![nn.pin] : undefined;
+    const nixPath = pin ? [`nixpkgs=${fetchPinSync(`networkNix.pin ${nn.pin}`, pin)}`] : args.nixPath ?? [];
+    if (!nixPath.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
+      throw new Error("networkNix: not pinned: set pin (pulumi-nixos:pin, one of pulumi-nixos:pins), a nixpkgs= entry in nixPath, or allowUnpinned: true to evaluate against the operator's NIX_PATH");
+    }
+    const info = evaluateNetworkNix(src, nixPath);
+    const problems = [...unsupportedProblems(info),
+      ...Object.keys(nn.hosts ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.hosts.${m}: no such machine in the network`)];
+    if (problems.length) throw new Error(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
+    const config = new pulumi.Config();
+    const vaultAccess = () => pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")])
+      .apply(([addr, token]) => ({ addr, token }));
+    for (const [mName, d] of Object.entries(info.machines)) {
+      const connection: ConnectionArgs = { host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser, privateKey: args.privateKey };
+      const child = { parent: this };
+      const keys = Object.entries(d.keys).map(([kName, k]) => {
+        const label = `${mName}/${kName}`;
+        const source = nixKeySource(`DeploymentKey ${label}`, k, vaultAccess);
+        if (source.literal) {
+          pulumi.log.warn(`networkNix: ${label}: deployment.keys.${kName}.text is written in a Nix file; it is kept as a Pulumi secret from here on, but it sat in clear text in the network's files (use builtins.extraBuiltins.vault, keyFile or keyCommand)`, this);
+        }
+        return [kName, new DeploymentKey(label, {
+          connection, name: k.name, text: source.text, file: source.file, command: source.command, vault: source.vault,
+          destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions,
+        }, child)] as const;
+      });
+      const channel = pin && nn.channel !== false
+        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, child) : undefined;
+      this.machines[mName] = new Machine(mName, {
+        connection,
+        nixopsNetwork: src,
+        nixPath,
+        allowUnpinned: args.allowUnpinned,
+        // NixOps copied without compression to hosts on a fast connection.
+        compress: d.hasFastConnection ? false : "auto",
+        enableRollback: info.network.enableRollback,
+        tags: d.tags,
+      }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])] });
+      this.keys[mName] = Object.fromEntries(keys);
+      if (channel) this.channels[mName] = channel;
+    }
+    this.registerOutputs({
+      description: info.network.description,
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
     });
   }

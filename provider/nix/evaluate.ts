@@ -10,6 +10,7 @@ import { run, RunError, RunTimeoutError } from "../util/run";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
 import { nixPath, nixString, includeArgs } from "./nix-expr";
 import { packageRoot } from "../util/package-root";
+import { NixopsNetworkSource, networkToplevelExpr } from "./network-expr";
 
 /** What to evaluate for one machine: exactly one of configuration or flake. */
 export interface SystemSource {
@@ -21,6 +22,8 @@ export interface SystemSource {
   nixPath?: string[];
   /** `<flakeref>#<name>`: nixosConfigurations.<name>.config.system.build.toplevel. */
   flake?: string;
+  /** A machine of a NixOps network expression (evaluated with `nixPath`, as NixOps's eval-machine-info.nix). */
+  nixops?: NixopsNetworkSource & { machine: string };
   /**
    * Deployment keys' metadata (never content) for `configuration`: becomes `deployment.keys` in an
    * extra module, together with pulumi-nixos's keys.nix (which declares the option).
@@ -73,17 +76,45 @@ async function flush(): Promise<void> {
   }
   const results = new Map<Pending, EvaluatedSystem>();
   await Promise.all([...groups.values()].map((g) => evaluateGroup(g, results, failures)));
-  // Like a NixOps network, the fleet deploys only when all of it evaluates.
-  const broken = [...failures.keys()].map((p) => p.name);
-  for (const p of batch) {
-    const err = failures.get(p);
-    if (err) p.reject(err);
-    else if (broken.length) p.reject(new Error(`Machine ${p.name}: not deployed, the fleet's evaluation failed (${broken.join(", ")})`));
-    else p.resolve(results.get(p)!);
+  // Like a NixOps network, the fleet deploys only when all of it evaluates. Every machine of the
+  // batch gets the same error object: the SDK reports an error once per identity.
+  if (failures.size) {
+    const err = new FleetEvaluationError([...failures.values()].map((e) => e.message), batch.filter((p) => !failures.has(p)).map((p) => p.name));
+    for (const p of batch) p.reject(err);
+    return;
+  }
+  for (const p of batch) p.resolve(results.get(p)!);
+}
+
+/**
+ * The fleet did not evaluate: each failed machine's name, file and Nix's own message, then which
+ * machines were held back. A Pulumi `RunError` (by its RTTI marker), so the SDK's program runner
+ * prints the message alone, without a stack trace. The message is fixed: the SDK prefixes
+ * `error serializing property "systemPath": ` to errors that reach a resource input, which
+ * would push Nix's message out of the first line.
+ */
+export class FleetEvaluationError extends Error {
+  /** The SDK's marker of `pulumi.RunError` (errors.js `RunError.isInstance`). */
+  readonly __pulumiRunError = true;
+  constructor(failures: string[], heldBack: string[]) {
+    super();
+    const text = failures.join("\n") + (heldBack.length
+      ? `\nnothing was deployed: the fleet's evaluation failed (not deployed either: ${heldBack.join(", ")})`
+      : "\nnothing was deployed: the fleet's evaluation failed");
+    Object.defineProperty(this, "message", { get: () => text, set: () => { /* see above */ }, enumerable: false, configurable: false });
+    this.name = "FleetEvaluationError";
+    this.stack = `${this.name}: ${text}`;
   }
 }
 
 function validateSource(name: string, s: SystemSource): void {
+  if (s.nixops) {
+    if (s.configuration || s.imports?.length || s.flake) throw new Error(`Machine ${name}: a NixOps network machine takes no configuration, imports or flake`);
+    for (const f of [...s.nixops.files, ...(s.nixops.extraBuiltinsFile ? [s.nixops.extraBuiltinsFile] : [])]) {
+      if (!fs.existsSync(f)) throw new Error(`Machine ${name}: network file ${f} does not exist`);
+    }
+    return;
+  }
   if (!!(s.configuration || s.imports?.length) === !!s.flake) throw new Error(`Machine ${name}: give exactly one of configuration (and/or imports) or flake`);
   for (const f of [s.configuration, ...(s.imports ?? [])]) {
     if (f && !fs.existsSync(f)) throw new Error(`Machine ${name}: configuration file ${f} does not exist`);
@@ -98,6 +129,7 @@ function flakeRef(ref: string): string {
 }
 
 function toplevelExpr(s: SystemSource): string {
+  if (s.nixops) return networkToplevelExpr(s.nixops, s.nixops.machine);
   if (s.flake) {
     const i = s.flake.lastIndexOf("#");
     const ref = flakeRef(s.flake.slice(0, i));
@@ -142,7 +174,7 @@ async function evaluateGroup(group: Pending[], results: Map<Pending, EvaluatedSy
     }
     if (group.length === 1) {
       const p = group[0];
-      const what = p.source.flake ?? p.source.configuration;
+      const what = p.source.flake ?? p.source.configuration ?? p.source.nixops?.files.join(" + ");
       const msg = e instanceof RunError ? cleanNixError(e.result.stderr) : String(e);
       failures.set(p, new Error(`Machine ${p.name}: evaluation of ${what} failed:\n${msg}`));
       return;

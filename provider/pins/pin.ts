@@ -4,6 +4,7 @@
  */
 import { run, RunOptions, RunResult, RunTimeoutError } from "../util/run";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
+import { spawnSync } from "child_process";
 
 /** nix-prefetch-url under the fetch deadline, killed with its whole process group on expiry. */
 async function prefetchUrl(argv: string[], url: string, label?: string): Promise<RunResult> {
@@ -76,3 +77,20 @@ function lastError(stderr: string): string {
   return (lines[lines.length - 1] ?? stderr.trim().split("\n")[0] ?? "").replace(/^error: /, "");
 }
 
+
+/**
+ * {@link fetchPin} for code that must finish before resources exist (a NixOps network's machines
+ * are only known after evaluating it against its pin): the same check, blocking, under the fetch deadline.
+ */
+export function fetchPinSync(label: string, pin: Pin): string {
+  const problems = pinProblems(label, pin);
+  if (problems.length) throw new Error(problems.join("; "));
+  const url = tarballUrl(pin.url);
+  const r = spawnSync("nix-prefetch-url", ["--unpack", "--print-path", "--name", "source", url, pin.sha256],
+    { encoding: "utf8", timeout: timeoutMs("fetch"), killSignal: "SIGKILL", maxBuffer: 16 << 20 });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT") throw new Error(`${label}: cannot fetch ${url}: no complete answer within ${describeTimeout("fetch")}`);
+  if (r.error) throw new Error(`${label}: cannot run nix-prefetch-url: ${r.error.message}`);
+  if (r.status === 0) return r.stdout.trim().split("\n")[1];
+  if (/hash mismatch/.test(r.stderr)) throw new Error(`${label}: sha256 mismatch for ${pin.url}: expected ${pin.sha256} (run 'pulumi-nixos pin update' if the change is intended)`);
+  throw new Error(`${label}: cannot fetch ${url}: ${lastError(r.stderr)}`);
+}

@@ -2,6 +2,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs, Connection } from "../connection";
 import { evaluateSystem } from "../nix/evaluate";
+import { NixopsNetworkSource } from "../nix/network-expr";
 import { fetchPin, Pin } from "../pins/pin";
 import { runtimeProvider } from "./runtime-provider";
 
@@ -34,6 +35,11 @@ export interface MachineArgs {
   allowUnpinned?: boolean;
   /** `<flakeref>#<name>`: deploys `nixosConfigurations.<name>.config.system.build.toplevel`. */
   flake?: pulumi.Input<string>;
+  /**
+   * This machine (by its resource name) of a NixOps network expression, evaluated against `pin` /
+   * `nixPath` as NixOps's eval-machine-info.nix does (the `Network` component's `networkNix` sets it).
+   */
+  nixopsNetwork?: NixopsNetworkSource;
   /** An already built system (a store path in the local store or on the host). */
   systemPath?: pulumi.Input<string>;
   /** switch-to-configuration action: `switch` (default), `boot` or `test`. */
@@ -57,6 +63,11 @@ export interface MachineArgs {
    * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<name>-key.service` units.
    */
   keys?: pulumi.Input<Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>>;
+  /**
+   * Build the system locally during preview, so the plan's `closureChanges` is exact rather than
+   * read from the derivations (default: stack config `pulumi-nixos:previewBuild`, else false).
+   */
+  previewBuild?: pulumi.Input<boolean>;
 }
 
 /**
@@ -89,11 +100,24 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly failedUnits: pulumi.Output<string[]>;
   /** The machine's labels (`tags` input); a change is recorded without redeploying. */
   declare readonly tags: pulumi.Output<string[]>;
+  /**
+   * What the plan says changes inside the machine (`nginx 1.24.0 → 1.26.1`, `+ redis 7.2.4`, the
+   * closure size), computed by Check; never a reason to update by itself.
+   */
+  declare readonly closureChanges: pulumi.Output<string[] | undefined>;
+  /** Manifest of the deployed closure: package name → versions, size and path count. */
+  declare readonly closureManifest: pulumi.Output<{ system: string; exact: boolean; paths: number; bytes?: number; packages: string[] } | undefined>;
+  /**
+   * The program-time evaluation of this machine's system (known before the machine registers):
+   * rejects when the fleet's evaluation fails. {@link Network} makes keys and channel pins wait
+   * for it, so a fleet that does not evaluate touches no host.
+   */
+  readonly evaluated: pulumi.Output<{ outPath: string; drvPath: string }>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
       async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
-        const modules = configuration || imports?.length;
+        const modules = configuration || imports?.length || args.nixopsNetwork;
         const given = [modules, flake, systemPath].filter((v) => v !== undefined && v !== "" && v !== 0);
         if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration (and/or imports), flake or systemPath`);
         if (systemPath) return { outPath: systemPath, drvPath: "" };
@@ -102,6 +126,7 @@ export class Machine extends pulumi.dynamic.Resource {
         if (modules && !np.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
           throw new Error(`Machine ${name}: not pinned: set pin (or a nixpkgs= entry in nixPath), or allowUnpinned: true to evaluate against the operator's NIX_PATH`);
         }
+        if (args.nixopsNetwork) return evaluateSystem(name, { nixops: { ...args.nixopsNetwork, machine: name }, nixPath: np });
         return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
       });
     super(machineProvider, name, {
@@ -120,8 +145,11 @@ export class Machine extends pulumi.dynamic.Resource {
       activationTimeout: args.activationTimeout ?? 600,
       enableRollback: args.enableRollback ?? true,
       tags: args.tags ?? [],
+      previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
+      closureChanges: undefined, closureManifest: undefined,
     }, opts);
+    this.evaluated = system;
   }
 }

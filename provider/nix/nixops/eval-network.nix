@@ -1,0 +1,122 @@
+# A NixOps network expression evaluated as NixOps's nix/eval-machine-info.nix does, for pulumi-nixos:
+# the network files (merged as `nixops create a.nix b.nix`, with `require`), called with `args`
+# when they are functions; each machine = its definitions from every file + `defaults` + the
+# deployment options module, evaluated by <nixpkgs/nixos/lib/eval-config.nix> with
+# `{ nodes, name, resources, uuid, deploymentName }`. `info` is the deployment data (one
+# evaluation for the whole network); `nodes.<name>.config.system.build.toplevel` each system.
+#
+# Secrets never pass through here: this Nix has no nix-plugins, so the network's own files are
+# read with `scopedImport`, with a `builtins` whose `extraBuiltins.vault path field` (and the
+# `exec`-based builtins of the user's extra-builtins file) return a *reference* string, which
+# survives "${…}" interpolation and is resolved by pulumi-nixos at deploy time.
+{ networkExprs                 # absolute paths of the network files
+, args ? { }                   # `nixops set-args`
+, extraBuiltinsFile ? null     # nix-plugins' extra-builtins-file (called with { exec, … })
+, keysModule                   # pulumi-nixos's keys.nix (units for the keys)
+, system ? builtins.currentSystem
+, uuid ? ""
+, deploymentName ? ""
+}:
+let
+  inherit (builtins) attrNames concatMap filter functionArgs isAttrs isFunction isPath isString listToAttrs mapAttrs removeAttrs;
+
+  ref = kind: value: "@@pulumi-nixos-ref${builtins.toJSON { inherit kind value; }}@@";
+  nixpkgsRoot = toString <nixpkgs>;
+  under = dir: p: let s = toString p; in builtins.substring 0 (builtins.stringLength dir + 1) s == dir + "/";
+  # nixpkgs (and anything in the store) is imported as usual; the user's files through the scope.
+  external = p: under "/nix/store" p || under nixpkgsRoot p;
+
+  fakeExec = argv: ref "exec" (map toString argv);
+  userExtra = if extraBuiltinsFile == null then { }
+    else let f = scopedImport scope extraBuiltinsFile; in
+      if isFunction f then f (builtins // { exec = fakeExec; importNative = _: _: throw "importNative is not available (pulumi-nixos evaluates without nix-plugins)"; }) else f;
+  extraBuiltins = userExtra // {
+    vault = path: field: ref "vault" { path = toString path; field = toString field; };
+  };
+  scope = {
+    builtins = builtins // { inherit extraBuiltins; };
+    import = p: if external p then builtins.import p else scopedImport scope p;
+  };
+
+  # Modules of the user's files, loaded through the scope (also those they import).
+  loadModule = m:
+    if (isPath m || (isString m && builtins.substring 0 1 m == "/")) && !(external m)
+    then { _file = toString m; key = toString m; imports = [ (wrap (scope.import m)) ]; }
+    else wrap m;
+  wrap = m:
+    if isFunction m then { __functor = _: a: wrapBody (m a); __functionArgs = functionArgs m; }
+    else if isAttrs m && !(m ? __functor) then wrapBody m
+    else m;
+  wrapBody = b: if isAttrs b && b ? imports then b // { imports = map loadModule b.imports; } else b;
+
+  call = x: if isFunction x then x args else x;
+  getNetwork = f: (call (scope.import f)) // { _file = toString f; };
+  closure = builtins.genericClosure {
+    startSet = map (f: { key = toString f; }) networkExprs;
+    operator = { key }: map (f: { key = toString f; }) ((getNetwork key).require or [ ]);
+  };
+  networks = map ({ key }: getNetwork key) closure;
+  zipAttrs = sets: listToAttrs (map (n: { name = n; value = builtins.catAttrs n sets; }) (concatMap attrNames sets));
+  network = zipAttrs networks;
+
+  reserved = [ "network" "defaults" "resources" "require" "nixpkgs" "_file" ];
+  machineNames = attrNames (removeAttrs network reserved);
+  lib = (import <nixpkgs> { inherit system; }).lib;
+  low = v: if lib ? mkOverride then lib.mkOverride 900 v else v;
+  defaults = map loadModule (network.defaults or [ ]);
+  evalConfig = import <nixpkgs/nixos/lib/eval-config.nix>;
+
+  nodes = listToAttrs (map (name: {
+    inherit name;
+    value = evalConfig {
+      inherit system;
+      # Ours first: in NixOS priorities decide; in a module system without them, later wins.
+      modules = [
+        { key = "pulumi-nixos-nixops"; networking.hostName = low name; deployment = { name = deploymentName; arguments = args; inherit uuid; }; }
+        ./deployment.nix
+        keysModule
+      ] ++ defaults
+        ++ concatMap (n: if n ? ${name} then [ { _file = n._file; imports = [ (loadModule n.${name}) ]; } ] else [ ]) networks;
+      specialArgs = { inherit nodes name resources uuid deploymentName; };
+    };
+  }) machineNames);
+
+  resources = { machines = mapAttrs (n: v: v.config) nodes; sshKeyPairs = { }; commandOutput = { }; };
+
+  keyInfo = name: k: {
+    name = k.name or name;
+    text = k.text or null;
+    # toString: the file's path, never copied into the store.
+    keyFile = if (k.keyFile or null) == null then null else toString k.keyFile;
+    keyCommand = k.keyCommand or null;
+    user = k.user or "root";
+    group = k.group or "root";
+    permissions = k.permissions or "0600";
+    destDir = toString (k.destDir or "/run/keys");
+  };
+  machineInfo = name: node: let d = node.config.deployment or { }; in {
+    targetEnv = d.targetEnv or "none";
+    targetHost = d.targetHost or name;
+    targetPort = d.targetPort or 22;
+    targetUser = d.targetUser or "root";
+    hasFastConnection = d.hasFastConnection or false;
+    alwaysActivate = d.alwaysActivate or true;
+    tags = d.tags or [ ];
+    sshOptions = d.sshOptions or [ ];
+    keys = mapAttrs keyInfo (d.keys or { });
+    # Every deployment.* name the machine has, so unsupported ones are named, not ignored.
+    options = attrNames d;
+  };
+  networkAttrs = builtins.foldl' (a: b: a // b) { } (network.network or [ ]);
+in {
+  inherit nodes;
+  info = {
+    network = {
+      description = networkAttrs.description or "";
+      enableRollback = networkAttrs.enableRollback or true;
+      attributes = attrNames (removeAttrs networkAttrs [ "nixpkgs" ]);
+    };
+    resources = concatMap (r: concatMap (t: map (n: "${t}.${n}") (attrNames r.${t})) (attrNames r)) (network.resources or [ ]);
+    machines = mapAttrs machineInfo nodes;
+  };
+}
