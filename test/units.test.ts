@@ -50,6 +50,8 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
   test("switch stops, restarts, reloads and starts units as NixOS's does, printing its lines; dry-activate and boot change nothing running", async () => {
     const v1 = await buildSystem(withServices("host1", [
       daemon("alpha", "1"), daemon("beta", "1"), daemon("keep", "1", "restartIfChanged = false;"),
+      daemon("trig", "same", `restartTriggers = [ "config-1" ];`),
+      `req = { requiredBy = [ "multi-user.target" ]; serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStart = "/bin/true"; }; };`,
       daemon("rel", "1", `reloadIfChanged = true; reload = "echo reloaded >> /run/rel.reloads";`),
       `once = { wantedBy = [ "multi-user.target" ]; serviceConfig = { Type = "oneshot"; RemainAfterExit = true; }; path = [ pkgs.hello ];
          script = "echo $PATH > /run/once.path"; };`,
@@ -58,7 +60,8 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     const r1 = await switchTo(lab, "host1", v1);
     assert.equal(r1.code, 0, r1.stderr);
     assert.match(r1.stderr, /starting the following units: .*alpha\.service/);
-    assert.equal(await state(["alpha", "beta", "keep", "rel", "once", "sshd"]), "active active active active active active");
+    assert.equal(await state(["alpha", "beta", "keep", "rel", "once", "trig", "req", "sshd"]), "active active active active active active active active");
+    assert.equal(await ex("test -L /etc/systemd/system/multi-user.target.requires/req.service && echo linked"), "linked", "requiredBy");
     assert.equal(await ex("readlink -f /etc/systemd/system/alpha.service"), await ex(`readlink -f ${v1}/etc/systemd/system/alpha.service`));
     assert.match(await ex("cat /run/once.path"), /-hello-standin\/bin:/, "`path` packages are on the unit's PATH");
     assert.equal(await ex("cat /run/activations"), "activated", "activation scripts ran");
@@ -66,6 +69,8 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     // v2: alpha gone, beta changed, keep changed (restartIfChanged = false), rel changed (reloadIfChanged), gamma new.
     const v2 = await buildSystem(withServices("host1", [
       daemon("beta", "2"), daemon("keep", "2", "restartIfChanged = false;"),
+      daemon("trig", "same", `restartTriggers = [ "config-2" ];`),
+      `req = { requiredBy = [ "multi-user.target" ]; serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStart = "/bin/true"; }; };`,
       daemon("rel", "2", `reloadIfChanged = true; reload = "echo reloaded >> /run/rel.reloads";`), daemon("gamma", "1"),
       `once = { wantedBy = [ "multi-user.target" ]; serviceConfig = { Type = "oneshot"; RemainAfterExit = true; }; path = [ pkgs.hello ];
          script = "echo $PATH > /run/once.path"; };`,
@@ -75,7 +80,7 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     const dry = await switchTo(lab, "host1", v2, "dry-activate");
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stderr, /would stop the following units: alpha\.service/);
-    assert.match(dry.stderr, /would restart the following units: beta\.service/);
+    assert.match(dry.stderr, /would restart the following units: beta\.service, trig\.service/);
     assert.match(dry.stderr, /would start the following units: gamma\.service/);
     assert.match(dry.stderr, /would reload the following units: rel\.service/);
     assert.match(dry.stderr, /would NOT restart the following changed units: keep\.service/);
@@ -89,13 +94,14 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     assert.ok(lines.includes("stopping the following units: alpha.service"), r2.stderr);
     assert.ok(lines.includes("NOT restarting the following changed units: keep.service"), r2.stderr);
     assert.ok(lines.includes("reloading the following units: rel.service"), r2.stderr);
-    assert.ok(lines.includes("restarting the following units: beta.service"), r2.stderr);
+    assert.ok(lines.includes("restarting the following units: beta.service, trig.service"), r2.stderr);
     assert.ok(lines.includes("starting the following units: gamma.service"), r2.stderr);
     assert.ok(lines.indexOf("stopping the following units: alpha.service") < lines.indexOf("starting the following units: gamma.service"));
     assert.match(r2.stdout, /activating the configuration\.\.\./);
     assert.equal(await state(["alpha", "beta", "keep", "rel", "gamma", "once", "sshd"]), "inactive active active active active active active");
     assert.equal(await ex("cat /run/beta.starts"), "1\n2", "beta restarted into its new version");
     assert.equal(await ex("cat /run/keep.starts"), "1", "keep was not restarted");
+    assert.equal(await ex("cat /run/trig.starts"), "same\nsame", "a changed restartTrigger restarts the unit");
     assert.equal(await ex("cat /run/rel.starts; cat /run/rel.reloads"), "1\nreloaded", "rel was reloaded, not restarted");
     assert.equal(await ex("cat /run/once.path | wc -l; cat /run/gamma.starts"), "1\n1", "unchanged units were left alone");
     assert.equal(await ex("test -e /etc/systemd/system/alpha.service && echo yes || echo no"), "no", "the gone unit's link is removed");

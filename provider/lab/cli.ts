@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { DEFAULT_LAB_DIR, Lab } from "./lab";
+import { DEFAULT_LAB_DIR, DEFAULT_LAB_INIT, Lab } from "./lab";
 
 /** Adds `lab up|status|exec|cut|restore|reboot|down` to the CLI. */
 export function registerLabCommands(program: Command): void {
@@ -10,7 +10,7 @@ export function registerLabCommands(program: Command): void {
     .option(...dirOpt)
     .option("--hosts <n>", "number of hosts", "3")
     .option("--names <list>", "comma-separated host names (instead of host1..N)")
-    .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", "systemd")
+    .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", DEFAULT_LAB_INIT)
     .action(async (o) => {
       const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
       const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names, init: o.init });

@@ -17,6 +17,9 @@ import { SystemdHosts, LabInit, systemdRequirements } from "./systemd-host";
 /** Default lab directory (`--dir`); override with PULUMI_NIXOS_LAB_DIR. */
 export const DEFAULT_LAB_DIR = process.env.PULUMI_NIXOS_LAB_DIR ?? "/var/tmp/pulumi-nixos-lab";
 
+/** Default `init` of new labs (`--init`); override with PULUMI_NIXOS_LAB_INIT (e.g. to run tests on init-less hosts). */
+export const DEFAULT_LAB_INIT = (process.env.PULUMI_NIXOS_LAB_INIT ?? "systemd") as LabInit;
+
 /** Lab hosts take 10.231.<slot>.2/30; the machine's side of the veth is 10.231.<slot>.1. */
 const SUBNET_PREFIX = "10.231";
 const NETNS_PREFIX = "pnx";
@@ -168,7 +171,7 @@ export class Lab {
 
   /** Brings up a lab of hosts in parallel. */
   static async up(opts: LabUpOptions = {}): Promise<Lab> {
-    const init = opts.init ?? "systemd";
+    const init = opts.init ?? DEFAULT_LAB_INIT;
     if (init !== "systemd" && init !== "none") throw new Error(`lab init '${init}': use systemd or none`);
     await checkLabRequirements(init);
     const dir = path.resolve(opts.dir ?? DEFAULT_LAB_DIR);
