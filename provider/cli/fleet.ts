@@ -5,6 +5,7 @@ import { sendKeys } from "../handlers/key";
 import { closeAllSessions } from "../ssh/pool";
 import { connect } from "../fleet/ops";
 import { printTable } from "./table";
+import { drift } from "../fleet/drift";
 import { targetArgs, targetsFor } from "./targets";
 
 interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
@@ -59,6 +60,18 @@ export function registerFleetCommands(program: Command): void {
     printTable(["Machine", "Generation", "Date", "", "System"], res.flatMap((x) => x.error
       ? [[x.m.name, "-", "-", "", `error: ${x.error}`]]
       : x.r!.map((g) => [x.m.name, g.number, g.date, g.current ? "(current)" : "", g.system])));
+  });
+
+  fleetCommand(program, "diff", "what each host runs now against the recorded system: packages, versions, sizes").action(async (o: FleetOpts) => {
+    const res = await onMachines(o, (m) => drift(m));
+    if (o.json) return console.log(JSON.stringify(res.map((x) => x.r ?? { name: x.m.name, error: x.error }), null, 2));
+    for (const x of res) {
+      if (x.error) { console.log(`${x.m.name}: error: ${x.error}`); continue; }
+      const r = x.r!;
+      if (r.same) { console.log(`${r.name}: runs the recorded system (${r.recorded})`); continue; }
+      console.log(`${r.name}: runs ${r.running || "no system"}, the stack recorded ${r.recorded}:`);
+      for (const l of r.changes) console.log(`  ${l}`);
+    }
   });
 
   fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation").action(async (gen: string | undefined, o: FleetOpts) => {

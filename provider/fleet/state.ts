@@ -8,6 +8,7 @@ import { spawnSync } from "child_process";
 import { Connection, normalizeConnection } from "../connection";
 import type { KeyInputs } from "../handlers/key";
 import { PassphraseSecrets } from "../state/passphrase";
+import type { ClosureManifest } from "../nix/manifest";
 
 const SIG = "4dabf18193072939515e22adb298388d";
 
@@ -20,6 +21,8 @@ export interface FleetMachine {
   systemPath: string;
   generation?: number;
   tags: string[];
+  /** The deployed closure's manifest (outputs.closureManifest), when the state has one. */
+  closureManifest?: ClosureManifest;
 }
 
 /** What the fleet commands work on. */
@@ -53,6 +56,7 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
         name, urn: r.urn,
         connection: normalizeConnection({ ...(outputs.connection ?? inputs.connection), privateKey: (inputs.connection ?? outputs.connection)?.privateKey }),
         hostPublicKey: outputs.hostPublicKey, systemPath: outputs.systemPath, generation: outputs.generation, tags: outputs.tags ?? inputs.tags ?? [],
+        closureManifest: outputs.closureManifest,
       });
     } else if (kind === "deploymentKey") {
       keys.push({ ...inputs, connection: normalizeConnection({ ...inputs.connection, hostPublicKey: inputs.connection?.hostPublicKey || outputs.hostPublicKey }) });

@@ -14,6 +14,10 @@ import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged } from "./connection-diff";
+import { closureCheck } from "./closure-changes";
+import { ClosureManifest, isManifest, manifestOfClosure } from "../nix/manifest";
+import { diffManifests, summarizeDiff } from "../nix/closure-diff";
+import { readRemoteClosure } from "../host/remote-closure";
 
 /** Machine inputs as the provider receives them (plain values). */
 export interface MachineInputs {
@@ -35,6 +39,12 @@ export interface MachineInputs {
   enableRollback?: boolean;
   /** Labels for selecting machines; a change is recorded without redeploying. */
   tags?: string[];
+  /** Build the system during preview (Check) so `closureChanges` is exact. */
+  previewBuild?: boolean;
+  /** Set by Check: what changes inside the machine (never a reason to update by itself). */
+  closureChanges?: string[];
+  /** Set by Check: the manifest of the system as Check knew it (exact or from its derivations). */
+  closureManifest?: ClosureManifest;
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -48,13 +58,15 @@ export interface MachineOutputs extends MachineInputs {
   bytesCopied: number;
   /** Units reported failed by the last activation (exit 4); a non-empty list makes the next up retry. */
   failedUnits: string[];
+  /** The deployed closure's manifest (exact), the old side of the next closure diff. */
+  closureManifest?: ClosureManifest;
 }
 
 const ACTIONS = ["switch", "boot", "test"];
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
 
 /** Validates inputs before anything touches a host; unknown values (preview) are skipped. */
-export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inputs: MachineInputs; failures: CheckFailure[] } {
+export async function check(olds: Partial<MachineInputs>, news: MachineInputs): Promise<{ inputs: MachineInputs; failures: CheckFailure[] }> {
   const f: CheckFailure[] = validateConnection(news.connection);
   if (!isUnknown(news.systemPath) && !STORE_PATH.test(String(news.systemPath ?? ""))) {
     f.push({ property: "systemPath", reason: `Machine ${news.name}: systemPath must be a store path, got '${news.systemPath}'` });
@@ -71,7 +83,10 @@ export function check(_olds: Partial<MachineInputs>, news: MachineInputs): { inp
   for (const k of ["connectTimeout", "activationTimeout"] as const) {
     if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
   }
-  return { inputs: news, failures: f };
+  if (f.length) return { inputs: news, failures: f };
+  // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
+  const { closureChanges: _c, closureManifest: _m, ...rest } = news;
+  return { inputs: { ...rest, ...await closureCheck(olds, news) }, failures: f };
 }
 
 /** Update when the system, action or anything else changed; replace when the host changes. */
@@ -94,9 +109,9 @@ export async function update(id: string, olds: MachineOutputs, news: MachineInpu
   const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
   if (!redeploy) {
     // Only connection details or options changed: record them, the host is not touched.
-    return { outs: { ...olds, ...news, connection: { ...normalizeConnection(news.connection), hostPublicKey: pin } } };
+    return { outs: { ...olds, ...news, closureManifest: olds.closureManifest, connection: { ...normalizeConnection(news.connection), hostPublicKey: pin } } };
   }
-  return { outs: await deploy(news, pin, id) };
+  return { outs: await deploy(news, pin, id, olds.closureManifest) };
 }
 
 /** Refresh: what does the host run now? A network error is an error, never "resource gone". */
@@ -114,8 +129,10 @@ export async function remove(_id: string, props: MachineOutputs): Promise<void> 
 }
 
 /** Connect → realise → query → copy → profile → activate, each phase announced. */
-async function deploy(inputs: MachineInputs, pin: string | undefined, id?: string): Promise<MachineOutputs> {
+async function deploy(inputs: MachineInputs, pin: string | undefined, id?: string, previous?: ClosureManifest): Promise<MachineOutputs> {
   const log = resourceLogger(inputs.name);
+  // switch-to-configuration's NixOS-style unit lines, for the closing summary.
+  const units = unitWatcher(log);
   const conn = normalizeConnection(inputs.connection);
   // Local work (build, closure) needs no host: it runs while the connection is set up.
   const local = inputs.buildOn === "target" ? closureOf([inputs.drvPath!]) : localClosure(inputs, log);
@@ -124,13 +141,15 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   // The host stays locked against other deployers from the first command to the activation.
   return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name) }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
-    const activation = { timeoutSec: inputs.activationTimeout, log };
+    const activation = { timeoutSec: inputs.activationTimeout, log: units.log };
     let act: ActivationResult | undefined;
     let transfer: Transfer;
+    let manifest: ClosureManifest | undefined;
     if (inputs.buildOn === "target") {
       transfer = await buildOnTarget(s, inputs, await local, log);
     } else {
       const closure = await local;
+      manifest = manifestOfClosure(inputs.systemPath, closure);
       // Optimistic: if the host has the whole closure, the check and the activation are one command.
       log(`checking which of ${closure.length} paths (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
       act = await activate(s, inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
@@ -147,6 +166,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       }
     }
     const { closureSize, bytesCopied } = transfer;
+    manifest ??= transfer.manifest;
     if (!act) {
       log(`activating (${inputs.action})`);
       act = await activate(s, inputs.systemPath, inputs.action, activation);
@@ -162,23 +182,27 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       closureSize,
       bytesCopied,
       failedUnits: [],
+      ...(manifest ? { closureManifest: manifest } : {}),
     };
+    const summary = () => log(deploySummary(act!.generation, previous, manifest, bytesCopied, units.seen));
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
       if (inputs.enableRollback === false) {
         await s.exec(`nix-env -p ${SYSTEM_PROFILE} --delete-generations old`, { privileged: true, what: "deleting old generations" });
         log("rollback disabled: older generations deleted");
       }
+      summary();
       return outs;
     }
     if (act.exitCode === 4) {
       // Partial failure: the new system is active, but units failed. Recorded, reported, retried next up.
-      const units = act.failedUnits.length ? act.failedUnits : ["(unnamed)"];
-      log(`activation finished with failed units: ${units.join(", ")}`);
-      throw Object.assign(new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} exited with 4 (some units failed: ${units.join(", ")})`), {
+      const failed = act.failedUnits.length ? act.failedUnits : ["(unnamed)"];
+      log(`activation finished with failed units: ${failed.join(", ")}`);
+      summary();
+      throw Object.assign(new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} exited with 4 (some units failed: ${failed.join(", ")})`), {
         id: id ?? `${inputs.name}@${conn.host}:${conn.port}`,
-        properties: { ...outs, failedUnits: units, __provider: (inputs as unknown as Record<string, unknown>).__provider },
-        reasons: [`units failed on ${inputs.name}: ${units.join(", ")}`],
+        properties: { ...outs, failedUnits: failed, __provider: (inputs as unknown as Record<string, unknown>).__provider },
+        reasons: [`units failed on ${inputs.name}: ${failed.join(", ")}`],
       });
     }
     const why = act.exitCode === 124 ? `timed out after ${inputs.activationTimeout} s (activationTimeout)` : `failed with exit ${act.exitCode}`;
@@ -189,8 +213,34 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   });
 }
 
-/** Size of the system closure and what was sent to the host. */
-interface Transfer { closureSize: { bytes: number; paths: number }; bytesCopied: number }
+/** Size of the system closure and what was sent to the host (and the manifest, when built there). */
+interface Transfer { closureSize: { bytes: number; paths: number }; bytesCopied: number; manifest?: ClosureManifest }
+
+/** `generation 13 (2 upgraded, 3 added, 7.1 MiB copied; restarted: nginx.service)`: a deploy's last log line. */
+export function deploySummary(generation: number, previous: ClosureManifest | undefined, manifest: ClosureManifest | undefined,
+  bytesCopied: number, units: { restarted: string[]; reloaded: string[]; started: string[] }): string {
+  const changes = !manifest ? "" : isManifest(previous) && previous.system !== manifest.system
+    ? `${summarizeDiff(diffManifests(previous, manifest))}, ` : "";
+  const u = (["restarted", "reloaded", "started"] as const).filter((k) => units[k].length).map((k) => `${k}: ${units[k].join(", ")}`);
+  return `generation ${generation} (${changes}${formatBytes(bytesCopied)} copied${u.length ? "; " + u.join("; ") : ""})`;
+}
+
+/** Passes activation lines on to `log` and remembers the units NixOS-style lines name. */
+function unitWatcher(log: Logger): { log: Logger; seen: { restarted: string[]; reloaded: string[]; started: string[] } } {
+  const seen = { restarted: [] as string[], reloaded: [] as string[], started: [] as string[] };
+  const kinds: [RegExp, keyof typeof seen][] = [[/^activation: restarting the following units: (.*)$/, "restarted"],
+    [/^activation: reloading the following units: (.*)$/, "reloaded"], [/^activation: starting the following units: (.*)$/, "started"]];
+  return {
+    seen,
+    log: (line) => {
+      for (const [re, k] of kinds) {
+        const m = re.exec(line);
+        if (m) for (const u of m[1].split(/[\s,]+/).filter(Boolean)) if (!seen[k].includes(u)) seen[k].push(u);
+      }
+      log(line);
+    },
+  };
+}
 
 
 /** The system's closure in the local store, building it first when it is not there. */
@@ -214,9 +264,8 @@ async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: C
   const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
   const out = r.stdout.trim().split("\n")[0];
   if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build on the host produced ${out}, expected ${inputs.systemPath}`);
-  const size = await s.exec(`nix-store -qR ${shq(out)} | xargs nix-store -q --size | awk '{n++; s+=$1} END {print n, s}'`, { privileged: true, what: "closure size" });
-  const [paths, bytes] = size.stdout.trim().split(/\s+/).map(Number);
-  return { closureSize: { paths, bytes }, bytesCopied: copied.bytesCopied };
+  const closure = await readRemoteClosure(s, out);
+  return { closureSize: sizeOf(closure), bytesCopied: copied.bytesCopied, manifest: manifestOfClosure(out, closure) };
 }
 
 function readLocalVersion(systemPath: string): string {

@@ -63,6 +63,11 @@ export interface MachineArgs {
    * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<name>-key.service` units.
    */
   keys?: pulumi.Input<Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>>;
+  /**
+   * Build the system locally during preview, so the plan's `closureChanges` is exact rather than
+   * read from the derivations (default: stack config `pulumi-nixos:previewBuild`, else false).
+   */
+  previewBuild?: pulumi.Input<boolean>;
 }
 
 /**
@@ -95,6 +100,13 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly failedUnits: pulumi.Output<string[]>;
   /** The machine's labels (`tags` input); a change is recorded without redeploying. */
   declare readonly tags: pulumi.Output<string[]>;
+  /**
+   * What the plan says changes inside the machine (`nginx 1.24.0 → 1.26.1`, `+ redis 7.2.4`, the
+   * closure size), computed by Check; never a reason to update by itself.
+   */
+  declare readonly closureChanges: pulumi.Output<string[] | undefined>;
+  /** Manifest of the deployed closure: package name → versions, size and path count. */
+  declare readonly closureManifest: pulumi.Output<{ system: string; exact: boolean; paths: number; bytes?: number; packages: string[] } | undefined>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
@@ -127,8 +139,10 @@ export class Machine extends pulumi.dynamic.Resource {
       activationTimeout: args.activationTimeout ?? 600,
       enableRollback: args.enableRollback ?? true,
       tags: args.tags ?? [],
+      previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
+      closureChanges: undefined, closureManifest: undefined,
     }, opts);
   }
 }
