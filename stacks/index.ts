@@ -63,7 +63,9 @@ let networkNix: NetworkNixDescription | undefined;
 let baseDir = rootDir;
 if (config.get("networkNix") !== undefined) {
   // A string, a list of files, or the whole networkNix object.
-  const raw = config.getObject<unknown>("networkNix") ?? config.get("networkNix");
+  const text = config.get("networkNix")!;
+  let raw: unknown = text;
+  try { raw = JSON.parse(text); } catch { /* a plain path */ }
   networkNix = raw && typeof raw === "object" && !Array.isArray(raw) ? raw as NetworkNixDescription : {
     files: raw as string | string[],
     args: config.getObject("networkArgs"),
