@@ -61,22 +61,26 @@ export class Network extends pulumi.ComponentResource {
     }
     const net = args.network!;
     validateDescription(net);
+    // Pre-activation keys and channel pins would otherwise register (and upload) while the fleet
+    // still evaluates: they wait for every machine's evaluation, which the loop below supplies.
+    let fleetEvaluated!: (o: pulumi.Output<unknown>) => void;
+    const afterEvaluation: pulumi.Input<pulumi.Resource[]> = pulumi.output(new Promise<pulumi.Input<unknown>>((r) => { fleetEvaluated = r; }) as Promise<object>).apply((): pulumi.Resource[] => []);
     for (const mName of Object.keys(net.machines)) {
       const m = machineSpec(net, mName);
       const connection: ConnectionArgs = { host: m.targetHost, port: m.targetPort, user: m.targetUser, privateKey: args.privateKey, hostPublicKey: m.hostPublicKey };
       const pin = m.pin ? net.pins![m.pin] : undefined;
       const child = { parent: this };
       const keySpecs = Object.entries(m.keys ?? {});
-      const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Resource[]) =>
+      const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Input<pulumi.Resource[]>) =>
         new DeploymentKey(`${mName}/${kName}`, {
           connection: conn, name: k.name ?? kName,
           text: k.config ? requireSecretConfig(config, k.config, `${mName}/${kName}`) : k.text,
           file: k.file ? abs(k.file) : undefined, command: k.command, vault: k.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions, uploadAt: k.uploadAt,
         }, { ...child, dependsOn: deps });
-      const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, [])] as const);
+      const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, afterEvaluation)] as const);
       const channel = pin && m.channel !== false
-        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, child) : undefined;
+        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, { ...child, dependsOn: afterEvaluation }) : undefined;
       const machine = new Machine(mName, {
         connection,
         configuration: m.configuration ? abs(m.configuration) : undefined,
@@ -96,6 +100,7 @@ export class Network extends pulumi.ComponentResource {
       this.keys[mName] = Object.fromEntries([...preKeys, ...postKeys]);
       if (channel) this.channels[mName] = channel;
     }
+    fleetEvaluated(pulumi.all(Object.values(this.machines).map((m) => m.evaluated)));
     this.registerOutputs({
       description: net.description ?? "",
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),

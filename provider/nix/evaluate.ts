@@ -76,13 +76,34 @@ async function flush(): Promise<void> {
   }
   const results = new Map<Pending, EvaluatedSystem>();
   await Promise.all([...groups.values()].map((g) => evaluateGroup(g, results, failures)));
-  // Like a NixOps network, the fleet deploys only when all of it evaluates.
-  const broken = [...failures.keys()].map((p) => p.name);
-  for (const p of batch) {
-    const err = failures.get(p);
-    if (err) p.reject(err);
-    else if (broken.length) p.reject(new Error(`Machine ${p.name}: not deployed, the fleet's evaluation failed (${broken.join(", ")})`));
-    else p.resolve(results.get(p)!);
+  // Like a NixOps network, the fleet deploys only when all of it evaluates. Every machine of the
+  // batch gets the same error object: the SDK reports an error once per identity.
+  if (failures.size) {
+    const err = new FleetEvaluationError([...failures.values()].map((e) => e.message), batch.filter((p) => !failures.has(p)).map((p) => p.name));
+    for (const p of batch) p.reject(err);
+    return;
+  }
+  for (const p of batch) p.resolve(results.get(p)!);
+}
+
+/**
+ * The fleet did not evaluate: each failed machine's name, file and Nix's own message, then which
+ * machines were held back. A Pulumi `RunError` (by its RTTI marker), so the SDK's program runner
+ * prints the message alone, without a stack trace. The message is fixed: the SDK prefixes
+ * `error serializing property "systemPath": ` to errors that reach a resource input, which
+ * would push Nix's message out of the first line.
+ */
+export class FleetEvaluationError extends Error {
+  /** The SDK's marker of `pulumi.RunError` (errors.js `RunError.isInstance`). */
+  readonly __pulumiRunError = true;
+  constructor(failures: string[], heldBack: string[]) {
+    super();
+    const text = failures.join("\n") + (heldBack.length
+      ? `\nnothing was deployed: the fleet's evaluation failed (not deployed either: ${heldBack.join(", ")})`
+      : "\nnothing was deployed: the fleet's evaluation failed");
+    Object.defineProperty(this, "message", { get: () => text, set: () => { /* see above */ }, enumerable: false, configurable: false });
+    this.name = "FleetEvaluationError";
+    this.stack = `${this.name}: ${text}`;
   }
 }
 

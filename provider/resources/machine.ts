@@ -107,6 +107,12 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly closureChanges: pulumi.Output<string[] | undefined>;
   /** Manifest of the deployed closure: package name → versions, size and path count. */
   declare readonly closureManifest: pulumi.Output<{ system: string; exact: boolean; paths: number; bytes?: number; packages: string[] } | undefined>;
+  /**
+   * The program-time evaluation of this machine's system (known before the machine registers):
+   * rejects when the fleet's evaluation fails. {@link Network} makes keys and channel pins wait
+   * for it, so a fleet that does not evaluate touches no host.
+   */
+  readonly evaluated: pulumi.Output<{ outPath: string; drvPath: string }>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
@@ -143,6 +149,9 @@ export class Machine extends pulumi.dynamic.Resource {
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
       closureChanges: undefined, closureManifest: undefined,
+      // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
+      dryRun: pulumi.runtime.isDryRun(),
     }, opts);
+    this.evaluated = system;
   }
 }

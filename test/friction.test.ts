@@ -1,0 +1,81 @@
+/**
+ * What a new user trips over (issue 19): each point asserted on what the user sees (the lines of
+ * output, the exit code) and on what the hosts saw.
+ */
+import "./helpers/env";
+import { describe, test, before, after } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
+import { canRunLab, tempDir } from "./helpers/env";
+import { engine, expectExit, stateResources } from "./helpers/engine";
+import { nixConfig, writeStack } from "./helpers/stack";
+
+const skip = canRunLab ? false : "the lab needs root on Linux";
+
+/** Lines of a run's output (stdout and stderr), without colour. */
+const lines = (r: { stdout: string; stderr: string }) => (r.stdout + "\n" + r.stderr).replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+
+describe("issue 19: what a new user trips over", { skip }, () => {
+  let tmp = "";
+  let lab: Lab;
+  let hosts: LabHostInfo[] = [];
+  let n = 0;
+  const onHost = async (name: string, cmd: string) => (await lab.exec(name, ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+
+  before(async () => {
+    tmp = tempDir("friction");
+    lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 2 });
+    hosts = await lab.status();
+  });
+  after(async () => {
+    await lab?.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** A stack of two machines on the lab: `a` (host1) and `b` (host2, with a pre-activation key). */
+  function twoMachines(aConfig: string, extra: Record<string, unknown> = {}) {
+    const dir = path.join(tmp, `s${++n}`);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "k.txt"), "key of b\n", { mode: 0o600 });
+    const s = writeStack(dir, "t", {
+      a: { targetHost: hosts[0].address, config: aConfig },
+      b: { targetHost: hosts[1].address, config: nixConfig("b"), keys: { k: { file: path.join(dir, "k.txt") } } } as any,
+    }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath, ...extra });
+    return { dir, s };
+  }
+
+  test("2: a fleet that fails to evaluate touches no host, keys included", async () => {
+    // a's evaluation takes a few seconds before it fails (as a real nixpkgs evaluation does): time
+    // enough for b's key to go up if keys did not wait for the fleet's evaluation.
+    const slowFailure = `{ ... }: builtins.seq (builtins.foldl' (x: y: x + y) 0 (builtins.genList (i: i) 6000000)) (throw "a is broken")`;
+    const { dir, s } = twoMachines(slowFailure);
+    const up = await engine("up", s);
+    assert.notEqual(up.code, 0, "the run fails");
+    assert.equal(await onHost("host2", "cat /run/keys/k 2>/dev/null || echo missing"), "missing", "b's pre-activation key was not uploaded");
+    assert.equal(await onHost("host2", "ls /run/pulumi-nixos 2>/dev/null | wc -l"), "0", "no lock was ever taken on b's host");
+    assert.equal(await onHost("host1", "ls /run/pulumi-nixos 2>/dev/null | wc -l"), "0", "nor on a's");
+    assert.deepEqual(Object.keys(stateResources(s.state)).filter((k) => k !== "network"), [], "nothing but the component was recorded");
+    // The same stack with a's configuration fixed uploads the key: the failure above held it back.
+    fs.writeFileSync(path.join(dir, "a.nix"), nixConfig("a"));
+    expectExit(await engine("up", s), 0, "up after the fix");
+    assert.equal(await onHost("host2", "cat /run/keys/k"), "key of b");
+  });
+
+  test("4: an evaluation error shows machine, file and Nix's message first, once, without a stack trace", async () => {
+    const { dir, s } = twoMachines(`{ ... }: { networking.hostName = "a" }`);
+    const r = await engine("preview", s);
+    assert.equal(r.code, 1);
+    const out = lines(r);
+    const first = out.findIndex((l) => l.startsWith("error: "));
+    assert.equal(out[first], `error: Machine a: evaluation of ${path.join(dir, "a.nix")} failed:`);
+    assert.match(out[first + 1], /^error: syntax error, unexpected '}', expecting ';'/, "Nix's own message follows");
+    assert.ok(out.includes("nothing was deployed: the fleet's evaluation failed (not deployed either: b)"));
+    assert.equal(out.filter((l) => l.includes("syntax error")).length, 1, "reported once");
+    const text = out.join("\n");
+    assert.doesNotMatch(text, /error serializing property/);
+    assert.doesNotMatch(text, /unhandled exception/);
+    assert.doesNotMatch(text, /^\s+at .*\.(ts|js):\d+/m, "no stack trace");
+  });
+});
