@@ -161,6 +161,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     expectExit(pv, 0, "preview v2 unbuilt");
     assert.match(pv.stdout, /~ {2}pulumi-nodejs:dynamic:Resource heron \[diff: .*~closureChanges/);
     assert.match(pv.stdout, /~ closureChanges: undefined => \["approximate: not built yet — set previewBuild for the exact list","nginx 1\.24\.0 → 1\.26\.1"/);
+    assert.doesNotMatch(pv.stdout, /closureManifest|dryRun/, "the plan shows the lines, not the manifest nor the preview flag");
     const approx = closureLines(pv);
     assert.equal(approx[0], "approximate: not built yet — set previewBuild for the exact list");
     assert.deepEqual(approx.slice(1, 1 + EXPECTED_V1_V2.length), EXPECTED_V1_V2);
@@ -185,8 +186,10 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     const summary = /heron: (generation \d+ \(.*\))$/m.exec(up2.stdout + up2.stderr)?.[1];
     assert.match(summary ?? "", /^generation \d+ \(2 upgraded, 1 added, 2 removed, 1 rebuilt, [\d.]+ \w+ copied; restarted: nginx\.service\)$/);
     st = stateResources(s.state).heron;
-    assert.deepEqual(st.inputs.closureChanges, exact, "the plan's lines recorded as the machine's input");
+    assert.equal(st.inputs.closureChanges, undefined, "an up records no lines: the next plan never shows them as the old side");
+    assert.equal(st.inputs.dryRun, undefined);
     assert.equal(st.outputs.closureManifest.system, v2);
+    assert.deepEqual(st.inputs.closureManifest, st.outputs.closureManifest, "Check recorded the built system's manifest for the next preview");
 
     // A no-op: nothing shows, not even the last run's lines; an up after the preview contacts no host.
     const noop = await engine("preview", s);
@@ -198,7 +201,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     await lab.restore("heron");
     expectExit(noopUp, 0, "no-op up with the host cut off");
     assert.match(noopUp.stdout, /3 unchanged/);
-    assert.deepEqual(stateResources(s.state).heron.inputs.closureChanges, exact, "kept, not replaced by an empty list");
+    assert.deepEqual(stateResources(s.state).heron.inputs.closureManifest, st.outputs.closureManifest, "the recorded manifest is kept");
 
     // By hand, heron gets another system: `pulumi-nixos diff` shows what it runs against the record.
     fs.writeFileSync(path.join(tmp, "hand.nix"), heron("nginx pkgs.redis pkgs.hello", "pkgs.nginx_1_24"));
@@ -221,6 +224,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     const pv3 = await engine("preview", s);
     expectExit(pv3, 0, "preview v3");
     const other = closureLines(pv3);
+    assert.match(pv3.stdout, /~ closureChanges: undefined => \["approximate/, "the last run's lines are not the old side");
     // nginx 1.26.1 is rebuilt too: the usual openssl is its input again.
     assert.deepEqual(other.slice(0, 4), ["approximate: not built yet — set previewBuild for the exact list", "+ memcached 1.6.21", "nginx 1.26.1 (rebuilt)", "openssl 3.0.13 (rebuilt)"]);
   } finally {

@@ -3,11 +3,14 @@
  * the manifest of the system it will run (`closureManifest`).
  *
  * Check sees the old *inputs* only (never the outputs), and the engine shows what Check returns
- * next to the old inputs, which hold what the previous run's Check returned. So:
- * - an unchanged system carries both properties over unchanged: a previous run's lines never
- *   appear as a change, and a no-op stays a no-op (Diff ignores both in any case);
- * - the deployed side is the old system's closure when it is in the local store, else the manifest
- *   a previous Check recorded in the inputs (another operator's deploy), exact or approximate.
+ * next to the old inputs, which hold what the last `up`'s Check returned. So the program tells
+ * Check whether the run is a preview (`dryRun`, removed from the inputs again):
+ * - a preview returns the lines and keeps the recorded manifest: the plan shows `closureChanges`
+ *   as new (never a previous run's lines as the old side) and no manifest noise;
+ * - an `up` returns no lines and records the new system's manifest in the inputs, the old side of
+ *   the next preview when that system is not in the local store (another operator deployed it).
+ *   The deployed side is the old system's own closure when it is in the local store.
+ * An unchanged system keeps the recorded manifest and shows nothing (Diff ignores both anyway).
  * Nothing here contacts a host; nothing fails the preview (a line says why there is no list).
  */
 import { isValidLocally, realise } from "../nix/closure";
@@ -28,32 +31,25 @@ interface Side {
   systemPath?: string;
   drvPath?: string;
   previewBuild?: boolean;
-  closureChanges?: string[];
   closureManifest?: ClosureManifest;
 }
 
 export const APPROXIMATE = "approximate: not built yet — set previewBuild for the exact list";
 const APPROXIMATE_OLD = "approximate: the deployed system was recorded before it was built (removals may be missing)";
 
-/** Check's closure properties for `news`, given the old inputs `olds`. */
-export async function closureCheck(olds: Side, news: Side): Promise<ClosureCheck> {
+/** Check's closure properties for `news`, given the old inputs `olds`; `dryRun`: a preview. */
+export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Promise<ClosureCheck> {
   const sys = news.systemPath;
-  if (!sys || isUnknown(sys) || isUnknown(news.drvPath)) return {};
-  if (olds.systemPath === sys) return carry(olds);
+  const kept: ClosureCheck = olds.closureManifest !== undefined ? { closureManifest: olds.closureManifest } : {};
+  if (!sys || isUnknown(sys) || isUnknown(news.drvPath) || olds.systemPath === sys) return kept;
   try {
-    return await compare(olds, news, sys);
+    if (!dryRun) return { closureManifest: (await newSide(news, sys)).manifest };
+    return { ...kept, closureChanges: await compare(olds, news, sys) };
   } catch (e) {
     const line = `closure changes unavailable: ${(e as Error).message.split("\n")[0]}`;
     resourceLogger(news.name ?? "machine")(line);
-    return { closureChanges: [line] };
+    return dryRun ? { ...kept, closureChanges: [line] } : {};
   }
-}
-
-function carry(olds: Side): ClosureCheck {
-  const r: ClosureCheck = {};
-  if (olds.closureChanges !== undefined) r.closureChanges = olds.closureChanges;
-  if (olds.closureManifest !== undefined) r.closureManifest = olds.closureManifest;
-  return r;
 }
 
 async function newSide(news: Side, sys: string): Promise<{ manifest: ClosureManifest; direct?: Set<string> }> {
@@ -73,9 +69,9 @@ async function oldSide(olds: Side): Promise<ClosureManifest | undefined> {
   return isManifest(olds.closureManifest) && olds.closureManifest.system === sys ? olds.closureManifest : undefined;
 }
 
-async function compare(olds: Side, news: Side, sys: string): Promise<ClosureCheck> {
+async function compare(olds: Side, news: Side, sys: string): Promise<string[] | undefined> {
+  if (!olds.systemPath) return undefined;
   const [{ manifest, direct }, old] = await Promise.all([newSide(news, sys), oldSide(olds)]);
-  if (!olds.systemPath) return { closureManifest: manifest };
   let lines: string[];
   if (!old) {
     lines = [`no manifest of the deployed system ${olds.systemPath} (not in the local store, not recorded): the next deploy records one`];
@@ -91,5 +87,5 @@ async function compare(olds: Side, news: Side, sys: string): Promise<ClosureChec
   // The plan's value may be shortened by the display: the lines are also logged in full.
   const log = resourceLogger(news.name ?? "machine");
   for (const l of lines) log(`closure: ${l}`);
-  return { closureChanges: lines, closureManifest: manifest };
+  return lines;
 }

@@ -41,8 +41,10 @@ export interface MachineInputs {
   tags?: string[];
   /** Build the system during preview (Check) so `closureChanges` is exact. */
   previewBuild?: boolean;
-  /** Set by Check: what changes inside the machine (never a reason to update by itself). */
+  /** Set by Check in a preview: what changes inside the machine (never a reason to update by itself). */
   closureChanges?: string[];
+  /** From the program, removed by Check: whether this run is a preview (see closure-changes.ts). */
+  dryRun?: boolean;
   /** Set by Check: the manifest of the system as Check knew it (exact or from its derivations). */
   closureManifest?: ClosureManifest;
 }
@@ -83,10 +85,10 @@ export async function check(olds: Partial<MachineInputs>, news: MachineInputs): 
   for (const k of ["connectTimeout", "activationTimeout"] as const) {
     if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
   }
-  if (f.length) return { inputs: news, failures: f };
+  if (f.length) { const { dryRun: _d, ...clean } = news; return { inputs: clean, failures: f }; }
   // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
-  const { closureChanges: _c, closureManifest: _m, ...rest } = news;
-  return { inputs: { ...rest, ...await closureCheck(olds, news) }, failures: f };
+  const { closureChanges: _c, closureManifest: _m, dryRun, ...rest } = news;
+  return { inputs: { ...rest, ...await closureCheck(olds, news, dryRun === true) }, failures: f };
 }
 
 /** Update when the system, action or anything else changed; replace when the host changes. */
