@@ -151,8 +151,6 @@ export class Machine extends pulumi.dynamic.Resource {
       closureChanges: undefined, closureManifest: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
-      // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
-      dryRun: pulumi.runtime.isDryRun(),
     }, opts);
     this.evaluated = system;
   }
