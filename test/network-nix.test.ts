@@ -8,17 +8,15 @@ import "./helpers/env";
 import { describe, test, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
+import { spawnSync } from "child_process";
 import * as path from "path";
 import YAML from "yaml";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
-import { THEDRONEELY_SECRETS } from "./examples/lab-bed";
+import { THEDRONEELY_SECRETS, nixopsNetworkNixBed } from "./examples/lab-bed";
 import { evaluateNetworkNix, nixKeySource, resolveKeyText, splitRefs, unsupportedProblems } from "../provider/network/network-nix";
 import { networkToplevelExpr } from "../provider/nix/network-expr";
 import { run } from "../provider/util/run";
-import { Lab } from "../provider/lab/lab";
-import { startVaultServer } from "./vault/server";
-import { startChannelServer } from "./channels/server";
 
 const EXAMPLE = path.join(ROOT, "examples/nixops-network-nix");
 const NIXPKGS = [`nixpkgs=${STANDIN_NIXPKGS}`];
@@ -152,32 +150,50 @@ describe("networkNix evaluation (stand-in nixpkgs)", () => {
   });
 });
 
+/** A stack of the repo's program (stacks/index.ts) whose network is `files`, evaluated with the stand-in. */
+function nixStack(dir: string, files: string[]): StackRef {
+  fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: netnix\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks/index.ts")}\n`);
+  // A throwaway key: preview checks that the machines have one, and contacts no host.
+  const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "id")]);
+  assert.equal(r.status, 0, String(r.stderr));
+  fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: {
+    "pulumi-nixos:networkNix": files, "pulumi-nixos:nixPath": NIXPKGS, "pulumi-nixos:sshPrivateKeyFile": "./id",
+  } }));
+  return { cwd: dir, stack: "t", state: path.join(dir, "t.state.json") };
+}
+
+describe("networkNix through the stack program (preview, no host contacted)", () => {
+  test("unsupported resources and targetEnv fail the program with an error naming each", async () => {
+    const dir = network({ "network.nix": `{ resources.sshKeyPairs.kp = { }; web = { deployment.targetEnv = "virtualbox"; }; db = { deployment.targetHost = "10.0.0.9"; }; }` });
+    const pv = await engine("preview", nixStack(dir, ["./network.nix"]));
+    expectExit(pv, 1, "preview");
+    const out = pv.stdout + pv.stderr;
+    assert.match(out, /networkNix \S+network\.nix: not supported here:/);
+    assert.match(out, /resources\.sshKeyPairs\.kp: NixOps resources are not supported/);
+    assert.match(out, /web: deployment\.targetEnv = "virtualbox" is not supported/);
+    assert.doesNotMatch(out, /Resource (web|db) create/);
+  });
+
+  test("a literal key text becomes a Pulumi secret, with a warning that it sat in a Nix file", async () => {
+    const dir = network({ "network.nix": `{ db = { deployment.targetHost = "10.0.0.9"; deployment.keys.pw = { text = "literal-pw-in-nix"; user = "postgres"; }; }; }` });
+    const pv = await engine("preview", nixStack(dir, ["./network.nix"]));
+    expectExit(pv, 0, "preview");
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db\/pw create/);
+    assert.match(pv.stdout + pv.stderr, /db\/pw: deployment\.keys\.pw\.text is written in a Nix file; it is kept as a Pulumi secret/);
+    assert.ok(!(pv.stdout + pv.stderr).includes("literal-pw-in-nix"), "the text is not printed");
+  });
+});
+
 /** The seed's network on lab hosts heron…pigeon through the stack program, keys from the test Vault. */
 describe("networkNix deployed to the lab", { skip: canRunLab ? false : "the lab needs root on Linux" }, () => {
   test("the seed's network.nix, unchanged, deploys: systems, nodes cross-reference, Vault keys at deploy time, nothing secret in the store", async () => {
     const tmp = tempDir("netnix-lab");
     tmps.push(tmp);
-    const lab = await Lab.up({ dir: path.join(tmp, "lab"), names: SEED_MACHINES });
-    const vault = await startVaultServer({ mounts: { secret: { version: 2, secrets: { thedroneely: THEDRONEELY_SECRETS } } }, tokens: { "s.thedroneely": ["secret/data/thedroneely"] } });
-    const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts[0].gateway;
-    const channels = await startChannelServer(path.join(tmp, "channels"), gateway, ["24.05.7376"]);
+    const bed = await nixopsNetworkNixBed(tmp);
+    const { lab, stack } = bed;
+    const vault = bed.vault!;
     try {
-      const hosts = await lab.status();
-      // On NixOS the configuration creates these (users.users.thedroneely); lab hosts are not NixOS.
-      await Promise.all(SEED_MACHINES.map((n) => lab.exec(n, ["sh", "-c", "id thedroneely >/dev/null 2>&1 || useradd -M -G keys thedroneely; groupadd -f postgres"])));
-      const prog = path.join(tmp, "prog");
-      fs.mkdirSync(prog);
-      fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: nixops-network-nix\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks/index.ts")}\n`);
-      const c = channels.channels["24.05.7376"];
-      fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
-        "pulumi-nixos:networkNix": path.join(EXAMPLE, "network.nix"),
-        "pulumi-nixos:pins": { nixos: { url: c.url, sha256: c.sha256 } },
-        "pulumi-nixos:pin": "nixos",
-        "pulumi-nixos:hosts": Object.fromEntries(hosts.map((h) => [h.name, h.address])),
-        "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
-        "pulumi-nixos:vaultAddr": vault.addr,
-      } }));
-      const stack: StackRef = { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") };
       const env = { ...process.env, VAULT_TOKEN: "s.thedroneely" };
 
       const pv = await engine("preview", stack, [], env);
@@ -229,9 +245,7 @@ describe("networkNix deployed to the lab", { skip: canRunLab ? false : "the lab 
       expectExit(await engine("destroy", stack, [], env), 0, "destroy");
       assert.deepEqual(Object.values(stateResources(stack.state)).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource"), []);
     } finally {
-      await channels.close();
-      await vault.close();
-      await lab.down();
+      await bed.stop();
     }
   });
 });

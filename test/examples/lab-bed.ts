@@ -65,6 +65,50 @@ export async function nixopsNetworkBed(tmp: string): Promise<Bed> {
   }
 }
 
+/**
+ * The seed's network as NixOps files (examples/nixops-network-nix/network.nix, unchanged) on lab
+ * hosts heron…pigeon through the stack program (`pulumi-nixos:networkNix`), with the test Vault
+ * and a pinned channel; `pulumi-nixos:hosts` points the seed's *.local names at the lab.
+ */
+export async function nixopsNetworkNixBed(tmp: string): Promise<Bed> {
+  const names = ["heron", "talon", "tiger", "hound", "pigeon"];
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), names });
+  let vault: VaultServer | undefined;
+  let channels: ChannelServer | undefined;
+  try {
+    const hosts = await lab.status();
+    // On NixOS the configuration creates these (users.users.thedroneely); lab hosts are not NixOS.
+    await Promise.all(names.map((n) => lab.exec(n, ["sh", "-c", "id thedroneely >/dev/null 2>&1 || useradd -M -G keys thedroneely; groupadd -f postgres"])));
+    vault = await startVaultServer({ mounts: { secret: { version: 2, secrets: { thedroneely: THEDRONEELY_SECRETS } } }, tokens: { "s.thedroneely": ["secret/data/thedroneely"] } });
+    const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts[0].gateway;
+    channels = await startChannelServer(path.join(tmp, "channels"), gateway, ["24.05.7376"]);
+    const prog = path.join(tmp, "nixops-network-nix");
+    fs.mkdirSync(prog, { recursive: true });
+    fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: nixops-network-nix\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks/index.ts")}\n`);
+    const c = channels.channels["24.05.7376"];
+    fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
+      "pulumi-nixos:networkNix": path.join(ROOT, "examples/nixops-network-nix/network.nix"),
+      "pulumi-nixos:pins": { nixos: { url: c.url, sha256: c.sha256 } },
+      "pulumi-nixos:pin": "nixos",
+      "pulumi-nixos:hosts": Object.fromEntries(hosts.map((h) => [h.name, h.address])),
+      "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
+      "pulumi-nixos:vaultAddr": vault.addr,
+    } }));
+    process.env.VAULT_TOKEN = "s.thedroneely";
+    const v = vault, ch = channels;
+    return {
+      lab, vault: v, channels: ch,
+      stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") },
+      stop: async () => { await ch.close(); await v.close(); await lab.down(); },
+    };
+  } catch (e) {
+    await channels?.close();
+    await vault?.close();
+    await lab.down();
+    throw e;
+  }
+}
+
 /** The flake example on lab hosts alpha and beta. */
 export async function flakeBed(tmp: string): Promise<Bed> {
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["alpha", "beta"] });

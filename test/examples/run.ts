@@ -1,18 +1,19 @@
 /**
- * `npm run example -- nixops-network|flake [--keep]`: an example deployed on lab hosts (the seed's
- * network on 5 hosts with the test Vault and a pinned channel; or machines from the test flake),
- * then `pulumi-nixos info`; the lab is torn down unless --keep.
+ * `npm run example -- nixops-network|nixops-network-nix|flake [--keep]`: an example deployed on lab
+ * hosts (the seed's network — YAML, or its NixOps files unchanged — on 5 hosts with the test
+ * Vault and a pinned channel; or machines from the test flake), then `pulumi-nixos info`; the lab
+ * is torn down unless --keep.
  */
 import "../helpers/env";
 import * as path from "path";
-import { nixopsNetworkBed, flakeBed, Bed } from "./lab-bed";
+import { nixopsNetworkBed, nixopsNetworkNixBed, flakeBed, Bed } from "./lab-bed";
 import { engine } from "../helpers/engine";
 import { run } from "../../provider/util/run";
 import { ROOT, tempDir } from "../helpers/env";
 
 async function main(): Promise<void> {
   const which = process.argv[2] ?? "nixops-network";
-  const beds: Record<string, (tmp: string) => Promise<Bed>> = { "nixops-network": nixopsNetworkBed, flake: flakeBed };
+  const beds: Record<string, (tmp: string) => Promise<Bed>> = { "nixops-network": nixopsNetworkBed, "nixops-network-nix": nixopsNetworkNixBed, flake: flakeBed };
   if (!beds[which]) throw new Error(`unknown example '${which}' (${Object.keys(beds).join(", ")})`);
   const keep = process.argv.includes("--keep");
   const tmp = tempDir("example");
