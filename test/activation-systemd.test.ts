@@ -14,9 +14,11 @@ import type { Connection } from "../provider/connection";
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const UNIT = "pulumi-nixos-switch-to-configuration.service";
 
-// A unit whose start takes a while: switch-to-configuration waits for it (as NixOS's does).
-const slow = (secs: number) => `systemd.services.slow = { wantedBy = [ "multi-user.target" ];
-  serviceConfig = { Type = "oneshot"; RemainAfterExit = true; }; script = "sleep ${secs}; echo done > /run/slow.done"; };`;
+// A unit whose start lasts until the test lets it finish (/run/slow.go; at most 120 s):
+// switch-to-configuration waits for it, as NixOS's does.
+const slow = `systemd.services.slow = { wantedBy = [ "multi-user.target" ];
+  serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
+  script = "for i in $(seq 600); do [ -e /run/slow.go ] && break; sleep 0.2; done; echo done > /run/slow.done"; };`;
 
 describe("activation through systemd-run on systemd hosts", { skip }, () => {
   let tmp = "";
@@ -50,7 +52,7 @@ describe("activation through systemd-run on systemd hosts", { skip }, () => {
 
   test("the deployer's SSH session killed mid-switch: the switch completes; a second deploy meanwhile is refused; refresh tells what runs", async () => {
     const before = stateResources(s.state).m.outputs.systemPath;
-    write("v2", slow(8));
+    write("v2", slow);
     const pv = await engine("preview", s);
     const next = /systemPath: "[^"]+" => "([^"]+)"/.exec(pv.stdout)?.[1];
     assert.match(next ?? "", /-nixos-system-sr-/);
@@ -81,6 +83,7 @@ describe("activation through systemd-run on systemd hosts", { skip }, () => {
     assert.equal(await ex("readlink /nix/var/nix/profiles/system"), `system-${(h.generation ?? 0) + 2}-link`, "the profile was not touched by the refused deploys");
 
     // The first switch completes: the new system runs, its slow unit started.
+    await ex("touch /run/slow.go");
     await until("the switch to finish", async () => (await ex(`systemctl is-active ${UNIT}`)) !== "active");
     assert.equal(await ex("readlink -f /run/current-system"), next);
     assert.equal(await ex("cat /run/slow.done; systemctl is-active slow.service"), "done\nactive");
