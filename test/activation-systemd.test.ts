@@ -25,7 +25,7 @@ describe("activation through systemd-run on systemd hosts", { skip }, () => {
   let lab: Lab;
   let h: LabHostInfo;
   let s: StackRef;
-  const ex = async (cmd: string) => (await lab.exec("host1", ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+  const ex = async (cmd: string) => (await lab.exec("host1", ["sh", "-c", cmd], { allowFailure: true, timeoutMs: 60_000 })).stdout.trim();
   const config = (role: string, extra = "") => nixConfig("sr", { role, paths: 2, activation: extra });
   const write = (role: string, extra = "") =>
     writeStack(s.cwd, "t", { m: { targetHost: h.address, config: config(role, extra), connectTimeout: 5 } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });

@@ -29,7 +29,7 @@ describe("keys.nix on systemd hosts", { skip }, () => {
   let lab: Lab;
   let h: LabHostInfo;
   let s: StackRef;
-  const ex = async (cmd: string) => (await lab.exec("host1", ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+  const ex = async (cmd: string) => (await lab.exec("host1", ["sh", "-c", cmd], { allowFailure: true, timeoutMs: 60_000 })).stdout.trim();
   const active = async (units: string) => (await ex(`for u in ${units}; do systemctl is-active $u; done`)).split("\n").join(" ");
   /** Polls until the units are in the given states (systemd reacts to files asynchronously). */
   async function waitFor(units: string, want: string, ms = 10_000): Promise<void> {

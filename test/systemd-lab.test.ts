@@ -47,7 +47,7 @@ describe("systemd lab hosts", { skip }, () => {
   let hosts: LabHostInfo[] = [];
   let netns: string[] = [];
   let bootMs = 0;
-  const ex = async (name: string, cmd: string) => (await lab.exec(name, ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+  const ex = async (name: string, cmd: string) => (await lab.exec(name, ["sh", "-c", cmd], { allowFailure: true, timeoutMs: 60_000 })).stdout.trim();
 
   before(async () => {
     tmp = tempDir("sdlab");

@@ -34,7 +34,7 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
   let tmp = "";
   let lab: Lab;
   let hosts: LabHostInfo[] = [];
-  const ex = async (cmd: string, host = "host1") => (await lab.exec(host, ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+  const ex = async (cmd: string, host = "host1") => (await lab.exec(host, ["sh", "-c", cmd], { allowFailure: true, timeoutMs: 60_000 })).stdout.trim();
   const state = async (units: string[], host = "host1") => (await ex(`for u in ${units.join(" ")}; do systemctl is-active $u; done`, host)).split("\n").join(" ");
 
   before(async () => {
