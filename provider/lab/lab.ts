@@ -132,7 +132,7 @@ export async function waitForPort(address: string, port: number, timeoutMs: numb
   }
 }
 
-export function pidAlive(pid: number | undefined): boolean {
+function pidAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try { process.kill(pid, 0); } catch { return false; }
   // A zombie still answers kill 0; it is not alive for us.
