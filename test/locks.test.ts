@@ -56,10 +56,14 @@ describe("host locks", { skip }, () => {
     // Stack "two" deploys first (so it has a state for `unlock`), then "one" holds the host for a while.
     const two = stack("two", "two", "heron-two");
     expectExit(await engine("up", two), 0, "first deploy of stack two");
-    const one = stack("one", "one", "heron-one", "test.activation.hang = 15;");
+    const one = stack("one", "one", "heron-one", "test.activation.hang = 25;");
     let firstDone = false;
+    // Its lock lives 3 s: only renewals keep it (the engine takes its environment when it starts).
+    process.env.PULUMI_NIXOS_LOCK_TIMEOUT = "3";
     const first = engine("up", one).finally(() => { firstDone = true; });
+    delete process.env.PULUMI_NIXOS_LOCK_TIMEOUT;
     await untilActivating();
+    await sleep(4_000); // past the first expiry: the holder has renewed
     const before = await current();
     // The other stack changes its machine and deploys meanwhile.
     fs.writeFileSync(path.join(two.cwd, "heron.nix"), nixConfig("heron-two-b"));
@@ -89,11 +93,11 @@ describe("host locks", { skip }, () => {
   test("a killed holder's lock expires, is reported, and unlock breaks it", async () => {
     const s = stack("killed", "killed", "heron-k1");
     expectExit(await engine("up", s), 0, "first deploy");
-    // A deploy that builds on the host (~300 MB of fillers): the lock is held across its commands;
-    // its lifetime is 3 s (renewed every second).
-    writeStack(s.cwd, s.stack, { heron: { targetHost: h.address, buildOn: "target", config: nixConfig("heron-k2", { paths: 40, sizeKB: 8192, random: true }) } },
+    // The same stack from another checkout: a deploy that builds on the host (~300 MB of fillers),
+    // so the lock is held across its commands; its lifetime is 3 s (renewed every second).
+    const b = writeStack(path.join(tmp, "killed-b"), "killed", { heron: { targetHost: h.address, buildOn: "target", config: nixConfig("heron-k2", { paths: 40, sizeKB: 8192, random: true }) } },
       { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
-    const child = spawn(process.execPath, [CLI, "up", "--cwd", s.cwd, "--stack", s.stack, "--state", s.state], {
+    const child = spawn(process.execPath, [CLI, "up", "--cwd", b.cwd, "--stack", b.stack, "--state", b.state], {
       detached: true, stdio: "ignore", env: { ...process.env, PULUMI_NIXOS_LOCK_TIMEOUT: "3" },
     });
     const exited = new Promise((r) => child.on("exit", r));
@@ -107,10 +111,13 @@ describe("host locks", { skip }, () => {
       }
       process.kill(-child.pid!, "SIGKILL");
       await exited;
+      // The killed run also left its stack lock (as the CLI's file backend does): `pulumi cancel` it.
+      assert.ok(fs.existsSync(`${b.state}.lock`), "the stack lock of the killed run");
+      expectExit(await run([process.execPath, CLI, "cancel", "--state", b.state], { allowFailure: true }), 0, "engine cancel");
       const held = JSON.parse(await lockFile());
       assert.equal(held.stack, "killed");
       await sleep(4_000); // past its expiry, no renewal
-      writeStack(s.cwd, s.stack, { heron: { targetHost: h.address, config: nixConfig("heron-k3") } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+      fs.writeFileSync(path.join(s.cwd, "heron.nix"), nixConfig("heron-k3"));
       const r = await engine("up", s);
       expectExit(r, 1, "deploy against an expired lock");
       assert.match(r.stdout, new RegExp(`heron: the lock on \\S+ held by \\S+ \\(stack killed, since \\d\\d:\\d\\d:\\d\\d, pid ${held.pid}\\) expired at \\d\\d:\\d\\d:\\d\\d`));
@@ -125,6 +132,7 @@ describe("host locks", { skip }, () => {
       assert.match((await unlock("heron", s.state)).stdout, /is not locked/);
     } finally {
       try { process.kill(-child.pid!, "SIGKILL"); } catch { /* already gone */ }
+      await onHost("rm -f /run/pulumi-nixos/lock"); // whatever failed, the next test starts unlocked
     }
   });
 

@@ -83,7 +83,16 @@ export function describeHolder(h: LockHolder, hostNow: number, where: string): {
         `Break it with \`pulumi-nixos unlock ${h.machine} --stack ${h.stack}\` (or --state FILE) once you are sure no deploy runs`,
     };
   }
-  return { expired: false, message: `${h.machine} is being deployed by ${who}; ${where} is locked until it finishes` };
+  // A holder from this very machine whose process is gone: say so (the host may still be running
+  // what it started, e.g. an activation, so the lock is not broken by itself).
+  const gone = h.user === identity().user && !pidAlive(h.pid)
+    ? `; pid ${h.pid} no longer runs on this machine: once nothing runs on ${where} for it, \`pulumi-nixos unlock ${h.machine} --stack ${h.stack} --force\` (or wait ${h.expires - hostNow} s for the lock to expire)`
+    : "";
+  return { expired: false, message: `${h.machine} is being deployed by ${who}; ${where} is locked until it finishes${gone}` };
+}
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM"; }
 }
 
 /** Parses the lock file's JSON (undefined when unreadable). */
