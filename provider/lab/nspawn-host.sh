@@ -11,7 +11,8 @@ set -u
 H=$1 NAME=$2 NETNS=$3 CG=$4
 for c in "/sys/fs/cgroup/systemd/$CG" "/sys/fs/cgroup/unified/$CG"; do
   [ -d "${c%/"$CG"}" ] || continue
-  mkdir -p "$c" && echo $$ > "$c/cgroup.procs"
+  # Retried: another lab's `down` may remove the shared parent between the mkdir and the move.
+  for _ in 1 2 3; do mkdir -p "$c" && echo $$ > "$c/cgroup.procs" && break; done 2>/dev/null
 done
 # A pure cgroup2 machine (no hybrid hierarchy): one cgroup there.
 if [ ! -d /sys/fs/cgroup/unified ] && [ -e /sys/fs/cgroup/cgroup.controllers ]; then
