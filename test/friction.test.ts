@@ -78,4 +78,41 @@ describe("issue 19: what a new user trips over", { skip }, () => {
     assert.doesNotMatch(text, /unhandled exception/);
     assert.doesNotMatch(text, /^\s+at .*\.(ts|js):\d+/m, "no stack trace");
   });
+
+  /** A configuration with `paths` filler derivations no store has built yet. */
+  const fresh = (host: string, paths: number, extra = "") => `{ ... }: {
+  networking.hostName = "${host}";
+  test.closure = { paths = ${paths}; sizeKB = 1; seed = "${host}-${process.pid}-${Date.now()}"; };
+  ${extra}
+}
+`;
+
+  test("4: nix build chatter is one progress line per machine; the full log on failure or with PULUMI_NIXOS_VERBOSE=1", async () => {
+    const dir = path.join(tmp, `s${++n}`);
+    const s = writeStack(dir, "t", { a: { targetHost: hosts[0].address, config: fresh("a", 30) } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const up = await engine("up", s);
+    expectExit(up, 0, "up");
+    const out = lines(up);
+    assert.deepEqual(out.filter((l) => /^a: building '/.test(l)), [], "no line per derivation");
+    const start = out.filter((l) => /^a: building \d+ derivations … /.test(l));
+    assert.ok(start.length >= 1 && start.length <= 3, `one progress line (a few on a slow build): ${start.join(" | ")}`);
+    const [, total] = /^a: building (\d+) derivations … 0\/(\d+)$/.exec(start[0]) ?? [];
+    assert.ok(Number(total) >= 31, `the 30 fillers and the system: ${start[0]}`);
+    assert.equal(out.filter((l) => new RegExp(`^a: built ${total} derivations \\(${total}/${total}\\) in [0-9.]+ s$`).test(l)).length, 1, out.join("\n"));
+
+    // PULUMI_NIXOS_VERBOSE=1: Nix's lines as they come.
+    fs.writeFileSync(path.join(dir, "a.nix"), fresh("a", 5));
+    const verbose = lines(await engine("up", s, [], { ...process.env, PULUMI_NIXOS_VERBOSE: "1" }));
+    assert.ok(verbose.filter((l) => /^a: building '\/nix\/store\/[^']+\.drv'/.test(l)).length >= 6, verbose.join("\n"));
+    assert.ok(verbose.some((l) => /^a: these \d+ derivations will be built:$/.test(l)));
+
+    // A failing build: the whole log, with the builder's own output.
+    fs.writeFileSync(path.join(dir, "a.nix"), fresh("a", 3, `environment.systemPackages = [ (derivation { name = "broken"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo builder-says-no >&2; exit 1" ]; }) ];`));
+    const failed = await engine("up", s);
+    assert.notEqual(failed.code, 0);
+    const fout = lines(failed);
+    assert.ok(fout.some((l) => /^a: build log \(\d+\/\d+ derivations started\):$/.test(l)), fout.join("\n"));
+    assert.ok(fout.includes("a:   builder-says-no"), "the builder's output, in the log");
+    assert.ok(fout.some((l) => /^a:   building '\/nix\/store\/[^']+-broken\.drv'/.test(l)));
+  });
 });

@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
+import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
 import { activate, activationStep, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
 import { readFacts } from "../host/facts";
@@ -253,7 +254,6 @@ async function localClosure(inputs: MachineInputs, log: Logger): Promise<Closure
     if (await isValidLocally(inputs.systemPath)) throw e;
   }
   if (!inputs.drvPath) throw new Error(`Machine ${inputs.name}: ${inputs.systemPath} is not in the local store and there is no derivation to build it`);
-  log(`building ${inputs.drvPath}`);
   const out = await realise(inputs.drvPath, log);
   if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build produced ${out}, expected ${inputs.systemPath}`);
   return closureOf([inputs.systemPath]);
@@ -262,8 +262,10 @@ async function localClosure(inputs: MachineInputs, log: Logger): Promise<Closure
 async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: ClosurePath[], log: Logger): Promise<Transfer> {
   // The same copy step as for a built system, applied to the derivations.
   const copied = await pushClosure(s, drvClosure, { compress: inputs.compress, log });
-  log(`building ${inputs.drvPath} on the host`);
-  const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr" && /^building /.test(l)) log(l); } });
+  const progress = new BuildProgress(log, verboseBuilds(), " on the host");
+  const r = await s.exec(`nix-store --realise ${shq(inputs.drvPath!)}`, { privileged: true, what: "build on target", onLine: (l, st) => { if (st === "stderr") progress.line(l); } })
+    .catch((e) => { progress.failed(); throw e; });
+  progress.succeeded();
   const out = r.stdout.trim().split("\n")[0];
   if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build on the host produced ${out}, expected ${inputs.systemPath}`);
   const closure = await readRemoteClosure(s, out);

@@ -1,6 +1,8 @@
 /** Local store operations: realise a derivation, read a closure with sizes, export it. */
 import { spawn, ChildProcess } from "child_process";
 import { run } from "../util/run";
+import { Logger } from "../util/log";
+import { BuildProgress } from "./build-progress";
 
 /** One store path of a closure, in topological order (dependencies first). */
 export interface ClosurePath {
@@ -10,12 +12,29 @@ export interface ClosurePath {
 
 const NIX_CMD = ["--extra-experimental-features", "nix-command"];
 
-/** Builds (or finds) the outputs of drvPath; returns the first output path. */
-export async function realise(drvPath: string, log?: (line: string) => void): Promise<string> {
-  const r = await run(["nix-store", "--realise", drvPath], { allowFailure: true });
-  if (r.code !== 0) throw new Error(`build of ${drvPath} failed: ${r.stderr.trim().split("\n").slice(-15).join("\n")}`);
-  if (log) for (const l of r.stderr.split("\n").filter((x) => /^building /.test(x))) log(l);
-  return r.stdout.trim().split("\n")[0];
+/**
+ * Builds (or finds) the outputs of drvPath; returns the first output path. Progress goes to `log`
+ * as one line per build (see {@link BuildProgress}); the full log only on failure or when verbose.
+ */
+export async function realise(drvPath: string, log: Logger = () => undefined): Promise<string> {
+  const progress = new BuildProgress(log);
+  const child = spawn("nix-store", ["--realise", drvPath], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  child.stdout!.on("data", (d: Buffer) => { stdout += d.toString(); });
+  let partial = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    const parts = (partial + d.toString()).split("\n");
+    partial = parts.pop()!;
+    for (const l of parts) progress.line(l);
+  });
+  const code = await new Promise<number | null>((resolve, reject) => { child.on("error", reject); child.on("close", resolve); });
+  if (partial) progress.line(partial);
+  if (code !== 0) {
+    progress.failed();
+    throw new Error(`build of ${drvPath} failed: ${progress.tail()}`);
+  }
+  progress.succeeded();
+  return stdout.trim().split("\n")[0];
 }
 
 /** Whether a store path is valid in the local store. */
