@@ -14,7 +14,7 @@
  * Nothing here contacts a host; nothing fails the preview (a line says why there is no list).
  */
 import { isValidLocally, realise } from "../nix/closure";
-import { ClosureManifest, derivationManifest, isManifest, localManifest, packagesOf } from "../nix/manifest";
+import { ClosureManifest, derivationManifest, isManifest, localManifest, localManifests, packagesOf } from "../nix/manifest";
 import { diffManifests, formatDiff } from "../nix/closure-diff";
 import { resourceLogger } from "../util/log";
 import { isUnknown } from "./validate";
@@ -43,7 +43,7 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
   const kept: ClosureCheck = olds.closureManifest !== undefined ? { closureManifest: olds.closureManifest } : {};
   if (!sys || isUnknown(sys) || isUnknown(news.drvPath) || olds.systemPath === sys) return kept;
   try {
-    if (!dryRun) return { closureManifest: (await newSide(news, sys)).manifest };
+    if (!dryRun) return { closureManifest: (await newSide(news, sys, (await localManifests([sys])).get(sys))).manifest };
     return { ...kept, closureChanges: await compare(olds, news, sys) };
   } catch (e) {
     const line = `closure changes unavailable: ${(e as Error).message.split("\n")[0]}`;
@@ -52,26 +52,38 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
   }
 }
 
-async function newSide(news: Side, sys: string): Promise<{ manifest: ClosureManifest; direct?: Set<string> }> {
-  if (!(await isValidLocally(sys)) && news.drvPath && news.previewBuild) {
+/**
+ * The new system's manifest: exact when it is in the local store (`local`, read with the old
+ * side) or previewBuild builds it, else from its derivations.
+ */
+async function newSide(news: Side, sys: string, local?: ClosureManifest): Promise<{ manifest: ClosureManifest; direct?: Set<string> }> {
+  if (local) return { manifest: local };
+  if (news.drvPath && news.previewBuild && !(await isValidLocally(sys))) {
     resourceLogger(news.name ?? "machine")(`previewBuild: building ${news.drvPath}`);
     await realise(news.drvPath);
+    return { manifest: await localManifest(sys) };
   }
-  if (await isValidLocally(sys)) return { manifest: await localManifest(sys) };
-  if (!news.drvPath) throw new Error(`${sys} is not in the local store and there is no derivation to read`);
+  if (!news.drvPath) {
+    if (await isValidLocally(sys)) return { manifest: await localManifest(sys) };
+    throw new Error(`${sys} is not in the local store and there is no derivation to read`);
+  }
   return derivationManifest(sys, news.drvPath);
 }
 
-async function oldSide(olds: Side): Promise<ClosureManifest | undefined> {
-  const sys = olds.systemPath;
-  if (!sys) return undefined;
-  if (await isValidLocally(sys)) return localManifest(sys);
-  return isManifest(olds.closureManifest) && olds.closureManifest.system === sys ? olds.closureManifest : undefined;
+/** The deployed side: its closure when in the local store, else the manifest the inputs recorded. */
+function oldSide(olds: Side, local?: ClosureManifest): ClosureManifest | undefined {
+  if (local) return local;
+  return isManifest(olds.closureManifest) && olds.closureManifest.system === olds.systemPath ? olds.closureManifest : undefined;
 }
 
 async function compare(olds: Side, news: Side, sys: string): Promise<string[] | undefined> {
   if (!olds.systemPath) return undefined;
-  const [{ manifest, direct }, old] = await Promise.all([newSide(news, sys), oldSide(olds)]);
+  // Both sides at once: each closure read where it is (the new one falls back to its derivations).
+  const oldPath = olds.systemPath;
+  const [{ manifest, direct }, old] = await Promise.all([
+    localManifests([sys]).then((m) => newSide(news, sys, m.get(sys))),
+    localManifests([oldPath]).then((m) => oldSide(olds, m.get(oldPath))),
+  ]);
   let lines: string[];
   if (!old) {
     lines = [`no manifest of the deployed system ${olds.systemPath} (not in the local store, not recorded): the next deploy records one`];

@@ -79,6 +79,32 @@ export async function localManifest(system: string): Promise<ClosureManifest> {
   return manifestOf(system, await closureOf([system]), true);
 }
 
+/** One path as `nix path-info --json` reports it. */
+interface PathInfo { path: string; narSize: number; references?: string[] }
+
+/**
+ * Exact manifests of those `systems` that are valid in the local store, in one
+ * `nix path-info --json --recursive` (each closure walked from the references); a system that is
+ * not valid is simply absent from the result (then each one is asked alone).
+ */
+export async function localManifests(systems: string[]): Promise<Map<string, ClosureManifest>> {
+  const out = new Map<string, ClosureManifest>();
+  if (!systems.length) return out;
+  const r = await run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--json", "--recursive", ...systems], { allowFailure: true, timeoutMs: 120_000 });
+  if (r.code !== 0) {
+    if (systems.length > 1) for (const s of systems) for (const [k, v] of await localManifests([s])) out.set(k, v);
+    return out;
+  }
+  const info = new Map((JSON.parse(r.stdout) as PathInfo[]).map((i) => [i.path, i]));
+  for (const sys of systems) {
+    const seen = new Set([sys]);
+    const todo = [sys];
+    while (todo.length) for (const ref of info.get(todo.pop()!)?.references ?? []) if (!seen.has(ref)) { seen.add(ref); todo.push(ref); }
+    out.set(sys, manifestOf(sys, [...seen].map((path) => ({ path, narSize: info.get(path)?.narSize ?? 0 })), true));
+  }
+  return out;
+}
+
 /** The exact manifest of an already read closure (the deploy has it anyway). */
 export function manifestOfClosure(system: string, closure: ClosurePath[]): ClosureManifest {
   return manifestOf(system, closure, true);
@@ -92,21 +118,24 @@ export interface ApproximateManifest {
 }
 
 /**
- * The approximate manifest of `system` from `nix-store -qR <drvPath>`: the outputs of every
- * derivation in the closure (their paths are known before building) and the sources. A superset
- * of the runtime closure: build-time-only inputs are listed too.
+ * The approximate manifest of `system` from its derivation closure (what `nix-store -qR <drvPath>`
+ * lists), read in one `nix show-derivation --recursive`: the outputs of every derivation (their
+ * paths are known before building) and the sources. A superset of the runtime closure:
+ * build-time-only inputs are listed too.
  */
 export async function derivationManifest(system: string, drvPath: string): Promise<ApproximateManifest> {
-  const lines = async (args: string[]) => (await run(["nix-store", ...args], { timeoutMs: 120_000 })).stdout.split("\n").filter(Boolean);
-  const closure = await lines(["-qR", drvPath]);
-  const drvs = closure.filter((p) => p.endsWith(".drv"));
-  const sources = closure.filter((p) => !p.endsWith(".drv"));
+  const r = await run(["nix", "--extra-experimental-features", "nix-command", "show-derivation", "--recursive", drvPath], { timeoutMs: 120_000 });
+  const drvs = JSON.parse(r.stdout) as Record<string, { outputs: Record<string, { path?: string }>; inputSrcs?: string[]; inputDrvs?: Record<string, string[]> }>;
+  const paths = new Set<string>();
+  for (const d of Object.values(drvs)) {
+    for (const o of Object.values(d.outputs ?? {})) if (o.path) paths.add(o.path);
+    for (const src of d.inputSrcs ?? []) paths.add(src);
+  }
   // NixOS puts systemPackages in a `system-path` env: its inputs are what the operator selected.
-  const sysPath = drvs.filter((d) => parseStoreName(d).name === "system-path");
-  const [outputs, refs] = await Promise.all([
-    drvs.length ? lines(["-q", "--outputs", ...drvs]) : Promise.resolve([]),
-    lines(["-q", "--references", drvPath, ...sysPath]),
-  ]);
-  const direct = new Set(refs.filter((r) => r.endsWith(".drv")).map((r) => parseStoreName(r).name));
-  return { manifest: manifestOf(system, [...outputs, ...sources].map((path) => ({ path })), false), direct };
+  const direct = new Set<string>();
+  for (const [p, d] of Object.entries(drvs)) {
+    if (p !== drvPath && parseStoreName(p).name !== "system-path") continue;
+    for (const input of Object.keys(d.inputDrvs ?? {})) direct.add(parseStoreName(input).name);
+  }
+  return { manifest: manifestOf(system, [...paths].map((path) => ({ path })), false), direct };
 }

@@ -20,6 +20,7 @@ import { readCpu, cpuSince } from "./cpu";
 import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
 import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
 import { endImport, stallImport } from "../helpers/stall";
+import { closureDiffScenario } from "./closure-diff";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -131,6 +132,8 @@ async function main(): Promise<void> {
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
   // `npm run bench -- --stall` runs only (e)'s stalled-host variant (two hosts).
   const stallOnly = process.argv.includes("--stall");
+  // `npm run bench -- --closure-diff` runs only (k) (no lab).
+  if (process.argv.includes("--closure-diff")) return closureDiffScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   console.error(`bench: building closures and a ${stallOnly ? 2 : HOSTS + 1}-host lab in ${tmp}`);
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: stallOnly ? 2 : HOSTS + 1 });
   // The lab must come down however the run ends: a reader that stops early (`| head -1`) makes
@@ -208,6 +211,7 @@ async function main(): Promise<void> {
     });
     emit({ scenario: "f-evaluate-ten", ours_s: round(oursF), baseline_s: round(baseF), ratio: round(oursF / baseF),
       evaluations: evaluationStats.evaluations - evalsBefore, target: "one evaluation" });
+    await closureDiffScenario(tmp, emit);
     await closeAllSessions();
     await linkScenarios(lab, hosts, key, tmp);
   } finally {
