@@ -105,7 +105,7 @@ test("approximate sides: no sizes, the new side restricted to given names, remov
   const approx = manifestOf(sp("nixos-system-heron-1", "t"), [{ path: sp("nginx-1.26.1", "q") }, { path: sp("gcc-13.2.0", "g") }, { path: sp("redis-7.2.4", "r") }], false);
   assert.equal(approx.bytes, undefined);
   const lines = formatDiff(diffManifests(old, approx, { newNames: new Set(["nginx", "memcached", "redis"]) }), { header: "approximate" });
-  assert.deepEqual(lines, ["approximate", "nginx 1.24.0 → 1.26.1", "+ redis 7.2.4", "- memcached 1.6.21", "closure size: known once built (now 15 B, 2 paths)"]);
+  assert.deepEqual(lines, ["approximate", "nginx 1.24.0 → 1.26.1", "+ redis 7.2.4", "- memcached 1.6.21", "closure size: known once built (deployed: 15 B, 2 paths)"]);
 });
 
 // ---- on the lab: preview, deploy, drift -----------------------------------------------------
@@ -165,7 +165,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     const approx = closureLines(pv);
     assert.equal(approx[0], "approximate: not built yet — set previewBuild for the exact list");
     assert.deepEqual(approx.slice(1, 1 + EXPECTED_V1_V2.length), EXPECTED_V1_V2);
-    assert.match(approx[approx.length - 1], /^closure size: known once built \(now [\d.]+ \w+, \d+ paths\)$/);
+    assert.match(approx[approx.length - 1], /^closure size: known once built \(deployed: [\d.]+ \w+, \d+ paths\)$/);
     const v2 = /systemPath: "[^"]+" => "([^"]+)"/.exec(pv.stdout)![1];
     assert.equal(fs.existsSync(v2), false, "a plain preview builds nothing");
 

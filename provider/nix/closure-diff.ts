@@ -105,7 +105,7 @@ export function formatDiff(d: ClosureDiff, opts: FormatOptions = {}): string[] {
   } else if (d.toBytes !== undefined) {
     lines.push(`closure ${formatBytes(d.toBytes)} (${count(d.toPaths)} paths; the deployed size was not recorded)`);
   } else if (d.fromBytes !== undefined) {
-    lines.push(`closure size: known once built (now ${formatBytes(d.fromBytes)}, ${count(d.fromPaths)} paths)`);
+    lines.push(`closure size: known once built (deployed: ${formatBytes(d.fromBytes)}, ${count(d.fromPaths)} paths)`);
   } else {
     lines.push("closure size: known once built");
   }
