@@ -20,6 +20,10 @@
  *   pulumi-nixos:networkArgs: { … }            # `nixops set-args`, when the files are functions
  *   pulumi-nixos:extraBuiltinsFile: ./helpers/extra-builtins.nix   # only for builtins besides vault
  *   pulumi-nixos:hosts: { heron: 10.0.0.5 }    # override deployment.targetHost (names that do not resolve)
+ *   pulumi-nixos:networkArgsNix: { … }         # arguments as Nix expressions (what import-nixops writes)
+ *   pulumi-nixos:hostPublicKeys: { heron: ssh-ed25519 AAAA… }
+ *   pulumi-nixos:rootAuthorizedKeys: { heron: [ssh-ed25519 AAAA… NixOps client key for heron] }
+ *   pulumi-nixos:sshPrivateKey.heron: { secure: … }   # a machine's own key (NixOps's per-machine key)
  *
  * Relative paths in stack config (networkFile, configuration/imports without a networkFile,
  * nixPath entries, sshPrivateKeyFile) resolve against the project root, the directory holding
@@ -69,6 +73,9 @@ if (config.get("networkNix") !== undefined) {
   networkNix = raw && typeof raw === "object" && !Array.isArray(raw) ? raw as NetworkNixDescription : {
     files: raw as string | string[],
     args: config.getObject("networkArgs"),
+    nixArgs: config.getObject("networkArgsNix"),
+    hostPublicKeys: config.getObject("hostPublicKeys"),
+    rootAuthorizedKeys: config.getObject("rootAuthorizedKeys"),
     extraBuiltinsFile: config.get("extraBuiltinsFile"),
     pins: config.getObject("pins"),
     pin: config.get("pin"),
@@ -90,6 +97,12 @@ const keyFile = config.get("sshPrivateKeyFile");
 requireSecretIfSet(config, "vaultToken", "the Vault token");
 const privateKey = getSecretConfig(config, "sshPrivateKey", "the SSH private key")
   ?? (keyFile ? pulumi.secret(fs.readFileSync(fromRoot(keyFile), "utf8")) : undefined);
+// Per-machine keys (`pulumi-nixos:sshPrivateKey.<machine>`, each set with --secret), over sshPrivateKey.
+const MACHINE_KEY = "pulumi-nixos:sshPrivateKey.";
+const privateKeys = Object.fromEntries(Object.keys(pulumi.runtime.allConfig()).filter((k) => k.startsWith(MACHINE_KEY)).map((k) => {
+  const m = k.slice(MACHINE_KEY.length);
+  return [m, getSecretConfig(config, `sshPrivateKey.${m}`, `the SSH private key of machine ${m}`)!];
+}));
 const nixPath = (config.getObject<string[]>("nixPath") ?? []).map((e) => {
   const i = e.indexOf("=");
   const v = i < 0 ? e : e.slice(i + 1);
@@ -97,7 +110,7 @@ const nixPath = (config.getObject<string[]>("nixPath") ?? []).map((e) => {
 });
 
 const net = new Network(network?.description ?? "network", {
-  network, networkNix, baseDir, privateKey, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
+  network, networkNix, baseDir, privateKey, privateKeys, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
 });
 
 export const systems = Object.fromEntries(Object.entries(net.machines).map(([n, m]) =>

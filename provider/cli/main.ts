@@ -9,6 +9,7 @@ export async function main(argv: string[]): Promise<void> {
   require("./fleet").registerFleetCommands(program);
   require("./pin").registerPinCommands(program);
   require("./unlock").registerUnlockCommand(program);
+  require("./import-nixops").registerImportNixopsCommand(program);
   require("../lab/cli").registerLabCommands(program);
   await program.parseAsync(argv);
 }

@@ -132,6 +132,15 @@ export interface NetworkNixDescription {
   files: string | string[];
   /** The network's arguments when its files are functions (`nixops set-args`): JSON values. */
   args?: Record<string, unknown>;
+  /** Arguments as Nix expressions (`nixops set-args --arg NAME EXPR`; import-nixops writes these). */
+  nixArgs?: Record<string, string>;
+  /** Host keys by machine (`ssh-ed25519 AAAA…`), e.g. from the operator's known_hosts; absent: trust on first use. */
+  hostPublicKeys?: Record<string, string>;
+  /**
+   * Public keys kept in root's authorized keys, by machine (NixOps's `none` backend added its
+   * per-machine key there; import-nixops carries it over so nobody is locked out).
+   */
+  rootAuthorizedKeys?: Record<string, string[]>;
   /** nix-plugins' extra-builtins-file, for extra builtins other than `vault` (their `exec` commands run at deploy time). */
   extraBuiltinsFile?: string;
   /** Pins by name (`pulumi-nixos pin add` writes them). */
@@ -144,7 +153,7 @@ export interface NetworkNixDescription {
   hosts?: Record<string, string>;
 }
 
-const NETWORK_NIX_FIELDS = ["files", "args", "extraBuiltinsFile", "pins", "pin", "channel", "hosts"];
+const NETWORK_NIX_FIELDS = ["files", "args", "nixArgs", "hostPublicKeys", "rootAuthorizedKeys", "extraBuiltinsFile", "pins", "pin", "channel", "hosts"];
 
 /** Every problem of a networkNix description (empty when valid); paths read like `networkNix.pin`. */
 export function networkNixProblems(d: unknown): string[] {
@@ -160,6 +169,15 @@ export function networkNixProblems(d: unknown): string[] {
   if (n.channel !== undefined && typeof n.channel !== "boolean") out.push("networkNix.channel: true or false");
   for (const [m, h] of Object.entries(n.hosts ?? {})) {
     if (typeof h !== "string" || !h) out.push(`networkNix.hosts.${m}: a host name or address`);
+  }
+  for (const [a, e] of Object.entries(n.nixArgs ?? {})) {
+    if (typeof e !== "string" || !e.trim()) out.push(`networkNix.nixArgs.${a}: a Nix expression (a string)`);
+  }
+  for (const [m, k] of Object.entries(n.hostPublicKeys ?? {})) {
+    if (typeof k !== "string" || !/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+$/.test(k)) out.push(`networkNix.hostPublicKeys.${m}: a public key as 'ssh-ed25519 AAAA…'`);
+  }
+  for (const [m, ks] of Object.entries(n.rootAuthorizedKeys ?? {})) {
+    if (!Array.isArray(ks) || ks.some((k) => typeof k !== "string" || !/^(ssh-|ecdsa-)\S+ \S+/.test(k))) out.push(`networkNix.rootAuthorizedKeys.${m}: a list of public keys ('ssh-ed25519 AAAA… comment')`);
   }
   return out;
 }

@@ -30,6 +30,8 @@ export interface NetworkArgs {
   baseDir?: string;
   /** SSH private key for every machine (a secret); absent = ssh-agent. */
   privateKey?: pulumi.Input<string>;
+  /** Per-machine SSH private keys (secrets), over `privateKey` (NixOps's `none` backend had one per machine). */
+  privateKeys?: Record<string, pulumi.Input<string>>;
   /** Extra NIX_PATH entries for machines without a pin. */
   nixPath?: string[];
   /** Allow machines without a pin to use the operator's NIX_PATH. */
@@ -115,7 +117,7 @@ export class Network extends pulumi.ComponentResource {
   private fromNix(nn: NetworkNixDescription, abs: (p: string) => string, args: NetworkArgs): void {
     validateNetworkNix(nn);
     const files = (typeof nn.files === "string" ? [nn.files] : nn.files).map(abs);
-    const src = { files, args: nn.args, extraBuiltinsFile: nn.extraBuiltinsFile ? abs(nn.extraBuiltinsFile) : undefined };
+    const src = { files, args: nn.args, nixArgs: nn.nixArgs, rootAuthorizedKeys: nn.rootAuthorizedKeys, extraBuiltinsFile: nn.extraBuiltinsFile ? abs(nn.extraBuiltinsFile) : undefined };
     const pin = nn.pin ? nn.pins![nn.pin] : undefined;
     const nixPath = pin ? [`nixpkgs=${fetchPinSync(`networkNix.pin ${nn.pin}`, pin)}`] : args.nixPath ?? [];
     if (!nixPath.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
@@ -123,13 +125,17 @@ export class Network extends pulumi.ComponentResource {
     }
     const info = evaluateNetworkNix(src, nixPath);
     const problems = [...unsupportedProblems(info),
-      ...Object.keys(nn.hosts ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.hosts.${m}: no such machine in the network`)];
+      ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["privateKeys", args.privateKeys]] as const)
+        .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
     if (problems.length) throw new Error(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
     const config = new pulumi.Config();
     const vaultAccess = () => pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")])
       .apply(([addr, token]) => ({ addr, token }));
     for (const [mName, d] of Object.entries(info.machines)) {
-      const connection: ConnectionArgs = { host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser, privateKey: args.privateKey };
+      const connection: ConnectionArgs = {
+        host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser,
+        privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName],
+      };
       const child = { parent: this };
       const keys = Object.entries(d.keys).map(([kName, k]) => {
         const label = `${mName}/${kName}`;

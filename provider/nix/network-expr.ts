@@ -13,6 +13,10 @@ export interface NixopsNetworkSource {
   files: string[];
   /** The network's arguments (`nixops set-args`): JSON values. */
   args?: Record<string, unknown>;
+  /** Arguments as Nix expressions (`nixops set-args --arg NAME EXPR`, as deployments.nixops stores them). */
+  nixArgs?: Record<string, string>;
+  /** Public keys added to root's authorized keys, by machine (what NixOps's `none` backend deployed with). */
+  rootAuthorizedKeys?: Record<string, string[]>;
   /** Absolute path of nix-plugins' extra-builtins-file, if the network uses other extra builtins than `vault`. */
   extraBuiltinsFile?: string;
 }
@@ -23,9 +27,11 @@ const KEYS_MODULE = path.join(packageRoot, "provider", "nix", "keys.nix");
 /** `import eval-network.nix { … }`: its `.info` is the deployment data, `.nodes.<name>` each machine. */
 export function networkExpr(src: NixopsNetworkSource): string {
   const files = src.files.map((f) => nixPath(path.resolve(f))).join(" ");
-  const args = src.args && Object.keys(src.args).length ? `args = builtins.fromJSON ${nixString(JSON.stringify(src.args))};` : "";
+  const nixArgs = Object.entries(src.nixArgs ?? {}).map(([k, v]) => `${nixString(k)} = (${v});`).join(" ");
+  const args = Object.keys(src.args ?? {}).length || nixArgs ? `args = builtins.fromJSON ${nixString(JSON.stringify(src.args ?? {}))} // { ${nixArgs} };` : "";
+  const keys = Object.keys(src.rootAuthorizedKeys ?? {}).length ? `rootAuthorizedKeys = builtins.fromJSON ${nixString(JSON.stringify(src.rootAuthorizedKeys))};` : "";
   const extra = src.extraBuiltinsFile ? `extraBuiltinsFile = ${nixPath(path.resolve(src.extraBuiltinsFile))};` : "";
-  return `(import ${nixPath(EVAL_NETWORK)} { networkExprs = [ ${files} ]; keysModule = ${nixPath(KEYS_MODULE)}; ${args} ${extra} })`;
+  return `(import ${nixPath(EVAL_NETWORK)} { networkExprs = [ ${files} ]; keysModule = ${nixPath(KEYS_MODULE)}; ${args} ${keys} ${extra} })`;
 }
 
 /** A machine's toplevel in the network. */

@@ -11,6 +11,7 @@
 # survives "${…}" interpolation and is resolved by pulumi-nixos at deploy time.
 { networkExprs                 # absolute paths of the network files
 , args ? { }                   # `nixops set-args`
+, rootAuthorizedKeys ? { }     # machine → public keys for root (NixOps's `none` physical spec)
 , extraBuiltinsFile ? null     # nix-plugins' extra-builtins-file (called with { exec, … })
 , keysModule                   # pulumi-nixos's keys.nix (units for the keys)
 , system ? builtins.currentSystem
@@ -76,7 +77,9 @@ let
         ./deployment.nix
         keysModule
       ] ++ defaults
-        ++ concatMap (n: if n ? ${name} then [ { _file = n._file; imports = [ (loadModule n.${name}) ]; } ] else [ ]) networks;
+        ++ concatMap (n: if n ? ${name} then [ { _file = n._file; imports = [ (loadModule n.${name}) ]; } ] else [ ]) networks
+        # As NixOps's `none` backend: the key it deployed with stays in root's authorized keys.
+        ++ (if rootAuthorizedKeys ? ${name} then [ { key = "pulumi-nixos-physical"; users.users.root.openssh.authorizedKeys.keys = rootAuthorizedKeys.${name}; } ] else [ ]);
       specialArgs = { inherit nodes name resources uuid deploymentName; };
     };
   }) machineNames);
