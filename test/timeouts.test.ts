@@ -9,6 +9,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
+import { spawn } from "child_process";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run, RunResult } from "../provider/util/run";
 import { readVaultField } from "../provider/secrets/vault";
@@ -169,5 +170,48 @@ describe("deadlines and bounded resources", { skip }, () => {
       await endImport(lab, "host2", pid);
     }
     assert.equal(await hostState("host2"), before, "nothing activated, no key, no lock left");
+  });
+});
+
+describe("logs to a stderr nobody reads", () => {
+  /** A process logging 200 MB through resourceLogger; prints its stderr backlog and peak RSS. */
+  function logger(stderr: "closed" | "stalled"): Promise<{ code: number | null; out: string; err: string }> {
+    const script = `
+      const { resourceLogger } = require(${JSON.stringify(path.join(ROOT, "dist/provider/util/log.js"))});
+      const log = resourceLogger("heron"); const line = "y".repeat(1000);
+      let i = 0;
+      const t = setInterval(() => {
+        for (let k = 0; k < 2000; k++) log(line);
+        if (++i < 100) return;
+        clearInterval(t);
+        const hwm = /VmHWM:\\s+(\\d+)/.exec(require("fs").readFileSync("/proc/self/status", "utf8"))[1];
+        require("fs").writeSync(1, JSON.stringify({ backlog: process.stderr.writableLength, peakRssMB: hwm / 1024 }) + "\\n");
+        if (${stderr === "stalled"}) process.stderr.once("drain", () => setTimeout(() => process.exit(0), 100)); else process.exit(0);
+      }, 2);`;
+    return new Promise((resolve) => {
+      const c = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "", err = "";
+      c.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (stderr === "stalled" && out.includes("\n")) c.stderr!.on("data", (e: Buffer) => { err = (err + e.toString()).slice(-4096); }).resume(); // reads again
+      });
+      if (stderr === "closed") c.stderr!.destroy(); else c.stderr!.pause();
+      const kill = setTimeout(() => c.kill("SIGKILL"), 60_000);
+      c.on("close", (code) => { clearTimeout(kill); resolve({ code, out, err }); });
+    });
+  }
+
+  test("a stalled reader: at most ~1 MiB waits, the rest is dropped and counted once it reads again", async () => {
+    const r = await logger("stalled");
+    assert.equal(r.code, 0, r.err);
+    const o = JSON.parse(r.out);
+    assert.ok(o.backlog <= (1 << 20) + 4096, `${o.backlog} bytes of log lines queued`);
+    assert.match(r.err, /\(\d+ log lines dropped: stderr was not read\)/);
+  });
+
+  test("a closed stderr (the engine is gone): logging stops, the process goes on", async () => {
+    const r = await logger("closed");
+    assert.equal(r.code, 0, "the provider did not die of EPIPE");
+    assert.ok(JSON.parse(r.out).backlog <= (1 << 20) + 4096);
   });
 });
