@@ -9,6 +9,7 @@ import { Connection, normalizeConnection } from "../connection";
 import type { KeyInputs } from "../handlers/key";
 import { PassphraseSecrets } from "../state/passphrase";
 import type { ClosureManifest } from "../nix/manifest";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
 
 const SIG = "4dabf18193072939515e22adb298388d";
 
@@ -37,7 +38,10 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
   let raw: string;
   if (opts.state) raw = fs.readFileSync(opts.state, "utf8");
   else if (opts.stack) {
-    const r = spawnSync("pulumi", ["stack", "export", "--show-secrets", "--stack", opts.stack, ...(opts.cwd ? ["--cwd", opts.cwd] : [])], { encoding: "utf8" });
+    // The backend may be remote: the export is bounded like a remote command.
+    const r = spawnSync("pulumi", ["stack", "export", "--show-secrets", "--stack", opts.stack, ...(opts.cwd ? ["--cwd", opts.cwd] : [])],
+      { encoding: "utf8", timeout: timeoutMs("command"), killSignal: "SIGKILL", maxBuffer: 256 << 20 });
+    if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT") throw new Error(`pulumi stack export did not finish within ${describeTimeout("command")}`);
     if (r.error || r.status !== 0) throw new Error(`pulumi stack export failed (${r.error?.message ?? r.stderr.trim()}); with the engine harness use --state FILE`);
     raw = r.stdout;
   } else throw new Error("which stack? give --stack NAME (needs the pulumi CLI) or --state FILE");
