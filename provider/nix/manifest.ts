@@ -5,6 +5,7 @@
  * local store. Built from a local closure (exact), from a host's listing, or from the derivation
  * closure of a system not built yet (approximate: build-time inputs included, no sizes).
  */
+import * as fs from "fs";
 import { run } from "../util/run";
 import { ClosurePath, closureOf } from "./closure";
 import { parseStoreName } from "./names";
@@ -89,6 +90,8 @@ interface PathInfo { path: string; narSize: number; references?: string[] }
  */
 export async function localManifests(systems: string[]): Promise<Map<string, ClosureManifest>> {
   const out = new Map<string, ClosureManifest>();
+  // Not on disk: certainly not valid (no process spent on asking the store).
+  systems = systems.filter((p) => fs.existsSync(p));
   if (!systems.length) return out;
   const r = await run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--json", "--recursive", ...systems], { allowFailure: true, timeoutMs: 120_000 });
   if (r.code !== 0) {
