@@ -8,7 +8,9 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
-import { canRunLab, tempDir } from "./helpers/env";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
+import { run } from "../provider/util/run";
+import { formatTable } from "../provider/cli/table";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { nixConfig, writeStack } from "./helpers/stack";
 
@@ -114,5 +116,59 @@ describe("issue 19: what a new user trips over", { skip }, () => {
     assert.ok(fout.some((l) => /^a: build log \(\d+\/\d+ derivations started\):$/.test(l)), fout.join("\n"));
     assert.ok(fout.includes("a:   builder-says-no"), "the builder's output, in the log");
     assert.ok(fout.some((l) => /^a:   building '\/nix\/store\/[^']+-broken\.drv'/.test(l)));
+  });
+
+  test("4: a host key that does not match the pinned hostPublicKey says so, with both fingerprints", async () => {
+    const fp = async (key: string) => {
+      const f = path.join(tmp, `key${++n}.pub`);
+      fs.writeFileSync(f, key + "\n");
+      return (await run(["ssh-keygen", "-lf", f])).stdout.split(" ")[1];
+    };
+    const dir = path.join(tmp, `s${++n}`);
+    const s = writeStack(dir, "t", { a: { targetHost: hosts[0].address, config: nixConfig("pinned"), hostPublicKey: hosts[1].hostPublicKey } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const r = await engine("up", s);
+    assert.equal(r.code, 1);
+    const line = lines(r).find((l) => l.includes("host key of"))!;
+    assert.ok(line.includes(`host key of root@${hosts[0].address}:22 does not match the pinned connection.hostPublicKey: ` +
+      `expected ${await fp(hosts[1].hostPublicKey)} (ssh-ed25519), host presented ${await fp(hosts[0].hostPublicKey)} (ssh-ed25519).`), line);
+    assert.doesNotMatch(line, /changed/);
+  });
+
+  test("4: a failed delete prints no stack trace; counts say 1 path, not 1 paths", async () => {
+    const dir = path.join(tmp, `s${++n}`);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "k.txt"), "k\n");
+    const spec = (version: string) => ({ b: { targetHost: hosts[1].address, config: nixConfig("b", { activation: `system.nixos.version = "${version}";` }), keys: { k: { file: path.join(dir, "k.txt") } } } as any });
+    const s = writeStack(dir, "t", spec("24.05.one"), { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    expectExit(await engine("up", s), 0, "up");
+    writeStack(dir, "t", spec("24.05.two"), { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const again = lines(await engine("up", s));
+    assert.ok(again.some((l) => /^b: copying 1 path, /.test(l)), again.join("\n"));
+    assert.ok(again.some((l) => /^b: copied 1 path, /.test(l)));
+    assert.ok(!again.some((l) => /\b1 paths\b/.test(l)));
+
+    await lab.cut("host2");
+    try {
+      const d = await engine("destroy", s);
+      assert.equal(d.code, 1);
+      const out = lines(d);
+      assert.ok(out.some((l) => /^error: b\/k \(urn:[^)]+\): deleting failed: cannot connect to root@/.test(l)), out.join("\n"));
+      assert.ok(out.some((l) => l.endsWith(": nothing was removed; the resource stays in the state and the next destroy or up tries again")), out.join("\n"));
+      assert.ok(!out.some((l) => /^\s+at .*(\.ts|\.js):\d+/.test(l)), `no stack trace:\n${out.join("\n")}`);
+    } finally {
+      await lab.restore("host2");
+    }
+    expectExit(await engine("destroy", s), 0, "destroy once the host is back");
+  });
+
+  test("4: one table style: boxed on a terminal, plain aligned columns when piped (lab status, info)", async () => {
+    const r = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab", "status", "--dir", path.join(tmp, "lab")]);
+    const out = r.stdout.trimEnd().split("\n");
+    assert.match(out[0], /^Name +Address +Port +State +Init +Generation +Current system$/);
+    assert.match(out[1], new RegExp(`^host1 +${hosts[0].address.replace(/\./g, "\\.")} +22 +up +systemd +\\d+ +/nix/store/`));
+    assert.ok(!/[|│┌]/.test(r.stdout), "no box or pipe characters when piped");
+    const tty = formatTable(["Name", "Host"], [["heron", "10.0.0.1"]], true).replace(/\x1b\[[0-9;]*m/g, "");
+    assert.match(tty, /^┌─+┬─+┐\n│ Name +│ Host +│\n├/);
+    assert.equal(formatTable(["Name", "Host"], [["heron", "10.0.0.1"], ["a", "b"]], false), "Name   Host\nheron  10.0.0.1\na      b");
   });
 });

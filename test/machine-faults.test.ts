@@ -74,8 +74,8 @@ describe("machines: faults and bad input", { skip }, () => {
     const before = await current("host1");
     const r = await engine("up", s);
     expectExit(r, 1, "up with a wrong pin");
-    assert.match(r.stdout, /host key of root@10\.231\.\d+\.2:22 changed: pinned ssh-ed25519 \S+, host presented ssh-ed25519 \S+\. Refusing/);
-    assert.match(r.stdout, /set connection\.hostPublicKey to the new key/);
+    assert.match(r.stdout, /host key of root@10\.231\.\d+\.2:22 does not match the pinned connection\.hostPublicKey: expected SHA256:\S+ \(ssh-ed25519\), host presented SHA256:\S+ \(ssh-ed25519\)\. Refusing/);
+    assert.match(r.stdout, /fix connection\.hostPublicKey if the pin is wrong/);
     assert.equal(await current("host1"), before);
     // A recorded key (no pin in the program) is enforced too: the host is "reinstalled" with a new key.
     const s2 = stack({ a: { targetHost: hosts[2].address, config: nixConfig("tofu") } });
@@ -85,7 +85,8 @@ describe("machines: faults and bad input", { skip }, () => {
     writeStack(s2.cwd, "t", { a: { targetHost: hosts[2].address, config: nixConfig("tofu", { role: "changed" }) } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
     const r2 = await engine("up", s2);
     expectExit(r2, 1, "up after the host key changed");
-    assert.match(r2.stdout, /host key of root@.* changed/);
+    assert.match(r2.stdout, /host key of root@.* changed since first contact: expected SHA256:\S+ \(ssh-ed25519\), host presented SHA256:/);
+    assert.match(r2.stdout, /set connection\.hostPublicKey to the new key/);
     hosts = await lab.status();
   });
 

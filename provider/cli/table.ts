@@ -1,13 +1,23 @@
-/** Aligned tables (cli-table3) like NixOps's, colored only on a terminal. */
+/**
+ * The one table style of every command (fleet commands, `lab status`, `import-nixops`): on a
+ * terminal cli-table3's boxed table with a coloured head; piped, plain columns aligned with
+ * spaces (what `awk`, `grep` and `column` expect: no box characters, no pipes, no colour).
+ */
+export function formatTable(head: string[], rows: (string | number)[][], tty: boolean): string {
+  const cells = rows.map((r) => r.map(String));
+  if (tty) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const Table = require("cli-table3");
+    const t = new Table({ head, style: { head: ["cyan"] } });
+    for (const r of cells) t.push(r);
+    return t.toString();
+  }
+  const all = [head, ...cells];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  return all.map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
+
+/** Prints a table to stdout in the style for where stdout goes. */
 export function printTable(head: string[], rows: (string | number)[][]): void {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const Table = require("cli-table3");
-  const tty = !!process.stdout.isTTY;
-  const t = new Table({
-    head,
-    style: tty ? { head: ["cyan"] } : { head: [], border: [] },
-    chars: tty ? undefined : { top: "", "top-mid": "", "top-left": "", "top-right": "", bottom: "", "bottom-mid": "", "bottom-left": "", "bottom-right": "", left: "|", "left-mid": "", mid: "", "mid-mid": "", right: "|", "right-mid": "", middle: "|" },
-  });
-  for (const r of rows) t.push(r.map(String));
-  console.log(t.toString());
+  console.log(formatTable(head, rows, !!process.stdout.isTTY));
 }

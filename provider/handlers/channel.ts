@@ -7,6 +7,7 @@ import { readChannel, restoreChannel, setChannel } from "../host/channel";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
+import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
 /** ChannelPin inputs (plain values). */
 export interface ChannelInputs {
@@ -96,6 +97,6 @@ export async function read(id: string, props: ChannelOutputs): Promise<{ id: str
 /** Delete: the channel goes back to its previous URL, or is removed if there was none. */
 export async function remove(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl));
+  await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl)));
   resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }

@@ -11,6 +11,7 @@ import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
+import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
 /** DeploymentKey inputs as the provider receives them (plain values). */
 export interface KeyInputs {
@@ -96,7 +97,7 @@ export async function read(id: string, props: KeyOutputs): Promise<{ id: string;
 
 export async function remove(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) }, (s) => removeKey(s, props));
+  await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) }, (s) => removeKey(s, props)));
 }
 
 /** "0600" and "600" are the same mode: keep the spelling the program used. */

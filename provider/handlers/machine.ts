@@ -12,7 +12,7 @@ import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { deployLock } from "../host/lock";
 import { SshSession, shq } from "../ssh/session";
-import { resourceLogger, formatBytes, Logger } from "../util/log";
+import { resourceLogger, formatBytes, Logger, plural } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
@@ -154,7 +154,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       const closure = await local;
       manifest = manifestOfClosure(inputs.systemPath, closure);
       // Optimistic: if the host has the whole closure, the check and the activation are one command.
-      log(`checking which of ${closure.length} paths (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
+      log(`checking which of ${plural(closure.length, "path")} (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
       act = await activate(s, inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
       if (act.missing.length) {
         // The activation follows the import in the same command.
@@ -164,7 +164,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
         transfer = pushed;
         act = pushed.followedUp ? step.result(s.label) : undefined;
       } else {
-        log(`the host had all ${closure.length} paths: nothing copied`);
+        log(`the host had all ${plural(closure.length, "path")}: nothing copied`);
         transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };
       }
     }

@@ -7,7 +7,7 @@ import { spawn } from "child_process";
 import { Transform } from "stream";
 import { SshSession } from "../ssh/session";
 import { ClosurePath, exportPaths } from "../nix/closure";
-import { Logger, formatBytes } from "../util/log";
+import { Logger, formatBytes, plural } from "../util/log";
 import { timeoutMs as defaultTimeout } from "../util/timeouts";
 
 /** Buffering between the export and the SSH channel: small pipe buffers idle the link. */
@@ -67,7 +67,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   if (!paths.length) return { paths: 0, bytes: 0 };
   const total = paths.reduce((n, p) => n + p.narSize, 0);
   const log = opts.log ?? (() => undefined);
-  log(`copying ${paths.length} paths, ${formatBytes(total)}${opts.compress ? " (zstd)" : ""}`);
+  log(`copying ${plural(paths.length, "path")}, ${formatBytes(total)}${opts.compress ? " (zstd)" : ""}`);
   const exporter = exportPaths(paths.map((p) => p.path));
   let exportErr = "";
   exporter.stderr!.on("data", (d: Buffer) => { exportErr = (exportErr + d.toString()).slice(-16384); });
@@ -81,7 +81,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
       raw += chunk.length;
       if (Date.now() - lastReport > 1000) {
         lastReport = Date.now();
-        log(`copying ${paths.length} paths, ${formatBytes(total)} … ${Math.min(99, Math.floor((raw / Math.max(total, 1)) * 100))}%`);
+        log(`copying ${plural(paths.length, "path")}, ${formatBytes(total)} … ${Math.min(99, Math.floor((raw / Math.max(total, 1)) * 100))}%`);
       }
       cb(null, chunk);
     },
@@ -106,7 +106,7 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
     onLine: (line, stream) => {
       if (!imported && stream === "stdout" && line === IMPORTED) {
         imported = true;
-        log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
+        log(`copied ${plural(paths.length, "path")}, ${formatBytes(sent)} sent`);
         if (then?.announce) log(then.announce);
       } else if (imported) then?.onLine(line);
     },
@@ -116,6 +116,6 @@ export async function copyToHost(s: SshSession, paths: ClosurePath[], opts: Copy
   const lastErr = () => r.stderr.trim().split("\n").slice(-5).join(" | ");
   if (r.code !== 0 && !imported) throw new Error(`nix-store --import on ${s.label} failed (exit ${r.code}): ${lastErr()}`);
   if (r.code !== 0) throw new Error(`${then!.what} on ${s.label} failed (exit ${r.code}): ${lastErr()}`);
-  if (!then) log(`copied ${paths.length} paths, ${formatBytes(sent)} sent`);
+  if (!then) log(`copied ${plural(paths.length, "path")}, ${formatBytes(sent)} sent`);
   return { paths: paths.length, bytes: sent };
 }

@@ -7,7 +7,7 @@ import { Connection } from "../connection";
 import { ClosurePath, closureOf } from "../nix/closure";
 import { HostAccess, withHost } from "../ssh/pool";
 import { SshSession } from "../ssh/session";
-import { Logger, formatBytes } from "../util/log";
+import { Logger, formatBytes, plural } from "../util/log";
 import { chooseCompression } from "./compression";
 import { FollowUp, copyToHost, missingOnHost } from "./copy";
 
@@ -43,12 +43,12 @@ export async function pushClosure(s: SshSession, closure: ClosurePath[], opts: P
   const log = opts.log ?? (() => undefined);
   let missing = opts.missing ?? await missingOnHost(s, closure.map((p) => p.path));
   if (missing.length && opts.substituteOnTarget) {
-    log(`asking the host to substitute ${missing.length} paths from its binary caches`);
+    log(`asking the host to substitute ${plural(missing.length, "path")} from its binary caches`);
     await s.exec(`xargs -r nix-store --realise >/dev/null 2>&1 || true`, { stdin: missing.join("\n") + "\n", privileged: true, what: "substitution" });
     missing = await missingOnHost(s, missing);
   }
   const wanted = new Set(missing);
-  log(`${closure.length} paths in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
+  log(`${plural(closure.length, "path")} in the closure (${formatBytes(sizeOf(closure).bytes)}), ${missing.length} missing on the host`);
   const toCopy = closure.filter((p) => wanted.has(p.path));
   const copied = await copyToHost(s, toCopy, { compress: await compressionFor(s, toCopy, opts.compress ?? "auto", log), log, then: opts.then });
   return { closureSize: sizeOf(closure), missing: toCopy.length, bytesCopied: copied.bytes, followedUp: toCopy.length > 0 && !!opts.then };

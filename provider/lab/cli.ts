@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { DEFAULT_LAB_DIR, DEFAULT_LAB_INIT, Lab } from "./lab";
+import { printTable } from "../cli/table";
 
 /** Adds `lab up|status|exec|cut|restore|reboot|down` to the CLI. */
 export function registerLabCommands(program: Command): void {
@@ -57,9 +58,6 @@ export function registerLabCommands(program: Command): void {
 }
 
 function printStatus(hosts: Awaited<ReturnType<Lab["status"]>>): void {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const Table = require("cli-table3");
-  const t = new Table({ head: ["Name", "Address", "Port", "State", "Init", "Generation", "Current system"], style: process.stdout.isTTY ? {} : { head: [], border: [] } });
-  for (const h of hosts) t.push([h.name, h.address, h.port, h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]);
-  console.log(t.toString());
+  printTable(["Name", "Address", "Port", "State", "Init", "Generation", "Current system"],
+    hosts.map((h) => [h.name, h.address, h.port, h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]));
 }

@@ -131,7 +131,9 @@ export class SshSession {
         hostVerifier: (key: Buffer) => {
           presented = formatHostKey(key);
           if (pin && presented !== pin) {
-            mismatch = new HostKeyMismatchError(connectionLabel(conn), pin, presented);
+            // The program's own pin, or the key recorded at first contact (they say different things).
+            const configured = !!conn.hostPublicKey && normalizeHostKey(conn.hostPublicKey) === pin;
+            mismatch = new HostKeyMismatchError(connectionLabel(conn), pin, presented, configured);
             return false;
           }
           return true;
