@@ -174,6 +174,18 @@ describe("networkNix through the stack program (preview, no host contacted)", ()
     assert.doesNotMatch(out, /Resource (web|db) create/);
   });
 
+  test("a machine whose system does not evaluate: the run fails naming it, and no key goes to any host", async () => {
+    // Deployment data evaluates (the throw is only in the system); 10.0.0.9 is no lab host: a key
+    // upload would fail with a connection error instead.
+    const dir = network({ "network.nix": `{ db = { deployment.targetHost = "10.0.0.9"; deployment.keys.pw.keyCommand = [ "echo" "pw" ]; environment.etc.broken.text = throw "db's system is broken"; }; }` });
+    const up = await engine("up", nixStack(dir, ["./network.nix"]));
+    expectExit(up, 1, "up");
+    const out = up.stdout + up.stderr;
+    assert.match(out, /db's system is broken/);
+    assert.doesNotMatch(out, /10\.0\.0\.9/, "no connection was attempted");
+    assert.deepEqual(Object.keys(stateResources(path.join(dir, "t.state.json"))).filter((k) => k.includes("db")), []);
+  });
+
   test("a literal key text becomes a Pulumi secret, with a warning that it sat in a Nix file", async () => {
     const dir = network({ "network.nix": `{ db = { deployment.targetHost = "10.0.0.9"; deployment.keys.pw = { text = "literal-pw-in-nix"; user = "postgres"; }; }; }` });
     const pv = await engine("preview", nixStack(dir, ["./network.nix"]));

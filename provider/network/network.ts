@@ -131,6 +131,10 @@ export class Network extends pulumi.ComponentResource {
     const config = new pulumi.Config();
     const vaultAccess = () => pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")])
       .apply(([addr, token]) => ({ addr, token }));
+    // As for a description: keys and channel pins wait until every machine's system evaluated,
+    // so a network that does not evaluate touches no host.
+    let fleetEvaluated!: (o: pulumi.Output<unknown>) => void;
+    const afterEvaluation: pulumi.Input<pulumi.Resource[]> = pulumi.output(new Promise<pulumi.Input<unknown>>((r) => { fleetEvaluated = r; }) as Promise<object>).apply((): pulumi.Resource[] => []);
     for (const [mName, d] of Object.entries(info.machines)) {
       const connection: ConnectionArgs = {
         host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser,
@@ -146,10 +150,10 @@ export class Network extends pulumi.ComponentResource {
         return [kName, new DeploymentKey(label, {
           connection, name: k.name, text: source.text, file: source.file, command: source.command, vault: source.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions,
-        }, child)] as const;
+        }, { ...child, dependsOn: afterEvaluation })] as const;
       });
       const channel = pin && nn.channel !== false
-        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, child) : undefined;
+        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, { ...child, dependsOn: afterEvaluation }) : undefined;
       this.machines[mName] = new Machine(mName, {
         connection,
         nixopsNetwork: src,
@@ -163,6 +167,7 @@ export class Network extends pulumi.ComponentResource {
       this.keys[mName] = Object.fromEntries(keys);
       if (channel) this.channels[mName] = channel;
     }
+    fleetEvaluated(pulumi.all(Object.values(this.machines).map((m) => m.evaluated)));
     this.registerOutputs({
       description: info.network.description,
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
