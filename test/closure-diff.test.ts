@@ -112,10 +112,14 @@ test("approximate sides: no sizes, the new side restricted to given names, remov
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
+/** Makes this run's systems new to the local store (built or not is what the test decides). */
+const RUN = `${process.pid}-${Date.now()}`;
+
 /** heron's configuration: packages and an nginx.service whose unit names the nginx package. */
 function heron(packages: string, nginx: string): string {
   return `{ pkgs, ... }: let nginx = ${nginx}; in {
   networking.hostName = "heron";
+  environment.etc."run".text = "${RUN}";
   environment.systemPackages = [ ${packages} ];
   systemd.services.nginx = { wantedBy = [ "multi-user.target" ]; path = [ nginx ]; script = "exec sleep 100000"; };
 }
@@ -154,6 +158,8 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     assert.equal(m1.bytes, st.outputs.closureSize.bytes);
     assert.ok(m1.packages.some((l: string) => /^zlib 1\.2\.13 /.test(l)) && m1.packages.some((l: string) => /^zlib 1\.3\.1 /.test(l)), "two zlibs in one closure");
     assert.ok(m1.packages.some((l: string) => /^openssl 3\.0\.13 \w{8},\w{8}$/.test(l)), "openssl's out and lib outputs under one version");
+    assert.equal(st.inputs.closureManifest.exact, false, "the up's Check saw v1 unbuilt: its derivations' manifest");
+    assert.equal(st.inputs.closureManifest.system, m1.system);
 
     // v2, not built: the plan's lines come from the derivations and say so.
     s = stack(V2);
@@ -227,6 +233,16 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     assert.match(pv3.stdout, /~ closureChanges: undefined => \["approximate/, "the last run's lines are not the old side");
     // nginx 1.26.1 is rebuilt too: the usual openssl is its input again.
     assert.deepEqual(other.slice(0, 4), ["approximate: not built yet — set previewBuild for the exact list", "+ memcached 1.6.21", "nginx 1.26.1 (rebuilt)", "openssl 3.0.13 (rebuilt)"]);
+
+    // Built on the host: the manifest and the summary come from the host's closure.
+    s = writeStack(path.join(tmp, "prog"), "lab", { heron: { targetHost: h.address, config: V3, buildOn: "target" } }, extra);
+    const up3 = await engine("up", s);
+    expectExit(up3, 0, "up v3 built on the host");
+    assert.match(up3.stdout + up3.stderr, /heron: generation \d+ \(1 added, 2 rebuilt, [\d.]+ \w+ copied; restarted: nginx\.service\)$/m);
+    st = stateResources(s.state).heron;
+    assert.equal(st.outputs.closureManifest.exact, true);
+    assert.equal(st.outputs.closureManifest.system, st.outputs.systemPath);
+    assert.equal(st.outputs.closureManifest.paths, st.outputs.closureSize.paths);
   } finally {
     await lab.down();
     fs.rmSync(tmp, { recursive: true, force: true });
