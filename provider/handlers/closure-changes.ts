@@ -44,7 +44,10 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
   if (!sys || isUnknown(sys) || isUnknown(news.drvPath) || olds.systemPath === sys) return kept;
   try {
     if (!dryRun) return { closureManifest: (await newSide(news, sys, (await localManifests([sys])).get(sys))).manifest };
-    return { ...kept, closureChanges: await compare(olds, news, sys) };
+    // A new machine has nothing to compare with: no closureChanges (an undefined value would not
+    // serialize: the SDK's Struct conversion rejects it, failing the preview).
+    const changes = await compare(olds, news, sys);
+    return changes === undefined ? kept : { ...kept, closureChanges: changes };
   } catch (e) {
     const line = `closure changes unavailable: ${(e as Error).message.split("\n")[0]}`;
     resourceLogger(news.name ?? "machine")(line);
