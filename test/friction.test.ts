@@ -11,6 +11,8 @@ import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { run } from "../provider/util/run";
 import { formatTable } from "../provider/cli/table";
+import { startChannelServer } from "./channels/server";
+import YAML from "yaml";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { nixConfig, writeStack } from "./helpers/stack";
 
@@ -170,5 +172,57 @@ describe("issue 19: what a new user trips over", { skip }, () => {
     const tty = formatTable(["Name", "Host"], [["heron", "10.0.0.1"]], true).replace(/\x1b\[[0-9;]*m/g, "");
     assert.match(tty, /^┌─+┬─+┐\n│ Name +│ Host +│\n├/);
     assert.equal(formatTable(["Name", "Host"], [["heron", "10.0.0.1"], ["a", "b"]], false), "Name   Host\nheron  10.0.0.1\na      b");
+  });
+
+  test("3: pin add/update edit the form the stack uses (network, networkFile, short form); the stack then evaluates", async () => {
+    const ch = await startChannelServer(path.join(tmp, "channels"), "127.0.0.1", ["24.05.1", "24.11.2"]);
+    try {
+      const pinCli = (dir: string, ...args: string[]) => run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "pin", ...args, "--stack", "t", "--cwd", dir]);
+      const project = (dir: string, stackYaml: Record<string, unknown>) => {
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: pulumi-nixos\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
+        fs.writeFileSync(path.join(dir, "a.nix"), nixConfig("a"));
+        fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath, ...stackYaml } }));
+        return { cwd: dir, stack: "t", state: path.join(dir, "t.state.json") };
+      };
+      const machine = { targetHost: hosts[0].address, configuration: "./a.nix", pin: "nixos" };
+      const v1 = ch.channels["24.05.1"], v2 = ch.channels["24.11.2"];
+      const stackDoc = (dir: string) => YAML.parse(fs.readFileSync(path.join(dir, "Pulumi.t.yaml"), "utf8")).config;
+
+      // pulumi-nixos:network
+      const net = project(path.join(tmp, "pin-network"), { "pulumi-nixos:network": { machines: { a: machine } } });
+      const add = await pinCli(net.cwd, "add", "nixos", v1.url);
+      assert.equal(add.stdout.trim(), `pin nixos: ${v1.url} sha256 ${v1.sha256} → pulumi-nixos:network.pins in Pulumi.t.yaml`);
+      assert.deepEqual(stackDoc(net.cwd)["pulumi-nixos:network"].pins, { nixos: { url: v1.url, sha256: v1.sha256 } });
+      assert.equal(stackDoc(net.cwd)["pulumi-nixos:pins"], undefined);
+      const pv = await engine("preview", net);
+      expectExit(pv, 0, "preview of the network stack after pin add");
+      assert.doesNotMatch(pv.stdout, /unknown pin/);
+      const upd = await pinCli(net.cwd, "update", "nixos", "--url", v2.url);
+      assert.equal(upd.stdout.trim(), `pin nixos: ${v2.url} sha256 ${v1.sha256} → ${v2.sha256}`);
+      assert.deepEqual(stackDoc(net.cwd)["pulumi-nixos:network"].pins.nixos, { url: v2.url, sha256: v2.sha256 });
+
+      // pulumi-nixos:networkFile (relative to the project root)
+      const nfDir = path.join(tmp, "pin-file");
+      fs.mkdirSync(path.join(nfDir, "net"), { recursive: true });
+      fs.writeFileSync(path.join(nfDir, "net", "network.yaml"), "# the network\n" + YAML.stringify({ machines: { a: { ...machine, configuration: "../a.nix" } } }));
+      const nf = project(nfDir, { "pulumi-nixos:networkFile": "net/network.yaml" });
+      const addF = await pinCli(nf.cwd, "add", "nixos", v1.url);
+      assert.match(addF.stdout, / → pins in .*net\/network\.yaml$/m);
+      const netYaml = fs.readFileSync(path.join(nfDir, "net", "network.yaml"), "utf8");
+      assert.ok(netYaml.startsWith("# the network\n"), "comments kept");
+      assert.deepEqual(YAML.parse(netYaml).pins, { nixos: { url: v1.url, sha256: v1.sha256 } });
+      assert.equal(stackDoc(nf.cwd)["pulumi-nixos:pins"], undefined);
+      expectExit(await engine("preview", nf), 0, "preview of the networkFile stack after pin add");
+
+      // the short form: pulumi-nixos:machines + pulumi-nixos:pins
+      const short = project(path.join(tmp, "pin-short"), { "pulumi-nixos:machines": { a: machine } });
+      const addS = await pinCli(short.cwd, "add", "nixos", v1.url);
+      assert.equal(addS.stdout.trim(), `pin nixos: ${v1.url} sha256 ${v1.sha256} → pulumi-nixos:pins in Pulumi.t.yaml`);
+      assert.deepEqual(stackDoc(short.cwd)["pulumi-nixos:pins"], { nixos: { url: v1.url, sha256: v1.sha256 } });
+      expectExit(await engine("preview", short), 0, "preview of the short-form stack after pin add");
+    } finally {
+      await ch.close();
+    }
   });
 });

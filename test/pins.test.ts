@@ -117,11 +117,13 @@ describe("channel pins", { skip }, () => {
     const cli = [process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "pin"];
     await run([...cli, "add", "nixos", ch.channels["24.05.1"].url, "--stack", "t", "--cwd", s.cwd]);
     let doc = YAML.parse(fs.readFileSync(path.join(s.cwd, "Pulumi.t.yaml"), "utf8"));
-    assert.deepEqual(doc.config["pulumi-nixos:pins"].nixos, { url: ch.channels["24.05.1"].url, sha256: ch.channels["24.05.1"].sha256 });
-    assert.ok(doc.config["pulumi-nixos:network"], "other config kept");
+    // The stack describes its network under pulumi-nixos:network: the pin goes there (issue 19).
+    assert.deepEqual(doc.config["pulumi-nixos:network"].pins.nixos, { url: ch.channels["24.05.1"].url, sha256: ch.channels["24.05.1"].sha256 });
+    assert.ok(doc.config["pulumi-nixos:network"].machines.host1, "other config kept");
+    assert.equal(doc.config["pulumi-nixos:pins"], undefined);
     const upd = await run([...cli, "update", "nixos", "--url", ch.channels["24.11.2"].url, "--stack", "t", "--cwd", s.cwd]);
     assert.match(upd.stdout, new RegExp(`${ch.channels["24.05.1"].sha256} → ${ch.channels["24.11.2"].sha256}`));
     doc = YAML.parse(fs.readFileSync(path.join(s.cwd, "Pulumi.t.yaml"), "utf8"));
-    assert.equal(doc.config["pulumi-nixos:pins"].nixos.sha256, ch.channels["24.11.2"].sha256);
+    assert.equal(doc.config["pulumi-nixos:network"].pins.nixos.sha256, ch.channels["24.11.2"].sha256);
   });
 });

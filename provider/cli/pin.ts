@@ -1,12 +1,11 @@
 import { Command } from "commander";
 import { prefetch } from "../pins/pin";
 import { editStackFile, stackConfigFile } from "./stack-file";
-
-const PINS_KEY = "pulumi-nixos:pins";
+import { pinLocation } from "./pin-location";
 
 /** `pin add NAME URL` and `pin update NAME`: compute the sha256 and write it into stack config. */
 export function registerPinCommands(program: Command): void {
-  const pin = program.command("pin").description("channel pins in stack config (pulumi-nixos:pins), hashes computed for you");
+  const pin = program.command("pin").description("channel pins of a stack (where its network keeps them: pulumi-nixos:network.pins, the networkFile's pins, or pulumi-nixos:pins), hashes computed for you");
   const common = (c: Command) => c
     .option("--stack <name>", "stack whose Pulumi.<stack>.yaml is edited")
     .option("--cwd <dir>", "project directory (Pulumi.yaml)", ".")
@@ -14,26 +13,26 @@ export function registerPinCommands(program: Command): void {
 
   common(pin.command("add <name> <url>").description("pin NAME to URL (channel or tarball), with its sha256"))
     .action(async (name: string, url: string, o) => {
-      const { file } = stackConfigFile(o);
+      const { file, keys, label } = pinLocation(stackConfigFile(o).file, o.cwd);
       const { sha256 } = await prefetch(url);
-      editStackFile(file, (doc) => doc.setIn(["config", PINS_KEY, name], { url, sha256 }));
-      console.log(`pin ${name}: ${url} sha256 ${sha256} → ${file}`);
+      editStackFile(file, (doc) => doc.setIn([...keys, name], { url, sha256 }));
+      console.log(`pin ${name}: ${url} sha256 ${sha256} → ${label}`);
     });
 
   common(pin.command("update <name>").description("re-fetch NAME's URL and record its current sha256"))
     .option("--url <url>", "move the pin to a new URL")
     .action(async (name: string, o) => {
-      const { file } = stackConfigFile(o);
+      const { file, keys, label } = pinLocation(stackConfigFile(o).file, o.cwd);
       let url = o.url as string | undefined;
       let old = "";
       editStackFile(file, (doc) => {
-        const cur = doc.getIn(["config", PINS_KEY, name]) as YAML_Map | undefined;
-        if (!cur && !url) throw new Error(`no pin '${name}' in ${file} (use pin add)`);
+        const cur = doc.getIn([...keys, name]) as YAML_Map | undefined;
+        if (!cur && !url) throw new Error(`no pin '${name}' in ${label} (use pin add)`);
         url ??= String(cur?.get("url"));
         old = cur ? String(cur.get("sha256")) : "";
       });
       const { sha256 } = await prefetch(url!);
-      editStackFile(file, (doc) => doc.setIn(["config", PINS_KEY, name], { url, sha256 }));
+      editStackFile(file, (doc) => doc.setIn([...keys, name], { url, sha256 }));
       console.log(old === sha256 ? `pin ${name}: unchanged (${sha256})` : `pin ${name}: ${url} sha256 ${old || "(none)"} → ${sha256}`);
     });
 }
