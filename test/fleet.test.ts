@@ -76,7 +76,7 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
       assert.deepEqual([pigeon.exists, pigeon.up, pigeon.reachable], ["Yes", "No", "No"]);
       const table = await fleet("check", "--include", "heron");
       assert.match(table.stdout, /Machines state:/);
-      assert.match(table.stdout, /\| *Name *\| *Exists *\| *Up *\| *Reachable *\| *Disks OK *\| *Load avg\. *\| *System *\| *Units *\| *Notes *\|/);
+      assert.match(table.stdout, /^Name +Exists +Up +Reachable +Disks OK +Load avg\. +System +Units +Notes$/m);
     } finally {
       await bed.lab.restore("pigeon");
     }
