@@ -4,6 +4,7 @@ import * as assert from "node:assert/strict";
 import { compareVersions, parseStoreName } from "../provider/nix/names";
 import { manifestOf } from "../provider/nix/manifest";
 import { diffManifests, formatDiff, summarizeDiff } from "../provider/nix/closure-diff";
+import { check } from "../provider/handlers/machine";
 import * as fs from "fs";
 import * as path from "path";
 import { Lab } from "../provider/lab/lab";
@@ -108,6 +109,29 @@ test("approximate sides: no sizes, the new side restricted to given names, remov
   assert.deepEqual(lines, ["approximate", "nginx 1.24.0 → 1.26.1", "+ redis 7.2.4", "- memcached 1.6.21", "closure size: known once built (deployed: 15 B, 2 paths)"]);
 });
 
+test("Machine check: closure properties only when defined (the SDK's Struct rejects undefined), dryRun removed, previewBuild validated", async () => {
+  const news = { name: "heron", connection: { host: "h", port: 22, user: "root", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n(not read)\n-----END OPENSSH PRIVATE KEY-----\n" }, systemPath: sp("nixos-system-heron-1", "s"), action: "switch" as const,
+    buildOn: "local" as const, substituteOnTarget: false, compress: false, connectTimeout: 1, activationTimeout: 1 };
+  const noUndefined = (o: object) => assert.ok(!Object.values(o).includes(undefined), JSON.stringify(o));
+  // A new machine in a preview: nothing to compare, no key at all.
+  const fresh = await check({}, { ...news, dryRun: true });
+  assert.deepEqual(fresh.failures, []);
+  assert.equal("closureChanges" in fresh.inputs, false);
+  assert.equal("dryRun" in fresh.inputs, false);
+  noUndefined(fresh.inputs);
+  // A changed system that is neither here nor derivable: one line says why, the preview goes on.
+  const changed = await check({ systemPath: sp("nixos-system-heron-0", "r") }, { ...news, dryRun: true });
+  assert.match(changed.inputs.closureChanges?.[0] ?? "", /^closure changes unavailable: .* not in the local store and there is no derivation/);
+  noUndefined(changed.inputs);
+  // An up records no lines; the same system keeps the recorded manifest.
+  const manifest = manifestOf(news.systemPath, [{ path: news.systemPath, narSize: 1 }], true);
+  const same = await check({ systemPath: news.systemPath, closureManifest: manifest }, { ...news, dryRun: false });
+  assert.deepEqual(same.inputs.closureManifest, manifest);
+  assert.equal("closureChanges" in same.inputs, false);
+  const bad = await check({}, { ...news, previewBuild: "yes" as unknown as boolean });
+  assert.deepEqual(bad.failures, [{ property: "previewBuild", reason: "Machine heron: previewBuild must be true or false, got 'yes'" }]);
+});
+
 // ---- on the lab: preview, deploy, drift -----------------------------------------------------
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
@@ -146,6 +170,11 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     const extra = { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath };
     const stack = (config: string, more: Record<string, unknown> = {}) => writeStack(path.join(tmp, "prog"), "lab", { heron: { targetHost: h.address, config } }, { ...extra, ...more });
     let s = stack(V1);
+    // A new machine has nothing to compare with: the preview works and shows no closureChanges.
+    const pv0 = await engine("preview", s);
+    expectExit(pv0, 0, "preview of a new machine");
+    assert.match(pv0.stdout, /\+ {2}pulumi-nodejs:dynamic:Resource heron create/);
+    assert.doesNotMatch(pv0.stdout + pv0.stderr, /closureChanges|heron: closure/);
     const up1 = await engine("up", s);
     expectExit(up1, 0, "first up");
     const log1 = up1.stdout + up1.stderr;

@@ -86,6 +86,9 @@ export async function check(olds: Partial<MachineInputs>, news: MachineInputs): 
   for (const k of ["connectTimeout", "activationTimeout"] as const) {
     if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
   }
+  if (news.previewBuild !== undefined && !isUnknown(news.previewBuild) && typeof news.previewBuild !== "boolean") {
+    f.push({ property: "previewBuild", reason: `Machine ${news.name}: previewBuild must be true or false, got '${news.previewBuild}'` });
+  }
   if (f.length) { const { dryRun: _d, ...clean } = news; return { inputs: clean, failures: f }; }
   // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
   const { closureChanges: _c, closureManifest: _m, dryRun, ...rest } = news;
