@@ -225,4 +225,42 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       await ch.close();
     }
   });
+
+  test("6: CLI: no-match says what was asked for; every fleet command's --help has an example; exit 0 ok, 1 host failed, 2 usage", async () => {
+    const cli = (...args: string[]) => run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), ...args], { allowFailure: true, timeoutMs: 120_000 });
+    const dir = path.join(tmp, `s${++n}`);
+    const s = writeStack(dir, "t", { a: { targetHost: hosts[0].address, config: nixConfig("a"), tags: ["web"] } as any }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    expectExit(await engine("up", s), 0, "up");
+
+    let r = await cli("info", "--state", s.state, "--tag", "db");
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), "pulumi-nixos: no machine matches --tag db (machines: a [web])");
+    r = await cli("check", "--state", s.state, "--include", "a", "--exclude", "a");
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), "pulumi-nixos: no machine matches --include a --exclude a (machines: a [web])");
+    r = await cli("targets", "--stack", "t", "--cwd", dir, "--tag", "db");
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), "pulumi-nixos: no machine matches --tag db (machines: a [web])");
+    r = await cli("info", "--state", s.state, "--include", "zz");
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no machine named zz in the stack \(machines: a\)/);
+    r = await cli("info", "--state", s.state, "--bogus");
+    assert.equal(r.code, 2, "commander's usage errors too");
+    assert.match(r.stderr, /unknown option '--bogus'/);
+    assert.equal((await cli("info", "--state", s.state)).code, 0);
+    await lab.cut("host1");
+    try {
+      r = await cli("info", "--state", s.state);
+      assert.equal(r.code, 1, "a host failed");
+    } finally {
+      await lab.restore("host1");
+    }
+
+    for (const cmd of ["info", "check", "list-generations", "diff", "rollback", "reboot", "send-keys", "ssh", "targets", "unlock", "pin add", "pin update"]) {
+      const h = await cli(...cmd.split(" "), "--help");
+      assert.equal(h.code, 0, cmd);
+      assert.match(h.stdout, new RegExp(`\\nExamples:\\n  \\$ .*pulumi-nixos ${cmd} `), `${cmd} --help has an example`);
+      assert.match(h.stdout, /Exit codes: 0 ok, 1 some host failed, 2 usage error\./, cmd);
+    }
+  });
 });

@@ -62,10 +62,10 @@ describe("targets from stack config (a fresh stack)", () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /a\/db password' has a space or a shell character/);
     const unknown = await targets("--stack", "bad", "--cwd", s.cwd, "--include", "nope");
-    assert.equal(unknown.code, 1);
+    assert.equal(unknown.code, 2, "a usage error (README: exit codes)");
     assert.match(unknown.stderr, /no machine named nope \(machines: a\)/);
     const none = await targets("--tag", "web");
-    assert.equal(none.code, 1);
+    assert.equal(none.code, 2);
     assert.match(none.stderr, /give --stack NAME .* or --state FILE/);
   });
 });

@@ -7,6 +7,7 @@ import { connect } from "../fleet/ops";
 import { printTable } from "./table";
 import { drift } from "../fleet/drift";
 import { targetArgs, targetsFor } from "./targets";
+import { noMatch, withExamples } from "./usage";
 
 interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
 
@@ -25,7 +26,7 @@ function fleetCommand(program: Command, name: string, description: string) {
 async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) => Promise<T>): Promise<{ m: FleetMachine; r?: T; error?: string }[]> {
   const fleet = loadFleet(o);
   const ms = selectMachines(fleet.machines, o);
-  if (!ms.length) throw new Error("no machine selected");
+  if (!ms.length) throw noMatch(o, fleet.machines);
   // Host locks taken by these commands name the stack (as PULUMI_NODEJS_STACK does in the provider).
   process.env.PULUMI_NODEJS_STACK ??= o.stack ?? ops.stackOf(ms[0]);
   const res: { m: FleetMachine; r?: T; error?: string }[] = await Promise.all(ms.map((m) => fn(m, fleet).then((r) => ({ m, r }), (e) => ({ m, error: (e as Error).message }))));
@@ -36,7 +37,8 @@ async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) =
 
 /** `info`, `check`, `list-generations`, `rollback`, `reboot`, `send-keys`, `ssh`, `targets`. */
 export function registerFleetCommands(program: Command): void {
-  fleetCommand(program, "info", "status of each machine, like `nixops info`").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "info", "status of each machine, like `nixops info`"),
+    "npx pulumi-nixos info --stack nixos", "npx pulumi-nixos info --state lab.state.json --tag web --json").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m) => ops.info(m));
     const rows = res.map((x) => x.r!);
     if (rows.some((r) => r.status === "Unreachable")) process.exitCode = 1;
@@ -44,7 +46,8 @@ export function registerFleetCommands(program: Command): void {
     printTable(["Name", "Status", "Host", "Generation", "System"], rows.map((r) => [r.name, r.status, r.host, r.generation ?? "-", r.system]));
   });
 
-  fleetCommand(program, "check", "health of each machine, like `nixops check`").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "check", "health of each machine, like `nixops check`"),
+    "npx pulumi-nixos check --stack nixos --include tiger pigeon").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m) => ops.check(m));
     const rows = res.map((x) => x.r!);
     if (rows.some((r) => r.up !== "Yes")) process.exitCode = 1;
@@ -54,7 +57,8 @@ export function registerFleetCommands(program: Command): void {
       rows.map((r) => [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.systemState, r.units, r.notes]));
   });
 
-  fleetCommand(program, "list-generations", "system generations of each machine").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "list-generations", "system generations of each machine"),
+    "npx pulumi-nixos list-generations --stack nixos --include heron").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m) => ops.listGenerations(m));
     if (o.json) return console.log(JSON.stringify(Object.fromEntries(res.map((x) => [x.m.name, x.r ?? { error: x.error }])), null, 2));
     printTable(["Machine", "Generation", "Date", "", "System"], res.flatMap((x) => x.error
@@ -62,7 +66,8 @@ export function registerFleetCommands(program: Command): void {
       : x.r!.map((g) => [x.m.name, g.number, g.date, g.current ? "(current)" : "", g.system])));
   });
 
-  fleetCommand(program, "diff", "what each host runs now against the recorded system: packages, versions, sizes").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "diff", "what each host runs now against the recorded system: packages, versions, sizes"),
+    "npx pulumi-nixos diff --stack nixos --tag web").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m) => drift(m));
     if (o.json) return console.log(JSON.stringify(res.map((x) => x.r ?? { name: x.m.name, error: x.error }), null, 2));
     for (const x of res) {
@@ -74,26 +79,30 @@ export function registerFleetCommands(program: Command): void {
     }
   });
 
-  fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation").action(async (gen: string | undefined, o: FleetOpts) => {
+  withExamples(fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation"),
+    "npx pulumi-nixos rollback --stack nixos --include heron", "npx pulumi-nixos rollback 202 --stack nixos").action(async (gen: string | undefined, o: FleetOpts) => {
     const res = await onMachines(o, (m) => ops.rollback(m, gen ? Number(gen) : undefined));
     if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
     for (const x of res) console.log(x.error ? `${x.m.name}: rollback failed: ${x.error}` : `${x.m.name}: now generation ${x.r!.generation} (${x.r!.system})`);
     console.log("Note: the stack still records the deployed system: `pulumi refresh` will show this as drift, and `pulumi up` will redeploy the stack's system unless the program changes.");
   });
 
-  fleetCommand(program, "reboot", "reboot machines, wait until they are back, re-upload their keys").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "reboot", "reboot machines, wait until they are back, re-upload their keys"),
+    "npx pulumi-nixos reboot --stack nixos --include heron").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m, fleet) => ops.reboot(m, keysOf(fleet, m)));
     if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
     for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: back up (boot ${x.r!.bootId}, system ${x.r!.systemState}); keys re-uploaded: ${x.r!.keys.join(", ") || "none"}`);
   });
 
-  fleetCommand(program, "send-keys", "re-upload the machines' keys without deploying").action(async (o: FleetOpts) => {
+  withExamples(fleetCommand(program, "send-keys", "re-upload the machines' keys without deploying"),
+    "npx pulumi-nixos send-keys --stack nixos", "npx pulumi-nixos send-keys --state lab.state.json --include host1").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m, fleet) => sendKeys(keysOf(fleet, m), { [m.connection.host]: m.hostPublicKey }));
     if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, keys: x.r, error: x.error })), null, 2));
     for (const x of res) console.log(x.error ? `${x.m.name}: ${x.error}` : `${x.m.name}: ${x.r!.length ? x.r!.join(", ") : "no keys"}`);
   });
 
-  fleetCommand(program, "ssh <machine> [command...]", "a shell or a command on a machine, with the stack's key and pinned host key")
+  withExamples(fleetCommand(program, "ssh <machine> [command...]", "a shell or a command on a machine, with the stack's key and pinned host key (exits with the command's code)"),
+    "npx pulumi-nixos ssh heron --stack nixos", "npx pulumi-nixos ssh heron --stack nixos -- systemctl --failed")
     .action(async (name: string, command: string[], o: FleetOpts) => {
       const fleet = loadFleet(o);
       const [m] = selectMachines(fleet.machines, { include: [name] });
@@ -110,7 +119,9 @@ export function registerFleetCommands(program: Command): void {
       }
     });
 
-  program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys, channel and parents), unquoted for $(...)")
+  withExamples(program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys, channel and parents), unquoted for $(...)"),
+    "pulumi up --stack nixos $(npx pulumi-nixos targets --stack nixos --include heron)",
+    "pulumi destroy --stack nixos $(npx pulumi-nixos targets --stack nixos --include heron --no-parents)")
     .option("--stack <name>", "stack: URNs from its config (also before the first up)")
     .option("--state <file>", "a stack export or the engine harness's state: the URNs it records")
     .option("--cwd <dir>", "project directory for --stack", ".")

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { prefetch } from "../pins/pin";
 import { editStackFile, stackConfigFile } from "./stack-file";
 import { pinLocation } from "./pin-location";
+import { withExamples } from "./usage";
 
 /** `pin add NAME URL` and `pin update NAME`: compute the sha256 and write it into stack config. */
 export function registerPinCommands(program: Command): void {
@@ -11,7 +12,8 @@ export function registerPinCommands(program: Command): void {
     .option("--cwd <dir>", "project directory (Pulumi.yaml)", ".")
     .option("--config-file <file>", "edit this stack file instead");
 
-  common(pin.command("add <name> <url>").description("pin NAME to URL (channel or tarball), with its sha256"))
+  withExamples(common(pin.command("add <name> <url>").description("pin NAME to URL (channel or tarball), with its sha256")),
+    "npx pulumi-nixos pin add nixos https://releases.nixos.org/nixos/24.05/nixos-24.05.1234.abcdef/nixexprs.tar.xz --stack nixos")
     .action(async (name: string, url: string, o) => {
       const { file, keys, label } = pinLocation(stackConfigFile(o).file, o.cwd);
       const { sha256 } = await prefetch(url);
@@ -19,7 +21,8 @@ export function registerPinCommands(program: Command): void {
       console.log(`pin ${name}: ${url} sha256 ${sha256} → ${label}`);
     });
 
-  common(pin.command("update <name>").description("re-fetch NAME's URL and record its current sha256"))
+  withExamples(common(pin.command("update <name>").description("re-fetch NAME's URL and record its current sha256")),
+    "npx pulumi-nixos pin update nixos --stack nixos", "npx pulumi-nixos pin update nixos --url NEW_URL --stack nixos")
     .option("--url <url>", "move the pin to a new URL")
     .action(async (name: string, o) => {
       const { file, keys, label } = pinLocation(stackConfigFile(o).file, o.cwd);

@@ -3,6 +3,7 @@ import * as path from "path";
 import YAML from "yaml";
 import { stackConfigFile } from "./stack-file";
 import { NetworkDescription } from "../network/description";
+import { noMatch, UsageError } from "./usage";
 
 /** What to target: the stack (config, works on a fresh stack) or a state file, and the machine selection. */
 export interface TargetsOptions {
@@ -52,12 +53,12 @@ function selected(name: string, tags: string[], o: TargetsOptions): boolean {
 
 function checkNames(known: string[], o: TargetsOptions): void {
   const unknown = [...(o.include ?? []), ...(o.exclude ?? [])].filter((n) => !known.includes(n));
-  if (unknown.length) throw new Error(`no machine named ${unknown.join(", ")} (machines: ${known.join(", ")})`);
+  if (unknown.length) throw new UsageError(`no machine named ${unknown.join(", ")} (machines: ${known.join(", ")})`);
 }
 
 /** From the stack config's network description: URNs as the engine forms them, also for a fresh stack. */
 function fromConfig(o: TargetsOptions): string[] {
-  if (!o.stack) throw new Error("which stack? give --stack NAME (its config) or --state FILE");
+  if (!o.stack) throw new UsageError("which stack? give --stack NAME (its config) or --state FILE");
   const { file, project } = stackConfigFile(o);
   if (!fs.existsSync(file)) throw new Error(`no stack config ${file}`);
   const cfg = (YAML.parse(fs.readFileSync(file, "utf8")) ?? {}).config ?? {};
@@ -76,7 +77,7 @@ function fromConfig(o: TargetsOptions): string[] {
     for (const k of Object.keys({ ...(net.defaults?.keys ?? {}), ...(m.keys ?? {}) })) out.push(child(`${name}/${k}`));
     if ((m.pin ?? net.defaults?.pin) && (m.channel ?? net.defaults?.channel) !== false) out.push(child(`${name}/channel`));
   }
-  if (!out.length) throw new Error("no machine matches");
+  if (!out.length) throw noMatch(o, Object.entries(machines).map(([name, m]) => ({ name, tags: m.tags ?? net.defaults?.tags ?? [] })));
   return [...(o.parents === false ? [] : [`${prefix}pulumi:pulumi:Stack::${project}-${o.stack}`, `${prefix}${NETWORK_TYPE}::${netName}`]), ...out];
 }
 
@@ -98,7 +99,7 @@ function fromState(o: TargetsOptions): string[] {
     // Keys (`heron/<key>`) and the channel pin (`heron/channel`) of this machine.
     for (const r of resources) if (["deploymentKey", "channelPin"].includes(kindOf(r)) && nameOf(r.urn).startsWith(`${name}/`)) picked.add(r.urn);
   }
-  if (!picked.size) throw new Error("no machine matches");
+  if (!picked.size) throw noMatch(o, machines.map((m) => ({ name: nameOf(m.urn), tags: (m.outputs?.tags ?? m.inputs?.tags) ?? [] })));
   const ancestors = new Set<string>();
   if (o.parents !== false) for (const u of picked) for (let p = byUrn.get(u)?.parent; p && !ancestors.has(p); p = byUrn.get(p)?.parent) ancestors.add(p);
   // Ancestors first (outermost first), then the resources in state order.

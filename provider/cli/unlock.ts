@@ -3,12 +3,14 @@ import { Command } from "commander";
 import { loadFleet, selectMachines } from "../fleet/state";
 import { connect } from "../fleet/ops";
 import { breakLock, describeHolder, LOCK_FILE } from "../host/lock";
+import { withExamples } from "./usage";
 
 interface UnlockOpts { stack?: string; state?: string; cwd?: string; force?: boolean }
 
 export function registerUnlockCommand(program: Command): void {
-  program.command("unlock <machine>")
-    .description("break the lock on a machine's host left by a deployer that is gone (expired); a live lock only with --force")
+  withExamples(program.command("unlock <machine>")
+    .description("break the lock on a machine's host left by a deployer that is gone (expired); a live lock only with --force"),
+  "npx pulumi-nixos unlock heron --stack prod", "npx pulumi-nixos unlock heron --state lab.state.json --force")
     .option("--stack <name>", "stack (read with `pulumi stack export --show-secrets`)")
     .option("--state <file>", "a stack export or the engine harness's state file")
     .option("--cwd <dir>", "project directory for --stack")

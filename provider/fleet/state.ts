@@ -10,6 +10,7 @@ import type { KeyInputs } from "../handlers/key";
 import { PassphraseSecrets } from "../state/passphrase";
 import type { ClosureManifest } from "../nix/manifest";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
+import { UsageError } from "../cli/usage";
 
 const SIG = "4dabf18193072939515e22adb298388d";
 
@@ -44,7 +45,7 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
     if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT") throw new Error(`pulumi stack export did not finish within ${describeTimeout("command")}`);
     if (r.error || r.status !== 0) throw new Error(`pulumi stack export failed (${r.error?.message ?? r.stderr.trim()}); with the engine harness use --state FILE`);
     raw = r.stdout;
-  } else throw new Error("which stack? give --stack NAME (needs the pulumi CLI) or --state FILE");
+  } else throw new UsageError("which stack? give --stack NAME (needs the pulumi CLI) or --state FILE");
   const data = JSON.parse(raw);
   const resources: any[] = (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
   const open = opener(data);
@@ -98,7 +99,7 @@ function opener(data: any): (v: any) => any {
 /** Machines picked by --include / --exclude / --tag (NixOps semantics: include first, then exclude). */
 export function selectMachines(all: FleetMachine[], sel: { include?: string[]; exclude?: string[]; tag?: string[] }): FleetMachine[] {
   const unknown = [...(sel.include ?? []), ...(sel.exclude ?? [])].filter((n) => !all.some((m) => m.name === n));
-  if (unknown.length) throw new Error(`no machine named ${unknown.join(", ")} in the stack (machines: ${all.map((m) => m.name).join(", ")})`);
+  if (unknown.length) throw new UsageError(`no machine named ${unknown.join(", ")} in the stack (machines: ${all.map((m) => m.name).join(", ")})`);
   return [...all].sort((a, b) => a.name.localeCompare(b.name)).filter((m) => (!sel.include?.length || sel.include.includes(m.name))
     && !sel.exclude?.includes(m.name)
     && (!sel.tag?.length || sel.tag.some((t) => m.tags.includes(t))));
