@@ -19,6 +19,7 @@ import * as crypto from "crypto";
 import * as os from "os";
 import { ExecResult, ScriptHook, SshSession, shq, CommandTimeoutError, ConnectionLostError } from "../ssh/session";
 import { timeoutMs } from "../util/timeouts";
+import { writeLogLine } from "../util/log";
 
 /** Directory of the lock on the host (a tmpfs on NixOS: a reboot clears it). */
 export const LOCK_DIR = "/run/pulumi-nixos";
@@ -191,7 +192,7 @@ class HeldLock implements ScriptHook {
       `else echo lost; fi`,
     ].join("\n"), { privileged: true, raw: true, what: "host lock renewal", timeoutMs: Math.max(5_000, timeoutMs("lock") / 3) });
     if (r.stdout.trim() === "lost" && this.held && this.confirmed) {
-      process.stderr.write(`${this.req.machine}: the lock on ${this.s.label} was broken by someone else while this operation ran\n`);
+      writeLogLine(`${this.req.machine}: the lock on ${this.s.label} was broken by someone else while this operation ran\n`);
     }
   }
 
