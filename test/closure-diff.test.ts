@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Lab } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
-import { ROOT, canRunLab, tempDir } from "./helpers/env";
+import { ROOT, STANDIN_NIXPKGS, canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack } from "./helpers/stack";
 import { buildSystem, copyToHost, switchTo } from "./helpers/standin";
@@ -128,6 +128,11 @@ test("Machine check: closure properties only when defined (the SDK's Struct reje
   const same = await check({ systemPath: news.systemPath, closureManifest: manifest }, { ...news, dryRun: false });
   assert.deepEqual(same.inputs.closureManifest, manifest);
   assert.equal("closureChanges" in same.inputs, false);
+  // A state from before manifests: an up records the deployed system's when it is in the store.
+  const built = (await run(["nix-build", "--no-out-link", "-E", `(import ${STANDIN_NIXPKGS} {}).redis`])).stdout.trim();
+  const old = await check({ systemPath: built }, { ...news, systemPath: built, dryRun: false });
+  assert.deepEqual(old.inputs.closureManifest, manifestOf(built, [{ path: built, narSize: old.inputs.closureManifest?.bytes }], true));
+  assert.equal((await check({ systemPath: built }, { ...news, systemPath: built, dryRun: true })).inputs.closureManifest, undefined, "a preview records nothing");
   const bad = await check({}, { ...news, previewBuild: "yes" as unknown as boolean });
   assert.deepEqual(bad.failures, [{ property: "previewBuild", reason: "Machine heron: previewBuild must be true or false, got 'yes'" }]);
 });

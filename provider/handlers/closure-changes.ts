@@ -41,7 +41,13 @@ const APPROXIMATE_OLD = "approximate: the deployed system was recorded before it
 export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Promise<ClosureCheck> {
   const sys = news.systemPath;
   const kept: ClosureCheck = olds.closureManifest !== undefined ? { closureManifest: olds.closureManifest } : {};
-  if (!sys || isUnknown(sys) || isUnknown(news.drvPath) || olds.systemPath === sys) return kept;
+  if (!sys || isUnknown(sys) || isUnknown(news.drvPath)) return kept;
+  if (olds.systemPath === sys) {
+    // A state from before manifests were recorded: an up records the deployed one when it is here.
+    if (dryRun || isManifest(olds.closureManifest)) return kept;
+    const local = (await localManifests([sys]).catch(() => undefined))?.get(sys);
+    return local ? { closureManifest: local } : kept;
+  }
   try {
     if (!dryRun) return { closureManifest: (await newSide(news, sys, (await localManifests([sys])).get(sys))).manifest };
     // A new machine has nothing to compare with: no closureChanges (an undefined value would not
