@@ -121,10 +121,9 @@ export class SystemdHosts {
     for (const d of fs.readdirSync(units)) {
       const p = path.join(units, d);
       if (/\.(wants|requires)$/.test(d)) fs.rmSync(p, { recursive: true, force: true });
-      else if (fs.lstatSync(p).isSymbolicLink() && d !== "default.target") fs.rmSync(p);
+      else if (fs.lstatSync(p).isSymbolicLink()) fs.rmSync(p); // aliases (sshd.service), default.target
     }
     fs.symlinkSync("/dev/null", path.join(units, "ssh.service"));
-    fs.rmSync(path.join(units, "default.target"), { force: true });
     fs.symlinkSync("/lib/systemd/system/multi-user.target", path.join(units, "default.target"));
     fs.mkdirSync(path.join(units, "multi-user.target.wants"));
     for (const [name, text] of Object.entries(LAB_UNITS)) {
