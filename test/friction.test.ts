@@ -263,4 +263,50 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       assert.match(h.stdout, /Exit codes: 0 ok, 1 some host failed, 2 usage error\./, cmd);
     }
   });
+
+  test("5: npm run example leaves no temp dir; no stray stacks; lab up --stack-file writes the lab stack for the lab it made", async () => {
+    // The example (flake: its own 2-host lab) with TMPDIR pointed at an empty directory.
+    const tmpdir = path.join(tmp, "tmpdir");
+    fs.mkdirSync(tmpdir);
+    const ex = await run([process.execPath, path.join(ROOT, "dist/test/examples/run.js"), "flake"], { allowFailure: true, timeoutMs: 600_000, env: { ...process.env, TMPDIR: tmpdir } });
+    assert.equal(ex.code, 0, ex.stdout + ex.stderr);
+    assert.deepEqual(fs.readdirSync(tmpdir), [], "no pnx-example-* (program, sealed state, lab) left behind");
+
+    const tracked = (await run(["git", "-C", ROOT, "ls-files", "stacks"])).stdout.trim().split("\n").sort();
+    assert.deepEqual(tracked, ["stacks/Pulumi.lab.yaml", "stacks/index.ts"], "the lab stack and the program only");
+
+    // A checkout-like project whose stacks/Pulumi.lab.yaml is the repo's; a lab of 2 hosts on another dir.
+    const proj = path.join(tmp, "proj");
+    fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(proj, "Pulumi.yaml"));
+    for (const p of ["package.json", "dist", "provider", "node_modules", "test"]) fs.symlinkSync(path.join(ROOT, p), path.join(proj, p));
+    fs.symlinkSync(path.join(ROOT, "stacks/index.ts"), path.join(proj, "stacks/index.ts"));
+    const stackFile = path.join(proj, "stacks/Pulumi.lab.yaml");
+    fs.copyFileSync(path.join(ROOT, "stacks/Pulumi.lab.yaml"), stackFile);
+    const labDir = path.join(tmp, "lab-for-stack");
+    const up = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab", "up", "--hosts", "2", "--dir", labDir, "--stack-file", stackFile], { allowFailure: true, timeoutMs: 300_000 });
+    try {
+      assert.equal(up.code, 0, up.stderr);
+      assert.match(up.stdout, new RegExp(`^stack file: ${stackFile.replace(/[.]/g, "\\.")} \\(machines host1, host2\\)$`, "m"));
+      const other = await Lab.open(labDir).status();
+      const text = fs.readFileSync(stackFile, "utf8");
+      assert.match(text, /^# The lab stack:/, "comments kept");
+      const cfg = YAML.parse(text).config;
+      assert.equal(cfg["pulumi-nixos:sshPrivateKeyFile"], path.join(labDir, "id_ed25519"));
+      assert.deepEqual(Object.keys(cfg["pulumi-nixos:network"].machines), ["host1", "host2"]);
+      for (const h of other) {
+        const m = cfg["pulumi-nixos:network"].machines[h.name];
+        assert.equal(m.targetHost, h.address);
+        assert.equal(m.hostPublicKey, h.hostPublicKey);
+        assert.equal(m.configuration, `test/fixtures/lab-network/${h.name}.nix`, "kept, from the project root");
+      }
+      const st = { cwd: proj, stack: "lab", state: path.join(tmp, "proj-lab.state.json") };
+      const pv = await engine("preview", st);
+      expectExit(pv, 0, "preview of the written lab stack");
+      assert.match(pv.stdout, / \+ +pulumi-nodejs:dynamic:Resource host2 create/);
+      expectExit(await engine("up", st), 0, "up of the written lab stack");
+    } finally {
+      await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab", "down", "--dir", labDir], { allowFailure: true });
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { DEFAULT_LAB_DIR, DEFAULT_LAB_INIT, Lab } from "./lab";
 import { printTable } from "../cli/table";
+import { writeLabStackFile } from "./stack-file";
 
 /** Adds `lab up|status|exec|cut|restore|reboot|down` to the CLI. */
 export function registerLabCommands(program: Command): void {
@@ -12,11 +13,14 @@ export function registerLabCommands(program: Command): void {
     .option("--hosts <n>", "number of hosts", "3")
     .option("--names <list>", "comma-separated host names (instead of host1..N)")
     .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", DEFAULT_LAB_INIT)
+    .option("--stack-file <file>", "write this stack config file for the lab made (e.g. stacks/Pulumi.lab.yaml): addresses, pinned host keys, the lab's key")
     .action(async (o) => {
       const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
       const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names, init: o.init });
-      printStatus(await l.status());
+      const st = await l.status();
+      printStatus(st);
       console.log(`private key: ${l.privateKeyPath}`);
+      if (o.stackFile) console.log(`stack file: ${o.stackFile} (machines ${writeLabStackFile(o.stackFile, st, l.privateKeyPath).join(", ")})`);
     });
 
   lab.command("status").description("list hosts (--json: name, address, port, user, privateKeyPath, hostPublicKey, state)")

@@ -5,6 +5,7 @@
  * is torn down unless --keep.
  */
 import "../helpers/env";
+import * as fs from "fs";
 import * as path from "path";
 import { nixopsNetworkBed, nixopsNetworkNixBed, flakeBed, Bed } from "./lab-bed";
 import { engine } from "../helpers/engine";
@@ -17,7 +18,18 @@ async function main(): Promise<void> {
   if (!beds[which]) throw new Error(`unknown example '${which}' (${Object.keys(beds).join(", ")})`);
   const keep = process.argv.includes("--keep");
   const tmp = tempDir("example");
-  const bed = await beds[which](tmp);
+  // The temp dir (program, sealed state, lab) goes with the run unless --keep, also on ^C.
+  const cleanup = async () => { if (!keep) fs.rmSync(tmp, { recursive: true, force: true }); };
+  let bed: Bed | undefined;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => { void (async () => { if (!keep) await bed?.stop().catch(() => undefined); await cleanup(); process.exit(130); })(); });
+  }
+  try {
+    bed = await beds[which](tmp);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
   try {
     const up = await engine("up", bed.stack);
     process.stdout.write(up.stdout + up.stderr);
@@ -27,6 +39,7 @@ async function main(): Promise<void> {
     if (keep) console.log(`kept: lab in ${tmp}/lab, program in ${bed.stack.cwd} (state ${bed.stack.state}); run 'pulumi-nixos lab down --dir ${tmp}/lab' when done`);
   } finally {
     if (!keep) await bed.stop();
+    await cleanup();
   }
 }
 main().then(() => process.exit(0), (e) => { console.error(`example failed: ${e instanceof Error ? e.message : e}`); process.exit(1); });
