@@ -27,7 +27,7 @@ const PEERS = ["@pulumi/pulumi", "typescript", "ts-node"];
  * taken from our lockfile, so `npm ci --offline` installs from npm's cache (filled by our own
  * `npm ci`) with no network at all; npm drops what nothing needs.
  */
-function writeManifests(dir: string, tarball: string): void {
+function writeManifests(dir: string, tarball: string, registry: string): void {
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, "package-lock.json"), "utf8"));
   const ours = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
   const deps: Record<string, string> = { "pulumi-nixos": `file:${tarball}` };
@@ -36,6 +36,10 @@ function writeManifests(dir: string, tarball: string): void {
   for (const [k, v] of Object.entries<Record<string, unknown>>(lock.packages)) {
     if (!k) continue;
     const { dev: _dev, devOptional: _devOptional, ...rest } = v;
+    if (!rest.resolved && !rest.link && !rest.inBundle && rest.version) {
+      const name = String(rest.name ?? k.slice(k.lastIndexOf("node_modules/") + "node_modules/".length));
+      rest.resolved = `${registry}${name}/-/${name.split("/").pop()}-${rest.version}.tgz`;
+    }
     packages[k] = rest;
   }
   packages["node_modules/pulumi-nixos"] = {
@@ -86,7 +90,8 @@ describe("pulumi-nixos packaged as a user gets it", { skip }, () => {
   test("preview and up from a fresh program dir; moved and reinstalled: refresh and destroy", async () => {
     const prog = path.join(tmp, "user-program");
     fs.mkdirSync(prog);
-    writeManifests(prog, tarball);
+    const registry = (await run(["npm", "config", "get", "registry"])).stdout.trim().replace(/\/?$/, "/");
+    writeManifests(prog, tarball, registry);
     await install(prog);
     assert.ok(fs.existsSync(path.join(prog, "node_modules/pulumi-nixos/dist/provider/handlers/machine.js")));
     writeUserProgram(prog, "packaged", "t", { host: h.address, keyFile: lab.privateKeyPath, nixpkgs: STANDIN_NIXPKGS }, nixConfig("box"));
