@@ -25,7 +25,9 @@ const PEERS = ["@pulumi/pulumi", "typescript", "ts-node"];
 /**
  * package.json + package-lock.json of the user program: the tarball and PEERS, every other entry
  * taken from our lockfile, so `npm ci --offline` installs from npm's cache (filled by our own
- * `npm ci`) with no network at all; npm drops what nothing needs.
+ * `npm ci`) with no network at all; npm drops what nothing needs. Our lockfile records no
+ * `resolved` URLs; each entry gets its registry tarball URL, so npm finds the tarball in the cache
+ * by its integrity without asking for the package's metadata.
  */
 function writeManifests(dir: string, tarball: string, registry: string): void {
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, "package-lock.json"), "utf8"));
