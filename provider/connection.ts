@@ -1,20 +1,47 @@
 import type * as pulumi from "@pulumi/pulumi";
 
 /**
- * How to reach a host over SSH. Shared by every resource of this package and shaped like
- * `@pulumi/command`'s `remote.ConnectionArgs`, so a Machine's `connection` output can feed a
- * `remote.Command`.
+ * How to reach a hop on the way to a host (a bastion): `@pulumi/command`'s `remote.ProxyConnection`
+ * plus `proxy` for chains (the bastion's own bastion).
  */
-export interface ConnectionArgs {
-  /** Host name or address of the target. */
+export interface ProxyConnectionArgs {
+  /** Host name or address of the bastion, as the previous hop (or this machine) reaches it. */
   host: pulumi.Input<string>;
   /** SSH port (default 22). */
   port?: pulumi.Input<number>;
+  /** Login user (default "root"); it needs no privileges, only TCP forwarding. */
+  user?: pulumi.Input<string>;
+  /** Password (a secret). Prefer keys. */
+  password?: pulumi.Input<string>;
+  /** Private key (OpenSSH PEM text, a secret). Absent: the ssh-agent. */
+  privateKey?: pulumi.Input<string>;
+  /** Passphrase of an encrypted `privateKey` (a secret). */
+  privateKeyPassword?: pulumi.Input<string>;
+  /** ssh-agent socket (default SSH_AUTH_SOCK). */
+  agentSocketPath?: pulumi.Input<string>;
+  /** Dial attempts before giving up (default 10; -1 = unlimited). Auth and host-key errors are never retried. */
+  dialErrorLimit?: pulumi.Input<number>;
+  /** Seconds each dial (TCP + handshake + authentication) may take (default 15). */
+  perDialTimeout?: pulumi.Input<number>;
+  /** Pin of this hop's host key (`ssh-ed25519 AAAA…`). Absent: recorded at first contact, then required. */
+  hostKey?: pulumi.Input<string>;
+  /** The hop before this one (chains of bastions). */
+  proxy?: pulumi.Input<ProxyConnectionArgs>;
+}
+
+/**
+ * How to reach a host over SSH. Shared by every resource of this package and shaped like
+ * `@pulumi/command`'s `remote.ConnectionArgs`, so a Machine's `connection` output can feed a
+ * `remote.Command` (it carries `hostKey`, so the command pins the same key).
+ */
+export interface ConnectionArgs extends Omit<ProxyConnectionArgs, "hostKey" | "proxy"> {
+  /** Host name or address of the target (as the last bastion reaches it, with `proxy`). */
+  host: pulumi.Input<string>;
   /** Login user (default "root"). Another user runs privileged steps through `sudo -n`. */
   user?: pulumi.Input<string>;
   /**
    * Private key (OpenSSH PEM text). Pass it as a Pulumi secret (`config.requireSecret`).
-   * Absent: the ssh-agent at SSH_AUTH_SOCK is used.
+   * Absent: the ssh-agent at `agentSocketPath` / SSH_AUTH_SOCK is used.
    */
   privateKey?: pulumi.Input<string>;
   /**
@@ -22,24 +49,97 @@ export interface ConnectionArgs {
    * first contact is recorded in state and required from then on.
    */
   hostPublicKey?: pulumi.Input<string>;
+  /** `@pulumi/command`'s name for {@link hostPublicKey} (either may be given; outputs carry both). */
+  hostKey?: pulumi.Input<string>;
+  /** Bastion to reach the host through (`remote.ProxyConnection`; `proxy.proxy` for chains). */
+  proxy?: pulumi.Input<ProxyConnectionArgs>;
 }
 
-/** Resolved connection, as stored in state and returned in outputs. */
+/** Resolved connection (one hop), as stored in state and returned in outputs. */
 export interface Connection {
   host: string;
   port: number;
   user: string;
+  password?: string;
   privateKey?: string;
+  privateKeyPassword?: string;
+  agentSocketPath?: string;
+  /** Absent: 10. */
+  dialErrorLimit?: number;
+  /** Seconds; absent: the Machine's connectTimeout, else 15. */
+  perDialTimeout?: number;
   hostPublicKey?: string;
+  /** Same as hostPublicKey (both are written; the pin is whichever is set). */
+  hostKey?: string;
+  proxy?: Connection;
 }
 
-/** Connection defaults and a stable key for per-host locking and connection reuse. */
-export function normalizeConnection(c: Partial<Connection> & { host: string }): Connection {
-  // "" means absent (lifted Outputs carry empty strings for missing fields).
-  return { host: c.host, port: c.port || 22, user: c.user || "root", privateKey: c.privateKey || undefined, hostPublicKey: c.hostPublicKey || undefined };
+/** Default dial attempts (`@pulumi/command`'s). */
+export const DIAL_ERROR_LIMIT = 10;
+
+/** A connection as found in inputs or state: any field may be missing or empty, bastions too. */
+export type ConnectionLike = Partial<Omit<Connection, "proxy">> & { host: string; proxy?: ConnectionLike };
+
+/** Connection defaults, recursively for the bastions; `hostKey` and `hostPublicKey` made equal. */
+export function normalizeConnection(c: ConnectionLike): Connection {
+  // "" / 0 mean absent (lifted Outputs carry empty values for missing fields).
+  const pin = c.hostPublicKey || c.hostKey || undefined;
+  const out: Connection = { host: c.host, port: c.port || 22, user: c.user || "root", privateKey: c.privateKey || undefined, hostPublicKey: pin };
+  if (pin) out.hostKey = pin;
+  if (c.password) out.password = c.password;
+  if (c.privateKeyPassword) out.privateKeyPassword = c.privateKeyPassword;
+  if (c.agentSocketPath) out.agentSocketPath = c.agentSocketPath;
+  if (c.dialErrorLimit) out.dialErrorLimit = c.dialErrorLimit;
+  if (c.perDialTimeout) out.perDialTimeout = c.perDialTimeout;
+  if (c.proxy && c.proxy.host) out.proxy = normalizeConnection(c.proxy);
+  return out;
 }
 
-/** `user@host:port`, for messages and locks. */
+/** The hops from this machine to the target: bastions first, the target last. */
+export function hops(c: Connection): Connection[] {
+  return c.proxy ? [...hops(c.proxy), c] : [c];
+}
+
+/** `user@host:port` (with ` via user@bastion:port…` behind bastions), for messages. */
 export function connectionLabel(c: Connection): string {
-  return `${c.user}@${c.host}:${c.port}`;
+  const one = (h: Connection) => `${h.user}@${h.host}:${h.port}`;
+  return c.proxy ? `${one(c)} via ${hops(c.proxy).reverse().map(one).join(" via ")}` : one(c);
+}
+
+/**
+ * Identity of the host a connection reaches: `host:port`, prefixed by each bastion's `host:port`.
+ * Behind different bastions, one private address names different hosts: locks and pools key by this.
+ */
+export function chainKey(c: Connection): string {
+  return hops(c).map((h) => `${h.host}:${h.port}`).join(">");
+}
+
+/**
+ * The connection with every hop's host key pinned to the key seen (`proxyKeys`: bastions, first hop
+ * first; an explicit pin stays): what outputs record, so later operations enforce them.
+ */
+export function pinnedConnection(c: Connection, targetKey: string | undefined, proxyKeys: string[] = []): Connection {
+  const chain = hops(c);
+  const keys = [...proxyKeys.slice(0, chain.length - 1), targetKey ?? ""];
+  let out: Connection | undefined;
+  chain.forEach((h, i) => {
+    const key = h.hostPublicKey || keys[i] || undefined;
+    out = { ...h, proxy: out, hostPublicKey: key, hostKey: key };
+    if (!out.proxy) delete out.proxy;
+    if (!key) { delete out.hostKey; out.hostPublicKey = undefined; }
+  });
+  return out!;
+}
+
+/**
+ * `news` with the bastions' host keys recorded in `olds` (same hop: host, port, user) where
+ * `news` pins none: TOFU keys, once recorded, are enforced on later updates.
+ */
+export function withRecordedProxyKeys(news: Connection, olds: Connection | undefined): Connection {
+  if (!news.proxy) return news;
+  const o = olds?.proxy;
+  const same = o && o.host === news.proxy.host && (o.port || 22) === (news.proxy.port || 22) && (o.user || "root") === (news.proxy.user || "root");
+  const proxy = withRecordedProxyKeys(news.proxy, same ? o : undefined);
+  const key = proxy.hostPublicKey || proxy.hostKey || (same ? o!.hostPublicKey || o!.hostKey : undefined);
+  return { ...news, proxy: key ? { ...proxy, hostPublicKey: key, hostKey: key } : proxy };
 }

@@ -5,7 +5,7 @@
  */
 import * as fs from "fs";
 import { spawnSync } from "child_process";
-import { Connection, normalizeConnection } from "../connection";
+import { Connection, chainKey, normalizeConnection, withRecordedProxyKeys } from "../connection";
 import type { KeyInputs } from "../handlers/key";
 import { PassphraseSecrets } from "../state/passphrase";
 import type { ClosureManifest } from "../nix/manifest";
@@ -64,7 +64,9 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
         closureManifest: outputs.closureManifest,
       });
     } else if (kind === "deploymentKey") {
-      keys.push({ ...inputs, connection: normalizeConnection({ ...inputs.connection, hostPublicKey: inputs.connection?.hostPublicKey || outputs.hostPublicKey }) });
+      // Bastion keys recorded at first contact (outputs) stay pinned.
+      keys.push({ ...inputs, connection: withRecordedProxyKeys(normalizeConnection({ ...inputs.connection, hostPublicKey: inputs.connection?.hostPublicKey || outputs.hostPublicKey }),
+        outputs.connection?.host ? normalizeConnection(outputs.connection) : undefined) });
     }
   }
   return { machines, keys };
@@ -107,6 +109,6 @@ export function selectMachines(all: FleetMachine[], sel: { include?: string[]; e
 
 /** The keys of a machine (same host and port). */
 export function keysOf(fleet: Fleet, m: FleetMachine): KeyInputs[] {
-  return fleet.keys.filter((k) => k.connection.host === m.connection.host && (k.connection.port ?? 22) === m.connection.port)
+  return fleet.keys.filter((k) => chainKey(k.connection) === chainKey(m.connection))
     .sort((a, b) => a.name.localeCompare(b.name));
 }

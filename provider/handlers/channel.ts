@@ -1,5 +1,5 @@
 /** What the ChannelPin dynamic resource does (loaded at run time by its serialized provider). */
-import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { oneCommandLock } from "../host/lock";
@@ -62,7 +62,7 @@ async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl
     log(`channel ${inputs.channel} = nixpkgs ${now.version || "?"} (${now.storePath})`);
     return {
       ...inputs,
-      connection: { ...conn, hostPublicKey: conn.hostPublicKey ?? s.hostPublicKey },
+      connection: pinnedConnection(conn, conn.hostPublicKey ?? s.hostPublicKey, s.proxyHostKeys),
       storePath: now.storePath,
       nixpkgsVersion: now.version,
       previousUrl: previousUrl ?? before.url,
@@ -79,12 +79,12 @@ export async function create(inputs: ChannelInputs): Promise<{ id: string; outs:
 export async function update(_id: string, olds: ChannelOutputs, news: ChannelInputs): Promise<{ outs: ChannelOutputs }> {
   if (olds.url === news.url && olds.sha256 === news.sha256) {
     // Only the connection changed: record it for later reads and deletes; the channel is not re-pinned.
-    const connection = recordedConnection(news.connection, olds.hostPublicKey);
+    const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
     resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
     return { outs: { ...olds, connection } };
   }
   // previousUrl stays what the host had before the pin ever took the channel over.
-  return { outs: await apply(news, news.connection.hostPublicKey || olds.hostPublicKey, olds.previousUrl) };
+  return { outs: await apply({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, news.connection.hostPublicKey || olds.hostPublicKey, olds.previousUrl) };
 }
 
 /** Refresh: a changed URL or content of the channel is drift (url/sha256 show what the host has). */

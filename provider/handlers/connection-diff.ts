@@ -1,5 +1,5 @@
 /** How the resources' diffs and updates treat `connection`: shared by Machine, DeploymentKey and ChannelPin. */
-import { Connection, normalizeConnection } from "../connection";
+import { Connection, hops, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 
 /**
  * Whether the connection changed in anything but a host key left empty after one was recorded at
@@ -7,18 +7,21 @@ import { Connection, normalizeConnection } from "../connection";
  * resource; callers check it separately.)
  */
 export function connectionChanged(old: Connection | undefined, nu: Connection | undefined, recordedKey?: string): boolean {
-  const n = (c: Connection | undefined) => {
-    const x = normalizeConnection({ ...(c ?? { host: "" }) });
-    return JSON.stringify([x.host, x.port, x.user, x.privateKey ?? "", x.hostPublicKey || recordedKey || ""]);
+  const n = (c: Connection | undefined, inherit?: Connection) => {
+    // Bastions' keys recorded at first contact count as the new ones' unless those pin their own.
+    const x = withRecordedProxyKeys(normalizeConnection({ ...(c ?? { host: "" }) }), inherit);
+    return JSON.stringify([x.host, x.port, x.user, x.privateKey ?? "", x.hostPublicKey || recordedKey || "",
+      x.privateKeyPassword ?? "", x.password ?? "", x.agentSocketPath ?? "", x.dialErrorLimit ?? 0, x.perDialTimeout ?? 0,
+      hops(x).slice(0, -1).map((h) => [h.host, h.port, h.user, h.privateKey ?? "", h.privateKeyPassword ?? "", h.password ?? "", h.agentSocketPath ?? "", h.dialErrorLimit ?? 0, h.perDialTimeout ?? 0, h.hostPublicKey ?? ""])]);
   };
-  return n(old) !== n(nu);
+  return n(old) !== n(nu, old ? normalizeConnection(old) : undefined);
 }
 
 /**
  * The connection to record in outputs after an update: the new one, with the host key pinned
  * (the new explicit pin, else the key recorded before). Later reads and deletes use it.
  */
-export function recordedConnection(news: Connection, recordedKey: string | undefined): Connection {
-  const c = normalizeConnection(news);
-  return { ...c, hostPublicKey: c.hostPublicKey || recordedKey };
+export function recordedConnection(news: Connection, recordedKey: string | undefined, olds?: Connection): Connection {
+  const c = withRecordedProxyKeys(normalizeConnection(news), olds && normalizeConnection(olds));
+  return pinnedConnection(c, c.hostPublicKey || recordedKey);
 }

@@ -3,7 +3,7 @@
  * key content only ever goes to the host's stdin.
  */
 import * as path from "path";
-import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { oneCommandLock } from "../host/lock";
@@ -63,12 +63,14 @@ function needsUpload(olds: KeyOutputs, news: KeyInputs): boolean {
 async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOutputs> {
   const conn = normalizeConnection(inputs.connection);
   const { content, ...rest } = inputs;
+  let proxyKeys: string[] = [];
   const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
     await uploadKey(s, inputs, content);
+    proxyKeys = s.proxyHostKeys;
     return s.hostPublicKey;
   });
   resourceLogger(inputs.resource)(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
-  return { ...rest, connection: { ...conn, hostPublicKey: conn.hostPublicKey ?? hostPublicKey }, path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
+  return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 
 export async function create(inputs: KeyInputs): Promise<{ id: string; outs: KeyOutputs }> {
@@ -80,11 +82,11 @@ export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Pr
   if (!needsUpload(olds, news)) {
     // Only the connection changed (a rotated SSH key, another port or user): record it, so later
     // reads and deletes log in with it; the file on the host is left as it is.
-    const connection = recordedConnection(news.connection, olds.hostPublicKey);
+    const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
     resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
     return { outs: { ...olds, connection } };
   }
-  return { outs: await upload(news, news.connection.hostPublicKey || olds.hostPublicKey) };
+  return { outs: await upload({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, news.connection.hostPublicKey || olds.hostPublicKey) };
 }
 
 /** Refresh: digest, owner and mode on the host; a missing file (e.g. after a reboot) is drift. */

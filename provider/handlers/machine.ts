@@ -3,7 +3,7 @@
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
 import * as fs from "fs";
-import { Connection, connectionLabel, normalizeConnection } from "../connection";
+import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
@@ -14,7 +14,7 @@ import { deployLock } from "../host/lock";
 import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger, plural } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
-import { connectionChanged } from "./connection-diff";
+import { connectionChanged, recordedConnection } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
 import { ClosureManifest, isManifest, manifestOfClosure } from "../nix/manifest";
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
@@ -115,9 +115,9 @@ export async function update(id: string, olds: MachineOutputs, news: MachineInpu
   const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
   if (!redeploy) {
     // Only connection details or options changed: record them, the host is not touched.
-    return { outs: { ...olds, ...news, closureManifest: olds.closureManifest, connection: { ...normalizeConnection(news.connection), hostPublicKey: pin } } };
+    return { outs: { ...olds, ...news, closureManifest: olds.closureManifest, connection: recordedConnection(news.connection, pin, olds.connection) } };
   }
-  return { outs: await deploy(news, pin, id, olds.closureManifest) };
+  return { outs: await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest) };
 }
 
 /** Refresh: what does the host run now? A network error is an error, never "resource gone". */
@@ -179,7 +179,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     }
     const outs: MachineOutputs = {
       ...inputs,
-      connection: { ...conn, hostPublicKey },
+      connection: pinnedConnection(conn, hostPublicKey, s.proxyHostKeys),
       generation: act.generation,
       previousSystemPath: act.previousSystemPath,
       nixosVersion: readLocalVersion(inputs.systemPath),

@@ -1,5 +1,5 @@
 /** Input validation shared by the resources' check handlers. */
-import { Connection } from "../connection";
+import { ConnectionLike } from "../connection";
 
 /** One failed input, named by its property path (what the engine reports). */
 export interface CheckFailure {
@@ -15,29 +15,32 @@ export const isUnknown = (v: unknown): boolean => v === UNKNOWN;
 const HOST = /^[A-Za-z0-9.:_%-]+$/;
 const USER = /^[a-z_][a-z0-9_-]*\$?$/;
 
-/** Validates a connection input; unknown parts are skipped. */
-export function validateConnection(c: Partial<Connection> | string | undefined): CheckFailure[] {
+/** Validates a connection input (and its bastions, `connection.proxy…`); unknown parts are skipped. */
+export function validateConnection(c: Partial<ConnectionLike> | string | undefined, prop = "connection"): CheckFailure[] {
   if (isUnknown(c)) return [];
-  if (!c || typeof c !== "object") return [{ property: "connection", reason: "connection is required ({ host, port?, user?, privateKey?, hostPublicKey? })" }];
+  if (!c || typeof c !== "object") return [{ property: prop, reason: `${prop} is required ({ host, port?, user?, privateKey?, hostPublicKey?, proxy? })` }];
   const f: CheckFailure[] = [];
-  if (!isUnknown(c.host) && (typeof c.host !== "string" || !HOST.test(c.host))) {
-    f.push({ property: "connection.host", reason: `connection.host must be a host name or address, got '${c.host ?? ""}'` });
+  const bad = (field: string, reason: string) => f.push({ property: `${prop}.${field}`, reason: `${prop}.${field} ${reason}` });
+  if (!isUnknown(c.host) && (typeof c.host !== "string" || !HOST.test(c.host))) bad("host", `must be a host name or address, got '${c.host ?? ""}'`);
+  if (c.port !== undefined && !isUnknown(c.port) && !(Number.isInteger(c.port) && c.port > 0 && c.port < 65536)) bad("port", `must be 1–65535, got '${c.port}'`);
+  if (c.user !== undefined && !isUnknown(c.user) && !USER.test(String(c.user))) bad("user", `is not a valid user name: '${c.user}'`);
+  // Never echo the value: it is a secret.
+  if (c.privateKey && !isUnknown(c.privateKey) && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(String(c.privateKey))) bad("privateKey", "is not a PEM/OpenSSH private key");
+  for (const k of ["hostPublicKey", "hostKey"] as const) {
+    const v = c[k];
+    if (v && !isUnknown(v) && !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(String(v).trim())) bad(k, `must look like 'ssh-ed25519 AAAA…', got '${String(v).slice(0, 40)}'`);
   }
-  if (c.port !== undefined && !isUnknown(c.port) && !(Number.isInteger(c.port) && c.port > 0 && c.port < 65536)) {
-    f.push({ property: "connection.port", reason: `connection.port must be 1–65535, got '${c.port}'` });
+  if (c.hostPublicKey && c.hostKey && !isUnknown(c.hostPublicKey) && !isUnknown(c.hostKey) && String(c.hostPublicKey).trim().split(/\s+/).slice(0, 2).join(" ") !== String(c.hostKey).trim().split(/\s+/).slice(0, 2).join(" ")) {
+    bad("hostKey", "differs from hostPublicKey (they are one pin under two names: give one)");
   }
-  if (c.user !== undefined && !isUnknown(c.user) && !USER.test(String(c.user))) {
-    f.push({ property: "connection.user", reason: `connection.user is not a valid user name: '${c.user}'` });
+  if (c.dialErrorLimit !== undefined && !isUnknown(c.dialErrorLimit) && !(Number.isInteger(c.dialErrorLimit) && (c.dialErrorLimit >= 0 || c.dialErrorLimit === -1))) bad("dialErrorLimit", `must be a whole number of attempts (-1 = unlimited), got '${c.dialErrorLimit}'`);
+  if (c.perDialTimeout !== undefined && !isUnknown(c.perDialTimeout) && !(typeof c.perDialTimeout === "number" && c.perDialTimeout >= 0)) bad("perDialTimeout", `must be a positive number of seconds, got '${c.perDialTimeout}'`);
+  for (const k of ["privateKeyPassword", "password", "agentSocketPath"] as const) {
+    if (c[k] !== undefined && !isUnknown(c[k]) && typeof c[k] !== "string") bad(k, "must be a string");
   }
-  if (c.privateKey && !isUnknown(c.privateKey) && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(String(c.privateKey))) {
-    // Never echo the value: it is a secret.
-    f.push({ property: "connection.privateKey", reason: "connection.privateKey is not a PEM/OpenSSH private key" });
+  if (!c.privateKey && !c.password && !c.agentSocketPath && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey)) {
+    bad("privateKey", "is not set and there is no ssh-agent (agentSocketPath, SSH_AUTH_SOCK) or password to authenticate with");
   }
-  if (c.hostPublicKey && !isUnknown(c.hostPublicKey) && !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(String(c.hostPublicKey).trim())) {
-    f.push({ property: "connection.hostPublicKey", reason: `connection.hostPublicKey must look like 'ssh-ed25519 AAAA…', got '${String(c.hostPublicKey).slice(0, 40)}'` });
-  }
-  if (!c.privateKey && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey)) {
-    f.push({ property: "connection.privateKey", reason: "no connection.privateKey and no ssh-agent (SSH_AUTH_SOCK) to authenticate with" });
-  }
+  if (c.proxy && !isUnknown(c.proxy) && c.proxy.host) f.push(...validateConnection(c.proxy, `${prop}.proxy`));
   return f;
 }

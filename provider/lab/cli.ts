@@ -13,10 +13,17 @@ export function registerLabCommands(program: Command): void {
     .option("--hosts <n>", "number of hosts", "3")
     .option("--names <list>", "comma-separated host names (instead of host1..N)")
     .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", DEFAULT_LAB_INIT)
+    .option("--behind <name>", "put the other hosts on a network reachable only through lab host NAME (a bastion); HOST=NAME (repeatable) for one host, e.g. a chain: --behind host2=host1 --behind host3=host2", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--stack-file <file>", "write this stack config file for the lab made (e.g. stacks/Pulumi.lab.yaml): addresses, pinned host keys, the lab's key")
     .action(async (o) => {
       const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
-      const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names, init: o.init });
+      const all = names ?? Array.from({ length: Number(o.hosts) }, (_, i) => `host${i + 1}`);
+      const behind: Record<string, string> = {};
+      for (const b of o.behind as string[]) {
+        const [h, via] = b.includes("=") ? b.split("=", 2) : [undefined, b];
+        for (const n of h ? [h] : all.filter((x) => x !== via)) behind[n] = via;
+      }
+      const l = await Lab.up({ dir: o.dir, hosts: Number(o.hosts), names, init: o.init, behind });
       const st = await l.status();
       printStatus(st);
       console.log(`private key: ${l.privateKeyPath}`);
@@ -62,6 +69,8 @@ export function registerLabCommands(program: Command): void {
 }
 
 function printStatus(hosts: Awaited<ReturnType<Lab["status"]>>): void {
-  printTable(["Name", "Address", "Port", "State", "Init", "Generation", "Current system"],
-    hosts.map((h) => [h.name, h.address, h.port, h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]));
+  // "Via" only for a lab with hosts behind a bastion (the plain table is parsed by scripts).
+  const via = hosts.some((h) => h.behind);
+  printTable(["Name", "Address", "Port", ...(via ? ["Via"] : []), "State", "Init", "Generation", "Current system"],
+    hosts.map((h) => [h.name, h.address, h.port, ...(via ? [h.behind ?? "-"] : []), h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]));
 }

@@ -43,6 +43,8 @@ export interface LabHostInfo {
   generation?: number;
   /** Link shaping in effect (`lab link`). */
   link?: { rttMs?: number; rateMbit?: number };
+  /** The lab host this one is reachable through (`lab up --behind`): reach it with that host as `proxy`. */
+  behind?: string;
 }
 
 /** One host's record in lab.json. */
@@ -64,6 +66,8 @@ interface HostRecord {
   owned?: boolean;
   /** Link shaping (`lab link`): a latency relay in front of sshd and/or a tbf rate limit. */
   link?: { relayPid?: number; relayPort?: number; rttMs?: number; rateMbit?: number };
+  /** The host whose netns holds this host's veth (the only way in); absent: the machine's. */
+  behind?: string;
 }
 
 interface LabRecord {
@@ -87,6 +91,12 @@ export interface LabUpOptions {
    * NixOS generation. `none`: an sshd under a shell PID 1, no systemd.
    */
   init?: LabInit;
+  /**
+   * Hosts on a network reachable only through another lab host (host → that host, which may
+   * itself be behind one): their veth ends in the bastion's netns, and the machine routes their
+   * addresses nowhere.
+   */
+  behind?: Record<string, string>;
 }
 
 /** Users of every host: `deployer` (key login, passwordless sudo) and the `keys` group. */
@@ -183,6 +193,11 @@ export class Lab {
       if (!/^[a-z][a-z0-9-]{0,30}$/.test(n)) throw new Error(`lab host name '${n}': use lowercase letters, digits and '-'`);
     }
     if (new Set(names).size !== names.length) throw new Error("lab host names must be distinct");
+    const behind = opts.behind ?? {};
+    for (const [n, b] of Object.entries(behind)) {
+      if (!names.includes(n) || !names.includes(b)) throw new Error(`lab --behind ${n}=${b}: both must be hosts of this lab (${names.join(", ")})`);
+      for (let x: string | undefined = b, i = 0; x; x = behind[x], i++) if (x === n || i > names.length) throw new Error(`lab --behind: ${n} is behind itself`);
+    }
     fs.mkdirSync(path.join(dir, "hosts"), { recursive: true, mode: 0o700 });
     const lab = new Lab(dir, { dir, init, hosts: [] });
     lab.save();
@@ -193,9 +208,16 @@ export class Lab {
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-lab", "-f", lab.privateKeyPath]);
       const slots = await freeSlots(names.length);
       const records = names.map((name, i) => lab.recordHost(name, slots[i]));
+      for (const h of records) if (behind[h.name]) h.behind = behind[h.name];
       lab.save(); // recorded before anything exists, so a crash below is still cleaned by down
       const seeded = await seeds;
-      await Promise.all(records.map((h, i) => lab.createHost(h, seeded?.[i])));
+      // Bastions first: a host's veth goes into its bastion's netns.
+      const made = new Set<string>();
+      while (made.size < records.length) {
+        const wave = records.filter((h) => !made.has(h.name) && (!h.behind || made.has(h.behind)));
+        await Promise.all(wave.map((h) => lab.createHost(h, seeded?.[records.indexOf(h)])));
+        for (const h of wave) made.add(h.name);
+      }
     } catch (e) {
       if (!process.env.PULUMI_NIXOS_LAB_KEEP_FAILED) await lab.down().catch(() => undefined);
       throw e;
@@ -250,8 +272,14 @@ export class Lab {
     if (this.init === "systemd") await this.systemd.prepare(h, seed!, USER_SETUP);
     await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
     await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
-    await run(["ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
-    await run(["ip", "link", "set", h.vethOuter, "up"]);
+    const outer = this.outerNs(h);
+    if (h.behind) {
+      await run(["ip", "link", "set", h.vethOuter, "netns", this.host(h.behind).netns]);
+      // Nothing on the machine routes there (nor leaks it to a default route): only the bastion reaches it.
+      await run(["ip", "route", "add", "unreachable", `${h.gateway.replace(/\.1$/, ".0")}/30`]);
+    }
+    await run([...outer, "ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
+    await run([...outer, "ip", "link", "set", h.vethOuter, "up"]);
     const inNs = (...a: string[]) => run(["ip", "netns", "exec", h.netns, ...a]);
     await inNs("ip", "addr", "add", `${h.address}/30`, "dev", h.vethInner);
     await inNs("ip", "link", "set", h.vethInner, "up");
@@ -261,6 +289,23 @@ export class Lab {
     await this.boot(h);
     // Users and groups go into the host's own copy of /etc (systemd hosts: before their boot).
     if (this.init !== "systemd") await this.exec(h.name, ["sh", "-ec", USER_SETUP]);
+  }
+
+  /** argv prefix running a command where the host's outer veth lives (the machine, or its bastion's netns). */
+  private outerNs(h: HostRecord): string[] {
+    return h.behind ? ["ip", "netns", "exec", this.host(h.behind).netns] : [];
+  }
+
+  /** Waits for the host's sshd from where its veth ends (a host behind a bastion: from the bastion's netns). */
+  private async waitForSshd(h: HostRecord, timeoutMs: number): Promise<void> {
+    if (!h.behind) return waitForPort(h.address, 22, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await run([...this.outerNs(h), "timeout", "1", "bash", "-c", `exec 3<>/dev/tcp/${h.address}/22`], { allowFailure: true });
+      if (r.code === 0) return;
+      if (Date.now() > deadline) throw new Error(`${h.address}:22 (behind ${h.behind}) did not come up within ${timeoutMs} ms`);
+      await sleep(100);
+    }
   }
 
   private async prepareHostDir(h: HostRecord): Promise<void> {
@@ -300,7 +345,7 @@ export class Lab {
   private async boot(h: HostRecord): Promise<void> {
     if (this.init === "systemd") {
       await this.systemd.boot(h, 30_000);
-      await waitForPort(h.address, 22, 15_000);
+      await this.waitForSshd(h, 15_000);
       return;
     }
     const labBin = path.join(packageRoot, "provider", "lab");
@@ -328,7 +373,7 @@ export class Lab {
       }
     }
     this.save();
-    await waitForPort(h.address, 22, 15_000);
+    await this.waitForSshd(h, 15_000);
   }
 
   /**
@@ -373,7 +418,7 @@ export class Lab {
       } catch { /* not created */ }
       // With a latency relay, the host is reached through it (the machine's side of the veth).
       const viaRelay = h.link?.relayPort && pidAlive(h.link.relayPid);
-      return { name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, init: this.init, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
+      return { ...(h.behind ? { behind: h.behind } : {}), name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, init: this.init, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
     });
   }
 
@@ -399,6 +444,7 @@ export class Lab {
    * (status then gives the relay's address and port), `rateMbit` limits bandwidth both ways with tbf.
    */
   async link(name: string, o: { rttMs?: number; rateMbit?: number }): Promise<void> {
+    if (this.host(name).behind) throw new Error(`lab link ${name}: not for a host behind a bastion (shape the bastion's link instead)`);
     await this.clearLink(name);
     const h = this.host(name);
     h.link = {};
@@ -470,7 +516,7 @@ export class Lab {
       if (Date.now() > deadline) throw new Error(`lab host ${name} did not come back within ${timeoutMs} ms`);
       await sleep(50);
     }
-    await waitForPort(h.address, 22, Math.max(1000, deadline - Date.now()));
+    await this.waitForSshd(h, Math.max(1000, deadline - Date.now()));
   }
 
   /** Removes every process, namespace, veth, mount and file the lab created. Idempotent. */
@@ -491,6 +537,7 @@ export class Lab {
       }
       if (!h.owned) return;
       await run(["ip", "link", "del", h.vethOuter], { allowFailure: true });
+      if (h.behind) await run(["ip", "route", "del", "unreachable", `${h.gateway.replace(/\.1$/, ".0")}/30`], { allowFailure: true });
       if (fs.existsSync(`/run/netns/${h.netns}`)) {
         const r = await run(["ip", "netns", "del", h.netns], { allowFailure: true });
         if (r.code !== 0) errors.push(`netns ${h.netns}: ${r.stderr.trim()}`);

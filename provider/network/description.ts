@@ -20,6 +20,20 @@ export interface KeySpec extends KeyPlacement {
   vault?: VaultRef;
 }
 
+/**
+ * A bastion on the way to a machine (`@pulumi/command`'s `remote.ProxyConnection`, without
+ * secrets: it logs in with the network's private key or the ssh-agent).
+ */
+export interface ProxySpec {
+  host: string;
+  port?: number;
+  user?: string;
+  /** Pin of the bastion's SSH key; absent: recorded at first contact, then required. */
+  hostKey?: string;
+  /** The bastion's own bastion (chains). */
+  proxy?: ProxySpec;
+}
+
 /** One machine of the network (NixOps names). */
 export interface MachineSpec {
   targetHost: string;
@@ -27,6 +41,8 @@ export interface MachineSpec {
   targetUser?: string;
   /** Pin of the host's SSH key (`ssh-ed25519 AAAA…`). */
   hostPublicKey?: string;
+  /** Bastion to reach the machine through (`proxy.proxy` for a chain); `targetHost` is then as the bastion sees it. */
+  proxy?: ProxySpec;
   configuration?: string;
   /** More modules, e.g. `[./hardware/heron.nix, ./configuration/heron.nix]`. */
   imports?: string[];
@@ -57,7 +73,7 @@ export interface NetworkDescription {
   machines: Record<string, MachineSpec>;
 }
 
-const MACHINE_FIELDS = ["targetHost", "targetPort", "targetUser", "hostPublicKey", "configuration", "imports", "flake", "tags", "keys", "pin", "channel",
+const MACHINE_FIELDS = ["targetHost", "targetPort", "targetUser", "hostPublicKey", "proxy", "configuration", "imports", "flake", "tags", "keys", "pin", "channel",
   "action", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout"];
 const KEY_FIELDS = ["name", "text", "config", "file", "command", "vault", "destDir", "user", "group", "permissions", "uploadAt"];
 const NETWORK_FIELDS = ["description", "enableRollback", "defaults", "pins", "machines"];
@@ -81,6 +97,20 @@ function unknownFields(where: string, obj: object, known: string[]): string[] {
   return Object.keys(obj).filter((k) => !known.includes(k)).map((k) => `${where}.${k}: unknown field${suggest(k, known)}`);
 }
 
+const PROXY_FIELDS = ["host", "port", "user", "hostKey", "proxy"];
+
+/** Problems of a machine's `proxy` (and its own proxies), named by path. */
+function proxyProblems(where: string, p: unknown): string[] {
+  if (!p || typeof p !== "object" || Array.isArray(p)) return [`${where}: an object { host, port?, user?, hostKey?, proxy? }`];
+  const x = p as ProxySpec;
+  const out = unknownFields(where, x, PROXY_FIELDS);
+  if (typeof x.host !== "string" || !x.host) out.push(`${where}.host: required (the bastion's host name or address)`);
+  if (x.port !== undefined && !(Number.isInteger(x.port) && x.port > 0 && x.port < 65536)) out.push(`${where}.port: 1–65535`);
+  if (x.hostKey !== undefined && !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(String(x.hostKey))) out.push(`${where}.hostKey: a public key as 'ssh-ed25519 AAAA…'`);
+  if (x.proxy !== undefined) out.push(...proxyProblems(`${where}.proxy`, x.proxy));
+  return out;
+}
+
 /** Every problem of a description (empty when valid). Paths read like `machines.heron.keys.x.vault`. */
 export function descriptionProblems(d: unknown): string[] {
   if (!d || typeof d !== "object") return ["network: the description must be an object with 'machines'"];
@@ -96,6 +126,7 @@ export function descriptionProblems(d: unknown): string[] {
     out.push(...unknownFields(where, raw, MACHINE_FIELDS));
     const m = { ...(net.defaults ?? {}), ...raw } as MachineSpec;
     if (!m.targetHost) out.push(`${where}.targetHost: required (the machine's host name or address)`);
+    if (m.proxy !== undefined) out.push(...proxyProblems(`${where}.proxy`, m.proxy));
     const sources = ["configuration", "flake"].filter((k) => (m as any)[k]);
     if (sources.length !== 1 && !(m.imports?.length && !m.flake)) out.push(`${where}: give exactly one of configuration (and/or imports) or flake`);
     if (m.flake && m.imports?.length) out.push(`${where}.imports: not with flake (a flake brings its own modules)`);

@@ -3,8 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../resources/machine";
 import { DeploymentKey } from "../resources/deployment-key";
 import { ChannelPin } from "../resources/channel-pin";
-import { ConnectionArgs } from "../connection";
-import { NetworkDescription, NetworkNixDescription, machineSpec, validateDescription, validateNetworkNix } from "./description";
+import { ConnectionArgs, ProxyConnectionArgs } from "../connection";
+import { NetworkDescription, NetworkNixDescription, ProxySpec, machineSpec, validateDescription, validateNetworkNix } from "./description";
 import { getSecretConfig } from "../util/secret-config";
 import { evaluateNetworkNix, nixKeySource, unsupportedProblems } from "./network-nix";
 import { fetchPinSync } from "../pins/pin";
@@ -69,7 +69,8 @@ export class Network extends pulumi.ComponentResource {
     const afterEvaluation: pulumi.Input<pulumi.Resource[]> = pulumi.output(new Promise<pulumi.Input<unknown>>((r) => { fleetEvaluated = r; }) as Promise<object>).apply((): pulumi.Resource[] => []);
     for (const mName of Object.keys(net.machines)) {
       const m = machineSpec(net, mName);
-      const connection: ConnectionArgs = { host: m.targetHost, port: m.targetPort, user: m.targetUser, privateKey: args.privateKey, hostPublicKey: m.hostPublicKey };
+      const connection: ConnectionArgs = { host: m.targetHost, port: m.targetPort, user: m.targetUser, privateKey: args.privateKey, hostPublicKey: m.hostPublicKey,
+        ...(m.proxy ? { proxy: proxyArgs(m.proxy, args.privateKey) } : {}) };
       const pin = m.pin ? net.pins![m.pin] : undefined;
       const child = { parent: this };
       const keySpecs = Object.entries(m.keys ?? {});
@@ -173,4 +174,9 @@ export class Network extends pulumi.ComponentResource {
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
     });
   }
+}
+
+/** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */
+function proxyArgs(p: ProxySpec, privateKey: pulumi.Input<string> | undefined): ProxyConnectionArgs {
+  return { host: p.host, port: p.port, user: p.user, hostKey: p.hostKey, privateKey, ...(p.proxy ? { proxy: proxyArgs(p.proxy, privateKey) } : {}) };
 }

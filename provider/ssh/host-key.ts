@@ -29,15 +29,15 @@ export function hostKeyFingerprint(key: string): string {
  * key"); otherwise the key recorded at first contact ("changed").
  */
 export class HostKeyMismatchError extends Error {
-  constructor(readonly target: string, readonly expected: string, readonly actual: string, readonly configured = false) {
+  constructor(readonly target: string, readonly expected: string, readonly actual: string, readonly configured = false, readonly field = "connection.hostPublicKey") {
     const fps = `expected ${hostKeyFingerprint(expected)}, host presented ${hostKeyFingerprint(actual)}`;
     super(configured
-      ? `host key of ${target} does not match the pinned connection.hostPublicKey: ${fps}. ` +
+      ? `host key of ${target} does not match the pinned ${field}: ${fps}. ` +
         `Refusing to connect (possible man-in-the-middle). Check the host's key out of band (on its console: ` +
-        `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and fix connection.hostPublicKey if the pin is wrong.`
+        `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and fix ${field} if the pin is wrong.`
       : `host key of ${target} changed since first contact: ${fps} (the key recorded then). ` +
         `Refusing to connect (possible man-in-the-middle). If the host was reinstalled, set ` +
-        `connection.hostPublicKey to the new key (check it out of band, e.g. on the console: ` +
+        `${field} to the new key (check it out of band, e.g. on the console: ` +
         `cat /etc/ssh/ssh_host_ed25519_key.pub) and run up again.`);
   }
 }

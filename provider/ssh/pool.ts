@@ -4,7 +4,7 @@
  * Across processes, operations that change a host also hold the lock on the host (`lock`).
  */
 import * as crypto from "crypto";
-import { Connection } from "../connection";
+import { Connection, chainKey, connectionLabel, hops } from "../connection";
 import { SshSession } from "./session";
 import { LockRequest, withHostLock } from "../host/lock";
 
@@ -26,14 +26,19 @@ export interface HostAccess {
   lock?: LockRequest;
 }
 
+/** Whole chain (every hop's user, address, credentials and pin): one session per distinct way in. */
 function sessionKey(c: Connection, pin?: string): string {
-  const auth = crypto.createHash("sha256").update(c.privateKey ?? "agent").digest("hex").slice(0, 16);
-  return `${c.user}@${c.host}:${c.port}/${auth}/${pin ?? ""}`;
+  const auth = crypto.createHash("sha256").update(JSON.stringify(hops(c).map((h) =>
+    [h.privateKey ?? "", h.privateKeyPassword ?? "", h.password ?? "", h.agentSocketPath ?? "", h.hostPublicKey ?? ""]))).digest("hex").slice(0, 16);
+  return `${connectionLabel(c)}/${auth}/${pin ?? ""}`;
 }
 
-/** Serializes operations on one host (host:port), whatever the user. */
+/**
+ * Serializes operations on one host, whatever the user: keyed by the whole chain (one private
+ * address behind two bastions is two hosts).
+ */
 export async function lockHost<T>(c: Connection, fn: () => Promise<T>): Promise<T> {
-  const key = `${c.host}:${c.port}`;
+  const key = chainKey(c);
   const prev = hostQueues.get(key) ?? Promise.resolve();
   const mine = prev.catch(() => undefined).then(fn);
   hostQueues.set(key, mine);

@@ -5,8 +5,8 @@
  */
 import { NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
-import { Readable } from "stream";
-import { Connection, connectionLabel } from "../connection";
+import { Duplex, Readable } from "stream";
+import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
 import { timeoutEnv, timeoutMs } from "../util/timeouts";
 
@@ -91,6 +91,10 @@ export const sshStats = { connections: 0, commands: 0 };
 export class SshSession {
   /** The host key the server presented (`type base64`). */
   hostPublicKey = "";
+  /** The host keys the bastions presented, first hop first (empty without `proxy`). */
+  proxyHostKeys: string[] = [];
+  /** Sessions to the bastions, closed with this one. */
+  private bastions: NodeSSH[] = [];
   /** Set by the host lock while an operation holds it (see provider/host/lock.ts). */
   hook?: ScriptHook;
   private closed = false;
@@ -103,54 +107,46 @@ export class SshSession {
   get alive(): boolean { return !this.closed && this.ssh.isConnected(); }
 
   /**
-   * Connects and verifies the host key against `pin` (when given). Without a pin the presented key
-   * is accepted and available as `hostPublicKey`, for the caller to record.
+   * Connects (through `conn.proxy`'s bastions, each reached over the previous one's `forwardOut`)
+   * and verifies each hop's host key: the target's against `pin` (when given), each bastion's
+   * against its `hostKey`. Without a pin the presented key is accepted and available as
+   * `hostPublicKey` (`proxyHostKeys` for the bastions), for the caller to record. Each hop is
+   * dialled up to its `dialErrorLimit` times with backoff; auth and host-key errors fail at once.
    */
   static async connect(conn: Connection, opts: { pin?: string; timeoutMs?: number } = {}): Promise<SshSession> {
-    const ssh = new NodeSSH();
-    const pin = opts.pin ? normalizeHostKey(opts.pin) : undefined;
-    let presented = "";
-    let mismatch: HostKeyMismatchError | undefined;
+    const chain = hops(conn);
+    const opened: NodeSSH[] = [];
+    const presented: string[] = [];
     try {
-      await ssh.connect({
-        host: conn.host,
-        port: conn.port,
-        username: conn.user,
-        privateKey: conn.privateKey,
-        agent: conn.privateKey ? undefined : process.env.SSH_AUTH_SOCK,
-        // Straight to the key: ssh2's default first asks with method "none", one more round trip.
-        authHandler: conn.privateKey ? ["publickey"] : ["agent"],
-        readyTimeout: opts.timeoutMs ?? timeoutMs("connect"),
-        keepaliveInterval: 5_000,
-        keepaliveCountMax: 3,
-        // Prefer ed25519 host keys (what we pin) and the fastest safe cipher.
-        algorithms: {
-          serverHostKey: ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"],
-          cipher: ["aes128-gcm@openssh.com", "aes128-gcm", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"],
-        },
-        hostVerifier: (key: Buffer) => {
-          presented = formatHostKey(key);
-          if (pin && presented !== pin) {
-            // The program's own pin, or the key recorded at first contact (they say different things).
-            const configured = !!conn.hostPublicKey && normalizeHostKey(conn.hostPublicKey) === pin;
-            mismatch = new HostKeyMismatchError(connectionLabel(conn), pin, presented, configured);
-            return false;
-          }
-          return true;
-        },
-      });
+      for (let i = 0; i < chain.length; i++) {
+        const hop = chain[i], isTarget = i === chain.length - 1, prev = opened[i - 1];
+        const pin = isTarget ? opts.pin : hop.hostPublicKey;
+        const field = isTarget ? "connection.hostPublicKey" : `connection.${"proxy.".repeat(chain.length - 1 - i)}hostKey`;
+        const { ssh, key } = await dialHop(hop, {
+          pin, field, configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
+          timeoutMs: hop.perDialTimeout ? hop.perDialTimeout * 1000 : opts.timeoutMs ?? timeoutMs("connect"),
+          sock: prev ? () => forwardTo(prev, hop, chain[i - 1]) : undefined,
+        }).catch((e) => {
+          if (e instanceof HostKeyMismatchError || isTarget) throw e;
+          throw new Error(`cannot connect to ${connectionLabel(conn)}: proxy: ${(e as Error).message.replace(/^cannot connect to /, "")}`);
+        });
+        opened.push(ssh);
+        presented.push(key);
+      }
     } catch (e) {
-      ssh.dispose();
-      if (mismatch) throw mismatch;
-      throw new Error(`cannot connect to ${connectionLabel(conn)}: ${describeConnectError(e, opts.timeoutMs ?? timeoutMs("connect"))}`);
+      for (const o of opened.reverse()) o.dispose();
+      throw e;
     }
+    const ssh = opened[opened.length - 1];
     const s = new SshSession(conn, ssh);
-    sshStats.connections++;
-    s.hostPublicKey = presented;
+    s.bastions = opened.slice(0, -1);
+    sshStats.connections += opened.length;
+    s.hostPublicKey = presented[presented.length - 1];
+    s.proxyHostKeys = presented.slice(0, -1);
     // Measured now, while the first commands run: a stream needs it and must not wait a round trip.
     void s.rttMs();
-    ssh.connection?.on("close", () => { s.closed = true; });
-    ssh.connection?.on("error", () => { s.closed = true; });
+    const down = () => { s.closed = true; };
+    for (const o of opened) { o.connection?.on("close", down); o.connection?.on("error", down); }
     return s;
   }
 
@@ -318,6 +314,7 @@ export class SshSession {
   close(): void {
     this.closed = true;
     this.ssh.dispose();
+    for (const b of this.bastions.reverse()) b.dispose();
   }
 }
 
@@ -377,8 +374,103 @@ function lineSplitter(onLine: ExecOptions["onLine"], stream: "stdout" | "stderr"
   };
 }
 
+/** Options of {@link dialHop}. */
+interface DialOptions {
+  pin?: string;
+  /** The input the pin came from, for the mismatch message. */
+  field: string;
+  configured: boolean;
+  timeoutMs: number;
+  /** A fresh socket through the previous hop, per attempt (absent: TCP from here). */
+  sock?: () => Promise<Duplex>;
+}
+
+/** Errors a new attempt cannot fix: wrong credentials, a wrong host key, an undecryptable key. */
+export function isPermanentDialError(e: unknown): boolean {
+  if (e instanceof HostKeyMismatchError) return true;
+  const m = e instanceof Error ? e.message : String(e);
+  return /All configured authentication methods failed|passphrase|Cannot parse privateKey|Unsupported key format|config\.\w+ must/i.test(m);
+}
+
+/** Backoff before attempt n+1 (n ≥ 1): 100 ms, ×1.5 each time, at most 5 s (@pulumi/command's). */
+export const dialBackoffMs = (n: number): number => Math.min(5_000, 100 * 1.5 ** (n - 1));
+
+/**
+ * One hop's SSH connection, verified against `pin`, dialled up to `hop.dialErrorLimit` times
+ * (default 10, -1 unlimited) while the error is worth retrying (refused, unreachable, timed out).
+ */
+async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH; key: string }> {
+  const limit = hop.dialErrorLimit ?? DIAL_ERROR_LIMIT;
+  const pin = o.pin ? normalizeHostKey(o.pin) : undefined;
+  for (let attempt = 1; ; attempt++) {
+    const ssh = new NodeSSH();
+    let presented = "";
+    let mismatch: HostKeyMismatchError | undefined;
+    try {
+      const sock = o.sock ? await o.sock() : undefined;
+      const auth: string[] = [];
+      if (hop.privateKey) auth.push("publickey");
+      if (hop.password) auth.push("password");
+      const agent = hop.agentSocketPath || process.env.SSH_AUTH_SOCK;
+      if (!auth.length && agent) auth.push("agent");
+      await ssh.connect({
+        ...(sock ? { sock } : { host: hop.host, port: hop.port }),
+        username: hop.user,
+        privateKey: hop.privateKey,
+        passphrase: hop.privateKeyPassword,
+        password: hop.password,
+        agent: hop.privateKey ? undefined : agent,
+        // Straight to the key: ssh2's default first asks with method "none", one more round trip.
+        authHandler: auth,
+        readyTimeout: o.timeoutMs,
+        keepaliveInterval: 5_000,
+        keepaliveCountMax: 3,
+        // Prefer ed25519 host keys (what we pin) and the fastest safe cipher.
+        algorithms: {
+          serverHostKey: ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"],
+          cipher: ["aes128-gcm@openssh.com", "aes128-gcm", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"],
+        },
+        hostVerifier: (key: Buffer) => {
+          presented = formatHostKey(key);
+          if (pin && presented !== pin) {
+            mismatch = new HostKeyMismatchError(connectionLabel(hop), pin, presented, o.configured, o.field);
+            return false;
+          }
+          return true;
+        },
+      } as Parameters<NodeSSH["connect"]>[0]);
+      return { ssh, key: presented };
+    } catch (e) {
+      ssh.dispose();
+      if (mismatch) throw mismatch;
+      if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit)) {
+        const tries = attempt > 1 ? ` (${attempt} attempts)` : "";
+        throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, o.timeoutMs)}${tries}`);
+      }
+      await new Promise((r) => setTimeout(r, dialBackoffMs(attempt)));
+    }
+  }
+}
+
+/** A channel from `via` (the session to `viaHop`) to `hop`'s SSH port: the next hop's socket. */
+function forwardTo(via: NodeSSH, hop: Connection, viaHop: Connection): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const client = via.connection;
+    if (!client) return reject(new Error(`connection to ${connectionLabel(viaHop)} lost`));
+    // The channel open is a network call: bounded like a dial.
+    const timer = setTimeout(() => reject(new Error(`${connectionLabel(viaHop)} did not open a channel to ${hop.host}:${hop.port} within 15 s`)), 15_000);
+    client.forwardOut("127.0.0.1", 0, hop.host, hop.port, (err, ch) => {
+      clearTimeout(timer);
+      if (err) reject(new Error(`${connectionLabel(viaHop)} could not open a channel to ${hop.host}:${hop.port}: ${err.message}`));
+      else resolve(ch);
+    });
+  });
+}
+
 function describeConnectError(e: unknown, timeoutMs: number): string {
   const m = e instanceof Error ? e.message : String(e);
+  if (/no passphrase given/.test(m)) return "the private key is encrypted: set connection.privateKeyPassword";
+  if (/bad passphrase|integrity check failed/.test(m)) return "the private key could not be decrypted: wrong connection.privateKeyPassword";
   if (/Timed out while waiting for handshake|ETIMEDOUT/i.test(m)) return `no answer within ${Math.round(timeoutMs / 1000)} s (connectTimeout)`;
   if (/All configured authentication methods failed/.test(m)) return "authentication failed (the private key is not accepted for this user)";
   return m;
