@@ -30,9 +30,14 @@ const web = new Machine("web", {
   keys: { "db-password": { user: "postgres", group: "postgres", permissions: "0640" } },
 }, { dependsOn: [dbPassword] });
 
-// After each deploy, ask the host what it runs, over the same pinned connection.
+// After each deploy, ask the host what it runs, over the same connection: `hostKey` (the key
+// recorded at first contact, or the pin) makes remote.Command refuse any other host key, and a
+// bastion (`proxy`, one hop as remote.ProxyConnection has) comes along with its recorded key.
 const probe = new command.remote.Command("nixos-version", {
-  connection: web.connection.apply((c) => ({ host: c.host, port: c.port, user: c.user, privateKey: c.privateKey })),
+  connection: web.connection.apply((c) => ({
+    host: c.host, port: c.port, user: c.user, privateKey: c.privateKey, hostKey: c.hostKey,
+    ...(c.proxy ? { proxy: { host: c.proxy.host, port: c.proxy.port, user: c.proxy.user, privateKey: c.proxy.privateKey, hostKey: c.proxy.hostKey } } : {}),
+  })),
   create: "cat /run/current-system/nixos-version",
   triggers: [web.systemPath],
 });
