@@ -15,6 +15,7 @@ import { startChannelServer } from "./channels/server";
 import YAML from "yaml";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { nixConfig, writeStack } from "./helpers/stack";
+import { linkNodeModules, writeUserConfig } from "./helpers/program-dir";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
@@ -307,6 +308,79 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       expectExit(await engine("up", st), 0, "up of the written lab stack");
     } finally {
       await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab", "down", "--dir", labDir], { allowFailure: true });
+    }
+  });
+
+  test("1: wrong types are refused before anything runs, in the description and in every resource's args, naming the field", async () => {
+    // The description: the issue's two cases and their neighbours, through the stack program.
+    const dir = path.join(tmp, `s${++n}`);
+    const s = writeStack(dir, "t", {}, {
+      "pulumi-nixos:machines": undefined,
+      "pulumi-nixos:network": {
+        enableRollback: "no",
+        machines: {
+          a: { targetHost: hosts[0].address, configuration: "./a.nix", compress: "maybe", targetPort: "22", activationTimeout: -5, tagz: ["web"],
+            keys: { k: { file: "/etc/hostname", permissions: "rw-", uploadAt: "later" } } },
+        },
+      },
+      "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
+    });
+    fs.writeFileSync(path.join(dir, "a.nix"), nixConfig("a"));
+    const r = await engine("up", s);
+    assert.equal(r.code, 1);
+    const out = lines(r);
+    const at = out.indexOf("error: invalid network description:");
+    assert.ok(at >= 0, out.join("\n"));
+    const block: string[] = [];
+    for (let i = at + 1; out[i]?.startsWith("  "); i++) block.push(out[i].trim());
+    assert.deepEqual(block.sort(), [
+      'network.enableRollback: true or false (got "no")',
+      'network.machines.a.activationTimeout: a number of seconds (> 0) (got -5)',
+      'network.machines.a.compress: true, false or "auto" (got "maybe")',
+      'network.machines.a.keys.k.permissions: 3-4 octal digits, e.g. "0600" (got "rw-")',
+      'network.machines.a.keys.k.uploadAt: one of "pre-activation", "post-activation" (got "later")',
+      "network.machines.a.tagz: unknown field (did you mean 'tags'?)",
+      'network.machines.a.targetPort: a port number (1-65535) (got "22")',
+    ].sort());
+    assert.doesNotMatch(r.stdout, /^\s+at .*\.(ts|js):\d+/m, "no stack trace");
+    assert.deepEqual(Object.keys(stateResources(s.state)).filter((k) => k !== "network"), [], "nothing but the component registered");
+    assert.equal(await onHost("host1", "ls /run/pulumi-nixos 2>/dev/null | wc -l"), "0", "no host touched");
+
+    // Resource args in a TypeScript program, values from stack config (as a program passes them).
+    const prog = path.join(tmp, `prog${++n}`);
+    fs.mkdirSync(prog, { recursive: true });
+    fs.writeFileSync(path.join(prog, "Pulumi.yaml"), "name: args\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: index.ts\n");
+    fs.writeFileSync(path.join(prog, "index.ts"), `import * as pulumi from "@pulumi/pulumi";
+import { ChannelPin, DeploymentKey, Machine } from "pulumi-nixos";
+const c = new pulumi.Config();
+const kind = c.require("kind");
+const args = c.requireObject<any>("args");
+if (kind === "Machine") new Machine("box", args);
+if (kind === "DeploymentKey") new DeploymentKey("token", args);
+if (kind === "ChannelPin") new ChannelPin("box/channel", args);
+`);
+    linkNodeModules(prog, ROOT);
+    const conn = { host: hosts[0].address, privateKey: "not used" };
+    const cases: [string, unknown, string[]][] = [
+      ["Machine", { connection: { ...conn, port: "22" }, configuration: "./box.nix", compress: "maybe", enableRollback: "no", tags: ["web", 3], buildOn: "remote" }, [
+        'connection.port: a port number (1-65535) (got "22")', 'tags.1: a string (got 3)', 'enableRollback: true or false (got "no")',
+        'buildOn: one of "local", "target" (got "remote")', 'compress: true, false or "auto" (got "maybe")']],
+      ["DeploymentKey", { connection: { ...conn, hostPublicKey: "nope", proxy: { host: "bastion", prot: 22 } }, text: 42, permissions: ["0600"] }, [
+        "connection.hostPublicKey: a public key as 'ssh-ed25519 AAAA…' (got \"nope\")", "connection.proxy.prot: unknown field (did you mean 'port'?)",
+        "text: a string (got 42)", 'permissions: a mode as a string of 3-4 octal digits, e.g. "0600" (got ["0600"])']],
+      ["ChannelPin", { connection: conn, url: "http://x/nixexprs.tar.xz", channel: 7 }, ["sha256: required (the sha256 of the unpacked tree)", "channel: a channel name (got 7)"]],
+    ];
+    for (const [kind, args, want] of cases) {
+      const name = { Machine: "box", DeploymentKey: "token", ChannelPin: "box/channel" }[kind];
+      writeUserConfig(prog, "args", "t", { kind, args });
+      const pr = await engine("preview", { cwd: prog, stack: "t", state: path.join(prog, "state.json") });
+      assert.equal(pr.code, 1, kind);
+      const o = lines(pr);
+      const i = o.indexOf(`error: invalid arguments of ${kind} ${name}:`);
+      assert.ok(i >= 0, o.join("\n"));
+      assert.deepEqual(o.slice(i + 1, i + 1 + want.length).map((l) => l.trim()).sort(), [...want].sort(), kind);
+      assert.doesNotMatch(pr.stdout, /^\s+at .*\.(ts|js):\d+/m, "no stack trace");
+      assert.doesNotMatch(pr.stdout, / \+ +pulumi-nodejs:dynamic:Resource/, "nothing registered");
     }
   });
 });

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs } from "../connection";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
+import { checkArgs } from "../schema";
 
 const channelProvider = runtimeProvider("channel");
 
@@ -33,6 +34,8 @@ export class ChannelPin extends pulumi.dynamic.Resource {
   declare readonly previousUrl: pulumi.Output<string>;
 
   constructor(name: string, args: ChannelPinArgs, opts?: pulumi.CustomResourceOptions) {
+    // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
+    checkArgs("ChannelPin", name, args);
     super(channelProvider, name, {
       kind: "channelPin",
       resource: name,

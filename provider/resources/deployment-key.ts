@@ -6,6 +6,7 @@ import { VaultRef } from "../secrets/vault";
 import { getSecretConfig } from "../util/secret-config";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
+import { checkArgs } from "../schema";
 
 const keyProvider = runtimeProvider("key");
 
@@ -40,6 +41,8 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
   declare readonly uploadAt: pulumi.Output<string>;
 
   constructor(resourceName: string, args: DeploymentKeyArgs, opts?: pulumi.CustomResourceOptions) {
+    // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
+    checkArgs("DeploymentKey", resourceName, args);
     const spec = {
       name: args.name ?? resourceName,
       destDir: args.destDir ?? "/run/keys",

@@ -8,6 +8,7 @@ import { runtimeProvider } from "./runtime-provider";
 
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
+import { checkArgs } from "../schema";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
 export interface MachineArgs {
@@ -115,6 +116,8 @@ export class Machine extends pulumi.dynamic.Resource {
   readonly evaluated: pulumi.Output<{ outPath: string; drvPath: string }>;
 
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
+    // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
+    checkArgs("Machine", name, args);
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
       async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
         const modules = configuration || imports?.length || args.nixopsNetwork;
