@@ -7,7 +7,9 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, wit
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
-import { activate, activationStep, Action, ActivationResult, SYSTEM_PROFILE } from "../host/activate";
+import { activationStep, Action, ActivationResult, ActivationStep, SYSTEM_PROFILE } from "../host/activate";
+import { HealthCheck, healthCheckProblems } from "../host/health";
+import { confirmOrRollBack, isLost, magicOption, recoverAfterDrop } from "./magic-rollback";
 import { readFacts } from "../host/facts";
 import { withHost } from "../ssh/pool";
 import { deployLock } from "../host/lock";
@@ -48,6 +50,12 @@ export interface MachineInputs {
   dryRun?: boolean;
   /** Set by Check: the manifest of the system as Check knew it (exact or from its derivations). */
   closureManifest?: ClosureManifest;
+  /** Arm a rollback before switching, cancelled only by a confirmation over a new connection (default true). */
+  magicRollback?: boolean;
+  /** Seconds to confirm after the switch (default 30); the host's deadline is activationTimeout + this. */
+  confirmTimeout?: number;
+  /** Run on the host over the confirming connection; a failure rolls back. */
+  healthChecks?: HealthCheck[];
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -83,6 +91,15 @@ export async function check(olds: Partial<MachineInputs>, news: MachineInputs): 
   if (news.buildOn === "target" && !news.drvPath) {
     f.push({ property: "buildOn", reason: `Machine ${news.name}: buildOn 'target' needs a configuration or flake (a drvPath), not only systemPath` });
   }
+  if (news.magicRollback !== undefined && !isUnknown(news.magicRollback) && typeof news.magicRollback !== "boolean") {
+    f.push({ property: "magicRollback", reason: `Machine ${news.name}: magicRollback must be true or false, got '${news.magicRollback}'` });
+  }
+  if (news.confirmTimeout !== undefined && !isUnknown(news.confirmTimeout) && !(Number(news.confirmTimeout) > 0)) {
+    f.push({ property: "confirmTimeout", reason: `Machine ${news.name}: confirmTimeout must be a positive number of seconds` });
+  }
+  if (!isUnknown(news.healthChecks)) {
+    for (const p of healthCheckProblems("healthChecks", news.healthChecks)) f.push({ property: "healthChecks", reason: `Machine ${news.name}: ${p}` });
+  }
   for (const k of ["connectTimeout", "activationTimeout"] as const) {
     if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
   }
@@ -98,7 +115,8 @@ export async function check(olds: Partial<MachineInputs>, news: MachineInputs): 
 /** Update when the system, action or anything else changed; replace when the host changes. */
 export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake", "tags"];
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake", "tags",
+    "magicRollback", "confirmTimeout", "healthChecks"];
   const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
@@ -147,8 +165,25 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   // The host stays locked against other deployers from the first command to the activation.
   return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name) }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
-    const activation = { timeoutSec: inputs.activationTimeout, log: units.log };
+    const activation = { timeoutSec: inputs.activationTimeout, log: units.log, magicRollback: magicOption(inputs) };
     let act: ActivationResult | undefined;
+    // Runs an activation step; a connection lost once it started is recovered by reading the host.
+    let armedStep: ActivationStep | undefined;
+    const activateWith = async (step: ActivationStep, go: () => Promise<boolean>): Promise<ActivationResult | undefined> => {
+      try {
+        if (!await go()) return undefined;
+      } catch (e) {
+        if (!step.started() || !isLost(e)) throw e;
+        armedStep = step;
+        return recoverAfterDrop(inputs, conn, hostPublicKey, step, e, log);
+      }
+      armedStep = step;
+      return step.result(s.label);
+    };
+    const alone = (step: ActivationStep) => async () => {
+      await s.exec(step.script, { stdin: step.stdin, privileged: true, what: step.what, timeoutMs: step.timeoutMs, onLine: step.onLine });
+      return true;
+    };
     let transfer: Transfer;
     let manifest: ClosureManifest | undefined;
     if (inputs.buildOn === "target") {
@@ -158,14 +193,18 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       manifest = manifestOfClosure(inputs.systemPath, closure);
       // Optimistic: if the host has the whole closure, the check and the activation are one command.
       log(`checking which of ${plural(closure.length, "path")} (${formatBytes(sizeOf(closure).bytes)}) the host lacks; ${inputs.action} right away if none`);
-      act = await activate(s, inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
+      const first = activationStep(inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
+      act = (await activateWith(first, alone(first)))!;
       if (act.missing.length) {
         // The activation follows the import in the same command.
         const step = activationStep(inputs.systemPath, inputs.action, activation);
-        const pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act.missing, log,
-          then: { ...step, announce: `activating (${inputs.action})` } });
-        transfer = pushed;
-        act = pushed.followedUp ? step.result(s.label) : undefined;
+        let pushed: Awaited<ReturnType<typeof pushClosure>> | undefined;
+        act = await activateWith(step, async () => {
+          pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act!.missing, log,
+            then: { ...step, announce: `activating (${inputs.action})` } });
+          return pushed.followedUp;
+        });
+        transfer = pushed ?? { closureSize: sizeOf(closure), bytesCopied: 0 };
       } else {
         log(`the host had all ${plural(closure.length, "path")}: nothing copied`);
         transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };
@@ -175,8 +214,11 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     manifest ??= transfer.manifest;
     if (!act) {
       log(`activating (${inputs.action})`);
-      act = await activate(s, inputs.systemPath, inputs.action, activation);
+      const step = activationStep(inputs.systemPath, inputs.action, activation);
+      act = (await activateWith(step, alone(step)))!;
     }
+    // Armed before the switch: confirmed over a new connection, or rolled back (an error).
+    if (act.armed && armedStep) await confirmOrRollBack(inputs, conn, hostPublicKey, s, armedStep, log);
     const outs: MachineOutputs = {
       ...inputs,
       connection: pinnedConnection(conn, hostPublicKey, s.proxyHostKeys),
@@ -211,7 +253,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
         reasons: [`units failed on ${inputs.name}: ${failed.join(", ")}`],
       });
     }
-    const why = act.exitCode === 124 ? `timed out after ${inputs.activationTimeout} s (activationTimeout)` : `failed with exit ${act.exitCode}`;
+    const why = act.exitCode === 124 ? `timed out after ${inputs.activationTimeout} s (activationTimeout)`
+      : act.exitCode === 100 ? "exited 100: the new system needs a reboot (its init is incompatible with the running one); it is the boot default, reboot the host to run it"
+        : act.exitCode === 11 ? "exited 11: another switch-to-configuration holds its lock (/run/nixos/switch-to-configuration.lock); nothing was activated, try again when it has finished"
+          : `failed with exit ${act.exitCode}`;
     const back = act.rolledBackTo ? `; the system profile was set back to generation ${act.rolledBackTo}` : "";
     throw new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} ${why}${back}; ` +
       `the host keeps running ${act.previousSystemPath || "its previous system"} and the state keeps the old system. ` +

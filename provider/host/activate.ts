@@ -6,6 +6,8 @@
 import { SshSession, shq } from "../ssh/session";
 import { PRINT_MISSING_PATHS } from "./copy";
 import { Logger } from "../util/log";
+import { ROLLBACK_PREFIX, STATE_DIR, armLines, disarmLines, switchRcFile } from "./rollback";
+import * as crypto from "crypto";
 
 /** What switch-to-configuration should do (nixos-rebuild's verbs). */
 export type Action = "switch" | "boot" | "test" | "dry-activate";
@@ -28,15 +30,23 @@ export interface ActivationResult {
   rolledBackTo?: number;
   /** Last lines of the activation's output. */
   tail: string[];
+  /** The magic-rollback unit armed before the switch (to be confirmed); absent: nothing armed. */
+  armed?: string;
 }
 
 const MARK = "@@pulumi-nixos";
 /** The transient unit activations run in on systemd hosts (one at a time per host). */
 export const SWITCH_UNIT = "pulumi-nixos-switch-to-configuration";
 
+/** Magic rollback of one attempt: its nonce and the timer's deadline (activation + confirm). */
+export interface ArmOptions { nonce: string; deadlineSec: number }
+
 /** The remote script; exported for tests of its shape. */
-export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false): string {
+export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false,
+  arm?: ArmOptions, nonce = arm?.nonce ?? crypto.randomBytes(8).toString("hex")): string {
   const setProfile = action === "switch" || action === "boot";
+  // `boot` activates nothing now: no magic rollback (as deploy-rs).
+  const armed = arm && (action === "switch" || action === "test") ? arm : undefined;
   return [
     // The paths on stdin must all be valid, else report them and change nothing.
     ...(checkStdinPaths ? [
@@ -47,28 +57,42 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then`,
     `  st=$(systemctl show -p ActiveState --value ${SWITCH_UNIT}.service 2>/dev/null)`,
     `  case "$st" in active|activating|deactivating|reloading) echo "${MARK} busy=$(systemctl show -p ExecMainStartTimestamp --value ${SWITCH_UNIT}.service)"; exit 0 ;; esac`,
+    // Another deploy awaits its confirmation (or rolls back): its rollback must not hit our switch.
+    `  rb=$(systemctl list-units --all --plain --no-legend --no-pager '${ROLLBACK_PREFIX}*' 2>/dev/null | awk '$3 == "active" || $3 == "activating" { print $1; exit }')`,
+    `  if [ -n "$rb" ]; then echo "${MARK} armedbusy=$rb"; exit 0; fi`,
     `fi`,
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
     `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
-    `echo "${MARK} prev=$(test -e /run/current-system && readlink -f /run/current-system)"`,
+    `prevsys=$(test -e /run/current-system && readlink -f /run/current-system); echo "${MARK} prev=$prevsys"`,
     `prevgen=$(gen_of)`,
     setProfile ? `if [ "$(readlink -f "$profile" 2>/dev/null)" != "$out" ]; then nix-env -p "$profile" --set "$out" || exit 90; fi` : ":",
     `gen=$(gen_of); echo "${MARK} gen=$gen"`,
-    `cmd="$out/bin/switch-to-configuration $action"`,
+    // Armed before the switch: whatever happens to it or to us, the host can go back by itself.
+    ...(armed ? armLines(MARK, armed.nonce, action as "switch" | "test", armed.deadlineSec, SWITCH_UNIT) : []),
     `unit=`,
     `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
     `  unit=${SWITCH_UNIT}.service`,
-    `  cmd="systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait $cmd"`,
+    // The unit records its exit code: read after a dropped connection (truthful recovery).
+    `  mkdir -p -m 0755 ${STATE_DIR}`,
+    `  timeout ${timeoutSec} systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait \\`,
+    // Its output passes through a cat that, once our session is gone, drains to /dev/null:
+    // switch-to-configuration itself never writes into a dead pipe (it would fail on that alone).
+    `    /bin/sh -c '{ "$0" "$1"; echo $? > "$2"; } 2>&1 | { cat 2>/dev/null; cat >/dev/null; }; exit $(cat "$2")' "$out/bin/switch-to-configuration" "$action" ${switchRcFile(nonce)} 2>&1; rc=$?`,
+    `else`,
+    `  timeout ${timeoutSec} "$out/bin/switch-to-configuration" "$action" 2>&1; rc=$?`,
     `fi`,
-    `timeout ${timeoutSec} $cmd 2>&1; rc=$?`,
     // Timed out: systemd-run is gone but the switch runs on in its unit (holding our output open).
     `if [ $rc -eq 124 ] && [ -n "$unit" ]; then systemctl stop "$unit" >/dev/null 2>&1; fi`,
     `echo "${MARK} rc=$rc"`,
+    armed ? ":" : `rm -f ${switchRcFile(nonce)}`,
+    // The switch failed on its own (not 0, not 4): nothing to confirm, the timer goes.
+    `if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then ${disarmLines(nonce)}; fi`,
     // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration
     // printed); not the switch's own unit, failed by that very exit code until it is collected.
     `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '$1 != "${SWITCH_UNIT}.service" { print "${MARK} failed=" $1 }'; fi`,
+    // 100 (reboot needed): the new generation stays the boot default.
     rollbackOnFailure && setProfile
-      ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
+      ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ $rc -ne 100 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
       : ":",
     `exit 0`,
   ].join("\n");
@@ -84,11 +108,25 @@ export interface ActivateOptions {
    * the result lists them and nothing was changed.
    */
   requirePaths?: string[];
+  /**
+   * Magic rollback: arm a timer on the host before the switch, firing after `deadlineSec`
+   * (activation + confirm) unless confirmed (see rollback.ts). Only for switch/test, only when
+   * the host does not already run the system.
+   */
+  magicRollback?: { deadlineSec: number };
 }
 
 /** An activation as a script and the reader of its output: run alone, or after a closure import in the same command. */
 export interface ActivationStep {
   script: string;
+  /** This attempt's nonce (names its rollback timer and files on the host). */
+  nonce: string;
+  /** Whether the host reached the activation (its first line came): a drop after it is mid-activation. */
+  started(): boolean;
+  /** When the rollback timer was armed (Date.now() as its line arrived), if it was. */
+  armedAtMs(): number | undefined;
+  /** The system the host ran before (once the activation started). */
+  previous(): string;
   /** Data for the script's stdin (the paths to check, with `requirePaths`). */
   stdin?: string;
   what: string;
@@ -106,8 +144,15 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
   const failedUnits: string[] = [];
   const missing: string[] = [];
   const check = opts.requirePaths !== undefined;
+  const nonce = crypto.randomBytes(8).toString("hex");
+  const arm = opts.magicRollback ? { nonce, deadlineSec: opts.magicRollback.deadlineSec } : undefined;
+  let armedAt: number | undefined;
   return {
-    script: activationScript(systemPath, action, opts.timeoutSec, true, check),
+    nonce,
+    started: () => fields.prev !== undefined,
+    armedAtMs: () => armedAt,
+    previous: () => fields.prev ?? "",
+    script: activationScript(systemPath, action, opts.timeoutSec, true, check, arm, nonce),
     stdin: check ? opts.requirePaths!.join("\n") + "\n" : undefined,
     what: `switch-to-configuration ${action}`,
     timeoutMs: (opts.timeoutSec + 30) * 1000,
@@ -115,6 +160,7 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
       const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
       if (m?.[1] === "missing") { missing.push(m[2]); return; }
       if (m?.[1] === "failed") { if (!failedUnits.includes(m[2])) failedUnits.push(m[2]); return; }
+      if (m?.[1] === "armed") armedAt = Date.now();
       if (m) { fields[m[1]] = m[2]; return; }
       const units = /the following units failed: (.*)$/.exec(line);
       if (units) for (const u of units[1].split(/[\s,]+/).filter(Boolean)) if (!failedUnits.includes(u)) failedUnits.push(u);
@@ -129,6 +175,11 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
           "e.g. one whose deployer lost its SSH session; nothing was changed. Wait for it to finish " +
           `(systemctl status ${SWITCH_UNIT}), then run again: refresh shows what the host runs.`);
       }
+      if (fields.armedbusy !== undefined) {
+        throw new Error(`${label}: another deploy there awaits its confirmation or rolls back (${fields.armedbusy}); nothing was changed. ` +
+          "Run again once it is over: refresh shows what the host runs.");
+      }
+      if (fields.armfailed !== undefined) throw new Error(`${label}: could not arm the magic rollback (systemd-run --on-active failed); nothing was activated`);
       if (fields.rc === undefined) throw new Error(`activation on ${label} ended without a result`);
       return {
         missing,
@@ -138,6 +189,8 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
         failedUnits,
         rolledBackTo: fields.rolledback ? Number(fields.rolledback) : undefined,
         tail,
+        // Still armed only when the switch ended in a state to confirm (0 or 4).
+        armed: fields.armed && (fields.rc === "0" || fields.rc === "4") ? fields.armed : undefined,
       };
     },
   };

@@ -7,6 +7,7 @@ import { Pin } from "../pins/pin";
 import { SchemaError, descriptionProblems as schemaDescriptionProblems, networkNixProblems as schemaNetworkNixProblems } from "../schema";
 import { VaultRef } from "../secrets/vault";
 import { KeyPlacement } from "../keys/spec";
+import { HealthCheck } from "../host/health";
 
 /** One deployment key of a machine, as written in YAML. Exactly one source. */
 export interface KeySpec extends KeyPlacement {
@@ -61,6 +62,12 @@ export interface MachineSpec {
   compress?: boolean | "auto";
   connectTimeout?: number;
   activationTimeout?: number;
+  /** Arm a rollback before switching; only a confirmation over a new SSH connection cancels it (default true; not for `boot`). */
+  magicRollback?: boolean;
+  /** Seconds to confirm after the switch (default 30); the host rolls back after activationTimeout + this. */
+  confirmTimeout?: number;
+  /** Checks run on the host before confirming: `{ command }` or `{ http, status?, bodyContains? }` (GET from the host). */
+  healthChecks?: HealthCheck[];
 }
 
 /** The whole network. */

@@ -94,6 +94,7 @@ export class Network extends pulumi.ComponentResource {
         allowUnpinned: args.allowUnpinned,
         action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress,
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
+        magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),

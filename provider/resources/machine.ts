@@ -5,6 +5,7 @@ import { evaluateSystem } from "../nix/evaluate";
 import { NixopsNetworkSource } from "../nix/network-expr";
 import { fetchPin, Pin } from "../pins/pin";
 import { runtimeProvider } from "./runtime-provider";
+import type { HealthCheck } from "../host/health";
 
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
@@ -59,6 +60,20 @@ export interface MachineArgs {
   connectTimeout?: pulumi.Input<number>;
   /** Seconds switch-to-configuration may run (default 600). */
   activationTimeout?: pulumi.Input<number>;
+  /**
+   * Magic rollback (default true; never for `boot`): before switching, the host arms a timer that
+   * rolls it back to the previous generation after activationTimeout + confirmTimeout, unless the
+   * deployer confirms over a NEW SSH connection (and the health checks pass). A rollback fails the resource.
+   */
+  magicRollback?: pulumi.Input<boolean>;
+  /** Seconds the deployer has to confirm after the switch (default 30). */
+  confirmTimeout?: pulumi.Input<number>;
+  /**
+   * Checks run on the host over the confirming connection: `{ command }` (exit 0 passes) or
+   * `{ http, status?, bodyContains? }` (a GET made from the host); each with `timeout` (10 s) and
+   * `retries` (0). A failure rolls back, with the check's output in the error.
+   */
+  healthChecks?: pulumi.Input<HealthCheck[]>;
   /**
    * Metadata of this machine's deployment keys (names, owners, modes: never content), given to its
    * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<name>-key.service` units.
@@ -146,6 +161,9 @@ export class Machine extends pulumi.dynamic.Resource {
       compress: args.compress ?? "auto",
       connectTimeout: args.connectTimeout ?? 15,
       activationTimeout: args.activationTimeout ?? 600,
+      magicRollback: args.magicRollback ?? true,
+      confirmTimeout: args.confirmTimeout ?? 30,
+      healthChecks: args.healthChecks ?? [],
       enableRollback: args.enableRollback ?? true,
       tags: args.tags ?? [],
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,

@@ -20,6 +20,9 @@ export interface TestMachine {
   buildOn?: string;
   connectTimeout?: number;
   activationTimeout?: number;
+  magicRollback?: boolean;
+  confirmTimeout?: number;
+  healthChecks?: unknown[];
 }
 
 /** Writes Pulumi.yaml + Pulumi.<stack>.yaml for the given machines; returns the engine's StackRef. */
