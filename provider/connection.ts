@@ -53,6 +53,18 @@ export interface ConnectionArgs extends Omit<ProxyConnectionArgs, "hostKey" | "p
   hostKey?: pulumi.Input<string>;
   /** Bastion to reach the host through (`remote.ProxyConnection`; `proxy.proxy` for chains). */
   proxy?: pulumi.Input<ProxyConnectionArgs>;
+  /**
+   * How a host key is checked when none is pinned (here or recorded): the key must be the one
+   * `~/.ssh/known_hosts` lists for the host; a host it does not list is trusted on first use
+   * (`tofu`, default, the key recorded) or refused (`strict`). Applies to the bastions too.
+   */
+  hostKeyPolicy?: pulumi.Input<"strict" | "tofu">;
+  /**
+   * The OpenSSH client config to apply for `host` (HostName, User, Port, IdentityFile, ProxyJump,
+   * IdentityAgent, UserKnownHostsFile): default the user's `~/.ssh/config`; a path; `false` for none.
+   * Explicit inputs win over it.
+   */
+  sshConfig?: pulumi.Input<boolean | string>;
 }
 
 /** Resolved connection (one hop), as stored in state and returned in outputs. */
@@ -72,6 +84,12 @@ export interface Connection {
   /** Same as hostPublicKey (both are written; the pin is whichever is set). */
   hostKey?: string;
   proxy?: Connection;
+  /** Without a pin: `tofu` (default) trusts a host known_hosts does not list; `strict` refuses it. Bastions inherit it. */
+  hostKeyPolicy?: "strict" | "tofu";
+  /** `~/.ssh/config` use: absent/true = the user's, a path = that file, false = none. */
+  sshConfig?: boolean | string;
+  /** known_hosts files to check (UserKnownHostsFile of the ssh config); absent: ~/.ssh/known_hosts{,2}. Never stored. */
+  knownHostsFiles?: string[];
 }
 
 /** Default dial attempts (`@pulumi/command`'s). */
@@ -92,6 +110,9 @@ export function normalizeConnection(c: ConnectionLike): Connection {
   if (c.dialErrorLimit) out.dialErrorLimit = c.dialErrorLimit;
   if (c.perDialTimeout) out.perDialTimeout = c.perDialTimeout;
   if (c.proxy && c.proxy.host) out.proxy = normalizeConnection(c.proxy);
+  if (c.hostKeyPolicy) out.hostKeyPolicy = c.hostKeyPolicy;
+  if (c.sshConfig === false || (typeof c.sshConfig === "string" && c.sshConfig)) out.sshConfig = c.sshConfig;
+  if (c.knownHostsFiles?.length) out.knownHostsFiles = c.knownHostsFiles;
   return out;
 }
 

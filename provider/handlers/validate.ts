@@ -1,5 +1,6 @@
 /** Input validation shared by the resources' check handlers. */
 import { ConnectionLike } from "../connection";
+import { sshConfigFile } from "../ssh/ssh-config";
 
 /** One failed input, named by its property path (what the engine reports). */
 export interface CheckFailure {
@@ -38,9 +39,16 @@ export function validateConnection(c: Partial<ConnectionLike> | string | undefin
   for (const k of ["privateKeyPassword", "password", "agentSocketPath"] as const) {
     if (c[k] !== undefined && !isUnknown(c[k]) && typeof c[k] !== "string") bad(k, "must be a string");
   }
-  if (!c.privateKey && !c.password && !c.agentSocketPath && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey)) {
+  // An ssh config may name the key (IdentityFile): then the connect says what is missing, if anything.
+  if (!c.privateKey && !c.password && !c.agentSocketPath && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey) && !hasSshConfig(c)) {
     bad("privateKey", "is not set and there is no ssh-agent (agentSocketPath, SSH_AUTH_SOCK) or password to authenticate with");
   }
+  if (c.hostKeyPolicy !== undefined && !isUnknown(c.hostKeyPolicy) && !["strict", "tofu"].includes(String(c.hostKeyPolicy))) bad("hostKeyPolicy", `must be "strict" or "tofu", got '${c.hostKeyPolicy}'`);
+  if (c.sshConfig !== undefined && !isUnknown(c.sshConfig) && typeof c.sshConfig !== "boolean" && typeof c.sshConfig !== "string") bad("sshConfig", "must be true, false or a file path");
   if (c.proxy && !isUnknown(c.proxy) && c.proxy.host) f.push(...validateConnection(c.proxy, `${prop}.proxy`));
   return f;
+}
+
+function hasSshConfig(c: Partial<ConnectionLike>): boolean {
+  try { return !!sshConfigFile({ sshConfig: c.sshConfig as boolean | string | undefined }); } catch { return false; }
 }

@@ -46,6 +46,10 @@ export interface MachineSpec {
   hostPublicKey?: string;
   /** Bastion to reach the machine through (`proxy.proxy` for a chain); `targetHost` is then as the bastion sees it. */
   proxy?: ProxySpec;
+  /** Without a pinned key: `tofu` (default) or `strict` (a host not in known_hosts is refused). */
+  hostKeyPolicy?: "strict" | "tofu";
+  /** The ssh config applied to `targetHost` (default ~/.ssh/config; a path; false for none). Stack config `pulumi-nixos:sshConfig` sets it for all. */
+  sshConfig?: boolean | string;
   configuration?: string;
   /** More modules, e.g. `[./hardware/heron.nix, ./configuration/heron.nix]`. */
   imports?: string[];

@@ -70,7 +70,7 @@ export class Network extends pulumi.ComponentResource {
     for (const mName of Object.keys(net.machines)) {
       const m = machineSpec(net, mName);
       const connection: ConnectionArgs = { host: m.targetHost, port: m.targetPort, user: m.targetUser, privateKey: args.privateKey, hostPublicKey: m.hostPublicKey,
-        ...(m.proxy ? { proxy: proxyArgs(m.proxy, args.privateKey) } : {}) };
+        ...(m.proxy ? { proxy: proxyArgs(m.proxy, args.privateKey) } : {}), ...sshOptions(m, config) };
       const pin = m.pin ? net.pins![m.pin] : undefined;
       const child = { parent: this };
       const keySpecs = Object.entries(m.keys ?? {});
@@ -140,7 +140,7 @@ export class Network extends pulumi.ComponentResource {
     for (const [mName, d] of Object.entries(info.machines)) {
       const connection: ConnectionArgs = {
         host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser,
-        privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName],
+        privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName], ...sshOptions({}, config),
       };
       const child = { parent: this };
       const keys = Object.entries(d.keys).map(([kName, k]) => {
@@ -180,4 +180,13 @@ export class Network extends pulumi.ComponentResource {
 /** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */
 function proxyArgs(p: ProxySpec, privateKey: pulumi.Input<string> | undefined): ProxyConnectionArgs {
   return { host: p.host, port: p.port, user: p.user, hostKey: p.hostKey, privateKey, ...(p.proxy ? { proxy: proxyArgs(p.proxy, privateKey) } : {}) };
+}
+
+/** A machine's hostKeyPolicy and sshConfig; the stack config `pulumi-nixos:sshConfig` / `hostKeyPolicy` are the defaults. */
+function sshOptions(m: { hostKeyPolicy?: "strict" | "tofu"; sshConfig?: boolean | string }, config: pulumi.Config): Pick<ConnectionArgs, "hostKeyPolicy" | "sshConfig"> {
+  const raw = config.get("sshConfig");
+  const stackSsh = raw === undefined ? undefined : raw === "false" ? false : raw === "true" ? true : raw;
+  const policy = m.hostKeyPolicy ?? (config.get("hostKeyPolicy") as "strict" | "tofu" | undefined);
+  const ssh = m.sshConfig ?? stackSsh;
+  return { ...(policy ? { hostKeyPolicy: policy } : {}), ...(ssh !== undefined ? { sshConfig: ssh } : {}) };
 }

@@ -47,7 +47,14 @@ export function connectionInputs(c: pulumi.Input<ConnectionArgs>): pulumi.Input<
       hostPublicKey: field((x) => x.hostPublicKey ?? x.hostKey ?? ""),
       hostKey: field((x) => x.hostPublicKey ?? x.hostKey ?? ""),
       proxy: o.apply((x) => (x.proxy ? pulumi.output(hopInputs(x.proxy as ProxyConnectionArgs, false)) : undefined)),
+      hostKeyPolicy: field((x) => x.hostKeyPolicy ?? ""),
+      sshConfig: field((x) => x.sshConfig ?? ""),
     };
   }
-  return hopInputs(c as ConnectionArgs, true);
+  const args = c as ConnectionArgs;
+  return {
+    ...hopInputs(args, true),
+    ...(args.hostKeyPolicy !== undefined ? { hostKeyPolicy: args.hostKeyPolicy } : {}),
+    ...(args.sshConfig !== undefined ? { sshConfig: args.sshConfig } : {}),
+  };
 }

@@ -9,6 +9,12 @@ import { Duplex, Readable } from "stream";
 import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
 import { timeoutEnv, timeoutMs } from "../util/timeouts";
+import { HostKeyPolicy, KnownHostsError, checkKnownHost } from "./known-hosts";
+import { applySshConfig } from "./ssh-config";
+import { writeLogLine } from "../util/log";
+
+/** ssh config notes already printed by this process (once each). */
+const warned = new Set<string>();
 
 /** Result of a remote command. */
 export interface ExecResult {
@@ -113,7 +119,9 @@ export class SshSession {
    * `hostPublicKey` (`proxyHostKeys` for the bastions), for the caller to record. Each hop is
    * dialled up to its `dialErrorLimit` times with backoff; auth and host-key errors fail at once.
    */
-  static async connect(conn: Connection, opts: { pin?: string; timeoutMs?: number } = {}): Promise<SshSession> {
+  static async connect(given: Connection, opts: { pin?: string; timeoutMs?: number } = {}): Promise<SshSession> {
+    // The operator's ~/.ssh/config (unless sshConfig: false), read now: nothing of it is stored.
+    const conn = applySshConfig(given, (m) => { if (!warned.has(m)) { warned.add(m); writeLogLine(`${m}\n`); } });
     const chain = hops(conn);
     const opened: NodeSSH[] = [];
     const presented: string[] = [];
@@ -123,11 +131,11 @@ export class SshSession {
         const pin = isTarget ? opts.pin : hop.hostPublicKey;
         const field = isTarget ? "connection.hostPublicKey" : `connection.${"proxy.".repeat(chain.length - 1 - i)}hostKey`;
         const { ssh, key } = await dialHop(hop, {
-          pin, field, configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
+          pin, field, policy: hop.hostKeyPolicy ?? conn.hostKeyPolicy ?? "tofu", configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
           timeoutMs: hop.perDialTimeout ? hop.perDialTimeout * 1000 : opts.timeoutMs ?? timeoutMs("connect"),
           sock: prev ? () => forwardTo(prev, hop, chain[i - 1]) : undefined,
         }).catch((e) => {
-          if (e instanceof HostKeyMismatchError || isTarget) throw e;
+          if (e instanceof HostKeyMismatchError || e instanceof KnownHostsError || isTarget) throw e;
           throw new Error(`cannot connect to ${connectionLabel(conn)}: proxy: ${(e as Error).message.replace(/^cannot connect to /, "")}`);
         });
         opened.push(ssh);
@@ -377,6 +385,8 @@ function lineSplitter(onLine: ExecOptions["onLine"], stream: "stdout" | "stderr"
 /** Options of {@link dialHop}. */
 interface DialOptions {
   pin?: string;
+  /** Without a pin: known_hosts, then this policy for a host it does not list. */
+  policy: HostKeyPolicy;
   /** The input the pin came from, for the mismatch message. */
   field: string;
   configured: boolean;
@@ -387,7 +397,7 @@ interface DialOptions {
 
 /** Errors a new attempt cannot fix: wrong credentials, a wrong host key, an undecryptable key. */
 export function isPermanentDialError(e: unknown): boolean {
-  if (e instanceof HostKeyMismatchError) return true;
+  if (e instanceof HostKeyMismatchError || e instanceof KnownHostsError) return true;
   const m = e instanceof Error ? e.message : String(e);
   return /All configured authentication methods failed|passphrase|Cannot parse privateKey|Unsupported key format|config\.\w+ must/i.test(m);
 }
@@ -405,7 +415,7 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
   for (let attempt = 1; ; attempt++) {
     const ssh = new NodeSSH();
     let presented = "";
-    let mismatch: HostKeyMismatchError | undefined;
+    let mismatch: Error | undefined;
     try {
       const sock = o.sock ? await o.sock() : undefined;
       const auth: string[] = [];
@@ -435,6 +445,10 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
           if (pin && presented !== pin) {
             mismatch = new HostKeyMismatchError(connectionLabel(hop), pin, presented, o.configured, o.field);
             return false;
+          }
+          if (!pin) {
+            // Checked before authentication: nothing is sent to a host that fails it.
+            try { checkKnownHost(connectionLabel(hop), hop.host, hop.port, presented, o.policy, hop.knownHostsFiles); } catch (e) { mismatch = e as Error; return false; }
           }
           return true;
         },
