@@ -144,7 +144,31 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     assert.match(r.stdout, /reconnected: switch-to-configuration exited 0/);
     assert.equal(recorded().systemPath, await current(), "the state records what the host runs");
     assert.equal(await ex("host1", "cat /run/slow.done"), "done");
+    assert.equal(await ex("host1", "test -e /run/pulumi-nixos/lock && echo held || echo free"), "free", "the lost command's host lock was released on reconnecting");
     await ex("host1", "rm -f /run/slow.go /run/slow.done");
+  });
+
+  test("switch-to-configuration's exit 100 (reboot needed) and 11 (its lock busy) are reported as such; nothing left armed", async () => {
+    const old = recorded();
+    const noTimer = async () => assert.equal(await ex("host1", "systemctl list-units --all --plain --no-legend 'pulumi-nixos-rollback-*' | grep -c . || true"), "0");
+    write("reboot", "test.activation.exitCode = 100;");
+    const r = await engine("up", s);
+    expectExit(r, 1, "exit 100");
+    assert.match(r.stdout, /Machine heron: switch-to-configuration switch exited 100: the new system needs a reboot .*it is the boot default, reboot the host to run it/);
+    assert.equal(await current(), old.systemPath);
+    assert.equal(await generation(), old.generation + 1, "the new generation stays the boot default");
+    await noTimer();
+    write("busy", "test.activation.exitCode = 11;");
+    const r2 = await engine("up", s);
+    expectExit(r2, 1, "exit 11");
+    assert.match(r2.stdout, /Machine heron: switch-to-configuration switch exited 11: another switch-to-configuration holds its lock .*nothing was activated/);
+    assert.equal(await current(), old.systemPath);
+    assert.equal(await generation(), old.generation + 1, "only this deploy's own profile change was undone");
+    await noTimer();
+    assert.equal(recorded().systemPath, old.systemPath, "the state keeps the old system");
+    write("v5");
+    expectExit(await engine("up", s), 0, "up after both");
+    assert.equal(await current(), recorded().systemPath);
   });
 
   test("the deployer SIGKILLed right after the switch: the host rolls back with nobody connected; a no-op redeploy arms nothing", async () => {

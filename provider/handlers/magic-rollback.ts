@@ -10,6 +10,8 @@ import { HealthCheck } from "../host/health";
 import { AttemptOutcome, RollbackOutcome, awaitHostRollback, confirm, connectFresh, readAttempt, rollbackNow, rollbackUnit } from "../host/rollback";
 import { CommandTimeoutError, ConnectionLostError, SshSession } from "../ssh/session";
 import { Logger } from "../util/log";
+import { LOCK_FILE, readLock } from "../host/lock";
+import * as os from "os";
 
 /** Defaults (deploy-rs's): magic rollback on, 30 s to confirm. */
 export const DEFAULT_CONFIRM_TIMEOUT = 30;
@@ -92,6 +94,7 @@ export async function recoverAfterDrop(i: MagicInputs, conn: Connection, pin: st
       if (!(o.switchState === "active" || o.switchState === "activating" || o.rollingBack) || !armedAt || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
+    if (!(o.switchState === "active" || o.switchState === "activating")) await releaseOwnLock(s, i.name);
   } catch (e) {
     throw new Error(`Machine ${i.name}: activation: the connection was lost (${(lost as Error).message}) and the host could not be reached again ` +
       `(${(e as Error).message}); ${armedAt ? `a rollback was armed (${rollbackUnit(step.nonce)}.timer): the host goes back by itself unless the switch was confirmed. ` : ""}` +
@@ -113,4 +116,15 @@ export async function recoverAfterDrop(i: MagicInputs, conn: Connection, pin: st
   }
   throw new Error(`Machine ${i.name}: activation: the connection was lost; switch-to-configuration ${rc === undefined ? "left no exit code" : `exited ${rc}`} on the host; ` +
     `${runs}. ${o.currentSystem === i.systemPath ? "Refresh records it." : "The state keeps the old system."}`);
+}
+
+/**
+ * The host lock this process took for the deploy, left behind when the connection dropped before
+ * the activation's script could remove it: removed over the new connection once the switch is
+ * over (only that very lock: its nonce), so the next deploy need not wait for it to expire.
+ */
+async function releaseOwnLock(s: SshSession, machine: string): Promise<void> {
+  const { holder } = await readLock(s);
+  if (!holder || holder.pid !== process.pid || holder.machine !== machine || !holder.user.endsWith(`@${os.hostname()}`)) return;
+  await s.exec(`if grep -q '"nonce":"${holder.nonce}"' ${LOCK_FILE}; then rm -f ${LOCK_FILE}; fi`, { privileged: true, raw: true, what: "host lock release", timeoutMs: 15_000 });
 }
