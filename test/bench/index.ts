@@ -21,6 +21,7 @@ import { ROOT, STANDIN_NIXPKGS, tempDir } from "../helpers/env";
 import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
 import { endImport, stallImport } from "../helpers/stall";
 import { closureDiffScenario } from "./closure-diff";
+import { confirmScenario } from "./confirm";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -132,6 +133,8 @@ async function main(): Promise<void> {
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
   // `npm run bench -- --stall` runs only (e)'s stalled-host variant (two hosts).
   const stallOnly = process.argv.includes("--stall");
+  // `npm run bench -- --confirm` runs only (m) (its own one-host lab).
+  if (process.argv.includes("--confirm")) return confirmScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --closure-diff` runs only (k) (no lab).
   if (process.argv.includes("--closure-diff")) return closureDiffScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   console.error(`bench: building closures and a ${stallOnly ? 2 : HOSTS + 1}-host lab in ${tmp}`);
@@ -214,6 +217,7 @@ async function main(): Promise<void> {
     await closureDiffScenario(tmp, emit);
     await closeAllSessions();
     await linkScenarios(lab, hosts, key, tmp);
+    await confirmScenario(tmp, emit);
   } finally {
     await closeAllSessions();
     await lab.down();
