@@ -50,7 +50,7 @@ describe("machines: faults and bad input", { skip }, () => {
       await lab.cut("host2");
       const rf = await engine("refresh", s);
       expectExit(rf, 1, "refresh with a cut host");
-      assert.match(rf.stdout, /error: b .*refresh failed: cannot connect/);
+      assert.match(rf.stdout, /error: b .*refreshing failed: cannot connect/);
       assert.ok(stateResources(s.state).b, "still in state");
     } finally {
       await lab.restore("host1");
@@ -104,7 +104,7 @@ describe("machines: faults and bad input", { skip }, () => {
     expectExit(r2, 1, "evaluation error");
     assert.match(r2.stdout, /Machine bad: evaluation of .*bad\.nix failed:\n?[\s\S]*undefined variable 'undefinedThing'/);
     assert.doesNotMatch(r2.stdout, /Machine good: evaluation/, "the error names only the broken machine");
-    assert.match(r2.stdout, /Machine good: not deployed, the fleet.s evaluation failed \(bad\)/);
+    assert.match(r2.stdout, /nothing was deployed: the fleet.s evaluation failed \(not deployed either: good\)/);
     assert.equal(await current("host1"), before, "nothing deployed when the program has an evaluation error");
   });
 
