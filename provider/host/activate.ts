@@ -161,6 +161,7 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
       if (m?.[1] === "missing") { missing.push(m[2]); return; }
       if (m?.[1] === "failed") { if (!failedUnits.includes(m[2])) failedUnits.push(m[2]); return; }
       if (m?.[1] === "armed") armedAt = Date.now();
+      if (m?.[1] === "noarm") opts.log?.("activation: magic rollback unavailable: the host does not run systemd (nothing armed)");
       if (m) { fields[m[1]] = m[2]; return; }
       const units = /the following units failed: (.*)$/.exec(line);
       if (units) for (const u of units[1].split(/[\s,]+/).filter(Boolean)) if (!failedUnits.includes(u)) failedUnits.push(u);

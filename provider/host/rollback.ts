@@ -63,6 +63,7 @@ export function armLines(mark: string, nonce: string, action: "switch" | "test",
     `    echo "${mark} armfailed=1"; exit 0`,
     `  fi`,
     `  echo "${mark} armed=${unit}"`,
+    `elif [ "$(test -e /run/current-system && readlink -f /run/current-system)" != "$out" ]; then echo "${mark} noarm=nosystemd"`,
     `fi`,
   ];
 }
