@@ -18,6 +18,9 @@ import { closeAllSessions } from "../provider/ssh/pool";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
+import * as YAML from "yaml";
+import { writeLabStackFile } from "../provider/lab/stack-file";
+import { descriptionProblems } from "../provider/network/description";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const CLI = [process.execPath, path.join(ROOT, "bin/pulumi-nixos.js")];
@@ -139,6 +142,19 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     assert.equal(n.hostPublicKey, hosts.inner.hostPublicKey);
     assert.equal(n.hostKey, hosts.inner.hostPublicKey);
     assert.equal(n.proxy?.hostKey, hosts.gate.hostPublicKey);
+  });
+
+  test("lab up --stack-file: hosts behind a bastion get their proxy chain with each hop's key pinned", () => {
+    const file = path.join(tmp, "stack-file", "Pulumi.lab.yaml");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    // Updated in place, as `lab up --stack-file stacks/Pulumi.lab.yaml` does.
+    fs.copyFileSync(path.join(ROOT, "stacks/Pulumi.lab.yaml"), file);
+    writeLabStackFile(file, Object.values(hosts), lab.privateKeyPath);
+    const ms = (YAML.parse(fs.readFileSync(file, "utf8")) as any).config["pulumi-nixos:network"].machines;
+    assert.equal(ms.gate.proxy, undefined);
+    assert.deepEqual(ms.inner.proxy, { host: hosts.gate.address, hostKey: hosts.gate.hostPublicKey });
+    assert.deepEqual(ms.deep.proxy, { host: hosts.inner.address, hostKey: hosts.inner.hostPublicKey, proxy: { host: hosts.gate.address, hostKey: hosts.gate.hostPublicKey } });
+    assert.deepEqual(descriptionProblems((YAML.parse(fs.readFileSync(file, "utf8")) as any).config["pulumi-nixos:network"]), [], "the description it writes is valid");
   });
 
   test("deploy, keys, refresh and the fleet CLI through one and two bastions; bastion keys recorded, then enforced", async () => {

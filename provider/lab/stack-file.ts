@@ -41,6 +41,13 @@ export function writeLabStackFile(file: string, hosts: LabHostInfo[], privateKey
       }
       machines[h.name] = { ...prev, targetHost: h.address, ...(h.port !== 22 ? { targetPort: h.port } : {}), hostPublicKey: h.hostPublicKey, ...(configuration ? { configuration } : {}) };
       if (h.port === 22) delete machines[h.name].targetPort;
+      // A host behind a bastion (`lab up --behind`): reached through it, its key pinned too.
+      const proxyOf = (x: LabHostInfo): Record<string, unknown> => {
+        const b = hosts.find((y) => y.name === x.behind)!;
+        return { host: b.address, hostKey: b.hostPublicKey, ...(b.behind ? { proxy: proxyOf(b) } : {}) };
+      };
+      if (h.behind) machines[h.name].proxy = proxyOf(h);
+      else delete machines[h.name].proxy;
     }
     if (!doc.getIn(["config", "pulumi-nixos:network"])) doc.setIn(["config", "pulumi-nixos:network"], { description: "lab", enableRollback: true, machines: {} });
     doc.setIn(["config", "pulumi-nixos:network", "machines"], machines);

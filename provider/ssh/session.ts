@@ -232,7 +232,9 @@ export class SshSession {
     const what = opts.what ?? "remote command";
     return this.runCommand(script, opts, (ch, fail, armDeadline) => {
       armDeadline(undefined);
-      const stop = feedChannel(source, ch, opts.rttMs, stallMs, () => {
+      // Behind a bastion no in-flight limit: the forwarded channel adds the bastion's buffers, and
+      // the limit halved throughput there (bench (l): 3.1 s → 1.6 s for 29 MiB through one bastion).
+      const stop = feedChannel(source, ch, this.bastions.length ? undefined : opts.rttMs, stallMs, () => {
         source.destroy();
         fail(new StallError(`${what} on ${this.label} stalled: the host took no data for ${Math.round(stallMs / 100) / 10} s (${timeoutEnv("stall")}); ` +
           `nothing more was sent and the command was stopped`));

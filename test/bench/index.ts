@@ -22,6 +22,7 @@ import { buildSystem, buildBigSystem, BuiltSystem } from "./closures";
 import { endImport, stallImport } from "../helpers/stall";
 import { closureDiffScenario } from "./closure-diff";
 import { confirmScenario } from "./confirm";
+import { bastionScenario } from "./bastion";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -133,6 +134,8 @@ async function main(): Promise<void> {
   // Progress lines of the handlers go to stderr; the figures are the JSON lines on stdout.
   // `npm run bench -- --stall` runs only (e)'s stalled-host variant (two hosts).
   const stallOnly = process.argv.includes("--stall");
+  // `npm run bench -- --bastion` runs only (l) (its own three-host lab).
+  if (process.argv.includes("--bastion")) return bastionScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --confirm` runs only (m) (its own one-host lab).
   if (process.argv.includes("--confirm")) return confirmScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --closure-diff` runs only (k) (no lab).
@@ -218,6 +221,7 @@ async function main(): Promise<void> {
     await closeAllSessions();
     await linkScenarios(lab, hosts, key, tmp);
     await confirmScenario(tmp, emit);
+    await bastionScenario(tmp, emit);
   } finally {
     await closeAllSessions();
     await lab.down();
