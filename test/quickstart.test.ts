@@ -21,6 +21,24 @@ export function quickStartCommands(readme: string): string[] {
   return block.split("\n").map((l) => l.replace(/\s+#.*$/, "").trim()).filter(Boolean);
 }
 
+/**
+ * Our lockfile records no `resolved` URLs, so npm asks the registry for a package's metadata
+ * before it takes the tarball; offline, that needs metadata in the cache, which a dependency
+ * installed another way lacks. Each entry gets its registry tarball URL (integrity unchanged):
+ * npm then takes the tarball from the cache by its integrity (as test/packaged.test.ts does).
+ */
+function offlineLockfile(dir: string, registry: string): void {
+  const file = path.join(dir, "package-lock.json");
+  const lock = JSON.parse(fs.readFileSync(file, "utf8"));
+  const base = registry.endsWith("/") ? registry : `${registry}/`;
+  for (const [k, v] of Object.entries<Record<string, unknown>>(lock.packages)) {
+    if (!k || v.resolved || v.link || v.inBundle || !v.version) continue;
+    const name = String(v.name ?? k.slice(k.lastIndexOf("node_modules/") + "node_modules/".length));
+    v.resolved = `${base}${name}/-/${name.split("/").pop()}-${v.version}.tgz`;
+  }
+  fs.writeFileSync(file, JSON.stringify(lock, null, 2) + "\n");
+}
+
 describe("README quick start on a fresh clone", { skip }, () => {
   const tmp = tempDir("quickstart");
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -29,6 +47,7 @@ describe("README quick start on a fresh clone", { skip }, () => {
     const clone = path.join(tmp, "clone");
     await run(["git", "clone", "-q", ROOT, clone]);
     const commands = quickStartCommands(fs.readFileSync(path.join(clone, "README.md"), "utf8"));
+    offlineLockfile(clone, (await run(["npm", "config", "get", "registry"])).stdout.trim());
     assert.deepEqual(commands, ["npm ci", "npm run demo", "npm test"], "the README's quick start (update this test with it)");
     const env: NodeJS.ProcessEnv = { ...process.env, npm_config_offline: "true", npm_config_audit: "false", npm_config_fund: "false", PULUMI_NIXOS_TESTS: "dist/test/flow-control.test.js" };
     // Run inside `node --test`: the inner run must not report to this one.
