@@ -43,7 +43,8 @@ export function validateConnection(c: Partial<ConnectionLike> | string | undefin
   if (!c.privateKey && !c.password && !c.agentSocketPath && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey) && !hasSshConfig(c)) {
     bad("privateKey", "is not set and there is no ssh-agent (agentSocketPath, SSH_AUTH_SOCK) or password to authenticate with");
   }
-  if (c.hostKeyPolicy !== undefined && !isUnknown(c.hostKeyPolicy) && !["strict", "tofu"].includes(String(c.hostKeyPolicy))) bad("hostKeyPolicy", `must be "strict" or "tofu", got '${c.hostKeyPolicy}'`);
+  // "" is absent (fields lifted from another resource's connection Output).
+  if (c.hostKeyPolicy !== undefined && !isUnknown(c.hostKeyPolicy) && !["strict", "tofu", ""].includes(String(c.hostKeyPolicy))) bad("hostKeyPolicy", `must be "strict" or "tofu", got '${c.hostKeyPolicy}'`);
   if (c.sshConfig !== undefined && !isUnknown(c.sshConfig) && typeof c.sshConfig !== "boolean" && typeof c.sshConfig !== "string") bad("sshConfig", "must be true, false or a file path");
   if (c.proxy && !isUnknown(c.proxy) && c.proxy.host) f.push(...validateConnection(c.proxy, `${prop}.proxy`));
   return f;
