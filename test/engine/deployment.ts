@@ -334,7 +334,9 @@ export class Deployment implements MonitorHost {
     // replaceOnChanges needs the changed keys: only the engine's own diff (DIFF_UNKNOWN) has them.
     if (r.replaceOnChanges.length && d.changes === 0) replaces = [...new Set([...replaces, ...changed.filter((k) => r.replaceOnChanges.includes(k) || r.replaceOnChanges.includes("*"))])];
     const kind: StepKind = !hasChanges ? "same" : replaces.length ? "replace" : "update";
-    const detail = kind === "same" ? "" : diffDetail(changed.length ? old.inputs : pick(old.outputs, Object.keys(inputs)), inputs, replaces);
+    // The CLI shows the inputs that changed (the dynamic provider gives no detailed diff): an update
+    // with unchanged inputs (a retry, drift found by refresh) shows no property.
+    const detail = kind === "same" || !changed.length ? "" : diffDetail(old.inputs, inputs, replaces);
 
     if (kind === "same") {
       // A same step records the new goal (inputs, dependencies, options) with the old outputs.
@@ -554,9 +556,6 @@ export function applyIgnoreChanges(news: Record<string, Json>, olds: Record<stri
   return out;
 }
 
-function pick(o: Record<string, Json>, keys: string[]): Record<string, Json> {
-  return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));
-}
 
 /** Same secret-ness of every key (a value turned secret is a change of the provider's inputs). */
 function sameSecrets(a: Record<string, Json>, b: Record<string, Json>): boolean {
