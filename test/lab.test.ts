@@ -1,5 +1,5 @@
 import "./helpers/env";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as net from "net";
@@ -7,6 +7,15 @@ import * as path from "path";
 import { Lab } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
+
+/** A lab dir inside a fresh temp dir; the temp dirs go when the file's tests end (lab down removes only the lab). */
+const madeDirs: string[] = [];
+function labDir(prefix: string): string {
+  const t = tempDir(prefix);
+  madeDirs.push(t);
+  return path.join(t, "lab");
+}
+after(() => { for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true }); });
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 
@@ -42,7 +51,7 @@ async function leftovers(dir: string, netns: string[], pids: number[]): Promise<
 }
 
 test("lab: 3 hosts come up as separate real targets and go down leaving nothing", { skip }, async () => {
-  const dir = path.join(tempDir("lab"), "lab");
+  const dir = labDir("lab");
   const lab = await Lab.up({ dir, hosts: 3 });
   const record = JSON.parse(fs.readFileSync(path.join(dir, "lab.json"), "utf8"));
   const netns: string[] = record.hosts.map((h: any) => h.netns);
@@ -86,7 +95,7 @@ test("lab: 3 hosts come up as separate real targets and go down leaving nothing"
 });
 
 test("lab: cut takes a host off the network, restore brings it back", { skip }, async () => {
-  const dir = path.join(tempDir("lab"), "lab");
+  const dir = labDir("lab");
   const lab = await Lab.up({ dir, hosts: 2 });
   try {
     const [h1, h2] = await lab.status();
@@ -103,7 +112,7 @@ test("lab: cut takes a host off the network, restore brings it back", { skip }, 
 });
 
 test("lab: reboot restarts one host only: /run/keys emptied, new boot id, current system reset", { skip }, async () => {
-  const dir = path.join(tempDir("lab"), "lab");
+  const dir = labDir("lab");
   const lab = await Lab.up({ dir, hosts: 2 });
   const machineBootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8");
   try {
@@ -142,7 +151,7 @@ test("lab: reboot restarts one host only: /run/keys emptied, new boot id, curren
 });
 
 test("lab: down cleans up after a crash (processes killed, record left behind)", { skip }, async () => {
-  const dir = path.join(tempDir("lab"), "lab");
+  const dir = labDir("lab");
   const lab = await Lab.up({ dir, hosts: 2 });
   const record = JSON.parse(fs.readFileSync(path.join(dir, "lab.json"), "utf8"));
   const pids: number[] = record.hosts.flatMap((h: any) => [h.initPid, h.unsharePid]);
@@ -152,7 +161,7 @@ test("lab: down cleans up after a crash (processes killed, record left behind)",
 });
 
 test("lab CLI: up, status --json, exec, down", { skip }, async () => {
-  const dir = path.join(tempDir("labcli"), "lab");
+  const dir = labDir("labcli");
   const cli = [process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab"];
   try {
     await run([...cli, "up", "--hosts", "2", "--dir", dir]);
@@ -171,7 +180,7 @@ test("lab CLI: up, status --json, exec, down", { skip }, async () => {
 });
 
 test("lab --init none: init-less hosts (sshd under a shell PID 1) still come up, reboot and go down", { skip }, async () => {
-  const dir = path.join(tempDir("labnone"), "lab");
+  const dir = labDir("labnone");
   const lab = await Lab.up({ dir, hosts: 1, init: "none" });
   try {
     const [h] = await lab.status();
