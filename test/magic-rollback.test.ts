@@ -148,9 +148,17 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     await ex("host1", "rm -f /run/slow.go /run/slow.done");
   });
 
-  test("switch-to-configuration's exit 100 (reboot needed) and 11 (its lock busy) are reported as such; nothing left armed", async () => {
+  test("switch-to-configuration failing: exit 2 rolls back at once; 100 (reboot needed) and 11 (its lock busy) are reported as such; nothing left armed", async () => {
     const old = recorded();
     const noTimer = async () => assert.equal(await ex("host1", "systemctl list-units --all --plain --no-legend 'pulumi-nixos-rollback-*' | grep -c . || true"), "0");
+    // Any other failure with a rollback armed: the previous generation is re-activated at once.
+    write("fails", "test.activation.exitCode = 2;");
+    const r3 = await engine("up", s);
+    expectExit(r3, 1, "exit 2");
+    assert.match(r3.stdout, new RegExp(`Machine heron: switch-to-configuration switch failed with exit 2; the host rolled back to generation ${old.generation} and re-activated it;`));
+    assert.equal(await current(), old.systemPath);
+    await noTimer();
+    assert.equal(await generation(), old.generation);
     write("reboot", "test.activation.exitCode = 100;");
     const r = await engine("up", s);
     expectExit(r, 1, "exit 100");

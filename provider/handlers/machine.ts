@@ -257,7 +257,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       : act.exitCode === 100 ? "exited 100: the new system needs a reboot (its init is incompatible with the running one); it is the boot default, reboot the host to run it"
         : act.exitCode === 11 ? "exited 11: another switch-to-configuration holds its lock (/run/nixos/switch-to-configuration.lock); nothing was activated, try again when it has finished"
           : `failed with exit ${act.exitCode}`;
-    const back = act.rolledBackTo ? `; the system profile was set back to generation ${act.rolledBackTo}` : "";
+    const back = act.reactivated ? `; the host rolled back to generation ${act.reactivated.generation} and re-activated it${act.reactivated.rc ? ` (which exited ${act.reactivated.rc})` : ""}`
+      : act.rolledBackTo ? `; the system profile was set back to generation ${act.rolledBackTo}` : "";
     throw new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} ${why}${back}; ` +
       `the host keeps running ${act.previousSystemPath || "its previous system"} and the state keeps the old system. ` +
       `Last output: ${act.tail.slice(-5).join(" | ")}`);

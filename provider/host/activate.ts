@@ -6,7 +6,7 @@
 import { SshSession, shq } from "../ssh/session";
 import { PRINT_MISSING_PATHS } from "./copy";
 import { Logger } from "../util/log";
-import { ROLLBACK_PREFIX, STATE_DIR, armLines, disarmLines, switchRcFile } from "./rollback";
+import { ROLLBACK_PREFIX, STATE_DIR, armLines, disarmLines, parseRollback, rollbackOnFailureLines, switchRcFile } from "./rollback";
 import * as crypto from "crypto";
 
 /** What switch-to-configuration should do (nixos-rebuild's verbs). */
@@ -28,6 +28,8 @@ export interface ActivationResult {
   failedUnits: string[];
   /** On failure the profile was set back to this generation. */
   rolledBackTo?: number;
+  /** On failure with magic rollback armed: the previous generation was re-activated (its switch's exit code). */
+  reactivated?: { generation: number; system: string; rc: number };
   /** Last lines of the activation's output. */
   tail: string[];
   /** The magic-rollback unit armed before the switch (to be confirmed); absent: nothing armed. */
@@ -86,7 +88,10 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `echo "${MARK} rc=$rc"`,
     armed ? ":" : `rm -f ${switchRcFile(nonce)}`,
     // The switch failed on its own (not 0, not 4): nothing to confirm, the timer goes.
-    `if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then ${disarmLines(nonce)}; fi`,
+    // 1 (usage, pre-switch check, boot loader), 100, 11: nothing was activated. Any other failure
+    // (2: activation script, 124: timeout, …) with a rollback armed: roll back now (the new system
+    // may be half active), so that the host runs its previous system again.
+    `case $rc in 0|4) ;; 1|100|11) ${disarmLines(nonce)} ;; *) ${rollbackOnFailureLines(MARK, nonce)}; ${disarmLines(nonce)} ;; esac`,
     // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration
     // printed); not the switch's own unit, failed by that very exit code until it is collected.
     `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '$1 != "${SWITCH_UNIT}.service" { print "${MARK} failed=" $1 }'; fi`,
@@ -155,7 +160,8 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
     script: activationScript(systemPath, action, opts.timeoutSec, true, check, arm, nonce),
     stdin: check ? opts.requirePaths!.join("\n") + "\n" : undefined,
     what: `switch-to-configuration ${action}`,
-    timeoutMs: (opts.timeoutSec + 30) * 1000,
+    // A failed switch with a rollback armed is followed by the rollback's own switch.
+    timeoutMs: (opts.timeoutSec * (arm ? 2 : 1) + 30) * 1000,
     onLine: (line) => {
       const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
       if (m?.[1] === "missing") { missing.push(m[2]); return; }
@@ -188,7 +194,8 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
         previousSystemPath: fields.prev ?? "",
         generation: Number(fields.gen) || 0,
         failedUnits,
-        rolledBackTo: fields.rolledback ? Number(fields.rolledback) : undefined,
+        rolledBackTo: fields.rolledback ? Number(fields.rolledback) : parseRollback(fields.reactivated)?.generation,
+        reactivated: parseRollback(fields.reactivated),
         tail,
         // Still armed only when the switch ended in a state to confirm (0 or 4).
         armed: fields.armed && (fields.rc === "0" || fields.rc === "4") ? fields.armed : undefined,

@@ -68,6 +68,14 @@ export function armLines(mark: string, nonce: string, action: "switch" | "test",
   ];
 }
 
+/**
+ * Shell lines for the activation script when the switch itself failed (not 0/4/100/11) after a
+ * rollback was armed: the rollback runs now (the new system may be half active) and its result
+ * is printed as `<mark> reactivated=<result>`. Nothing armed (no script file): nothing happens.
+ */
+export const rollbackOnFailureLines = (mark: string, nonce: string): string =>
+  `if [ -e ${scriptFile(nonce)} ]; then ${rollbackNowScript(nonce).split("\n").join("; ").replace(/; do;/g, "; do").replace(/; then;/g, "; then").replace(/echo "rollback=/, `echo "${mark} reactivated=`)}; fi`;
+
 /** Shell lines: cancel the timer (an activation that failed on its own: nothing to confirm). */
 export const disarmLines = (nonce: string): string =>
   `systemctl stop ${rollbackUnit(nonce)}.timer >/dev/null 2>&1; rm -f ${scriptFile(nonce)} ${switchRcFile(nonce)}`;
