@@ -13,6 +13,15 @@ process.env.PULUMI_CONFIG_PASSPHRASE ??= "pulumi-nixos-tests";
 // type-checks stacks/ and examples/, so test runs transpile only, as the SDK allows. One test
 // (engine-semantics) runs with the check on.
 process.env.PULUMI_NODEJS_TRANSPILE_ONLY ??= "true";
+// Tests never read the operator's ~/.ssh (config, known_hosts): an isolated HOME, npm's cache kept
+// where it was (offline installs in the packaging tests use it).
+if (!process.env.PULUMI_NIXOS_TEST_HOME) {
+  const realHome = process.env.HOME || os.homedir();
+  process.env.npm_config_cache ??= path.join(realHome, ".npm");
+  process.env.PULUMI_NIXOS_TEST_HOME = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-home-"));
+  process.env.HOME = process.env.PULUMI_NIXOS_TEST_HOME;
+  process.on("exit", () => fs.rmSync(process.env.PULUMI_NIXOS_TEST_HOME!, { recursive: true, force: true }));
+}
 
 /** The repo root. */
 export const ROOT = packageRoot;
