@@ -27,8 +27,14 @@ export interface Bed {
   stop(): Promise<void>;
 }
 
-/** Brings up the seed's network on lab hosts heron…pigeon. */
-export async function nixopsNetworkBed(tmp: string): Promise<Bed> {
+/** What a seed bed's stack config gets to point the program at the lab, the Vault and the channel. */
+interface SeedBedParts { hosts: Record<string, string>; pin: { url: string; sha256: string }; keyFile: string; vaultAddr: string }
+
+/**
+ * The seed's hosts heron…pigeon on the lab, with the seed's users, the test Vault and a pinned
+ * channel; `prog` runs `main` with the stack config `config` makes. Everything stops on failure.
+ */
+async function seedBed(tmp: string, prog: string, main: string, config: (p: SeedBedParts) => Record<string, unknown>): Promise<Bed> {
   const names = ["heron", "talon", "tiger", "hound", "pigeon"];
   const lab = await Lab.up({ dir: path.join(tmp, "lab"), names });
   let vault: VaultServer | undefined;
@@ -40,21 +46,19 @@ export async function nixopsNetworkBed(tmp: string): Promise<Bed> {
     vault = await startVaultServer({ mounts: { secret: { version: 2, secrets: { thedroneely: THEDRONEELY_SECRETS } } }, tokens: { "s.thedroneely": ["secret/data/thedroneely"] } });
     const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts[0].gateway;
     channels = await startChannelServer(path.join(tmp, "channels"), gateway, ["24.05.7376"]);
-    const prog = path.join(tmp, "nixops-network");
-    fs.mkdirSync(prog, { recursive: true });
-    fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: nixops-network\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "examples/nixops-network/index.ts")}\n`);
+    const dir = path.join(tmp, prog);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${prog}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${main}\n`);
     const c = channels.channels["24.05.7376"];
-    fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
-      "nixops-network:hosts": Object.fromEntries(hosts.map((h) => [h.name, h.address])),
-      "nixops-network:pins": { nixos: { url: c.url, sha256: c.sha256 } },
-      "nixops-network:sshPrivateKeyFile": lab.privateKeyPath,
-      "pulumi-nixos:vaultAddr": vault.addr,
-    } }));
+    fs.writeFileSync(path.join(dir, "Pulumi.lab.yaml"), YAML.stringify({ config: config({
+      hosts: Object.fromEntries(hosts.map((h) => [h.name, h.address])), pin: { url: c.url, sha256: c.sha256 },
+      keyFile: lab.privateKeyPath, vaultAddr: vault.addr,
+    }) }));
     process.env.VAULT_TOKEN = "s.thedroneely";
     const v = vault, ch = channels;
     return {
       lab, vault: v, channels: ch,
-      stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") },
+      stack: { cwd: dir, stack: "lab", state: path.join(dir, "lab.state.json") },
       stop: async () => { await ch.close(); await v.close(); await lab.down(); },
     };
   } catch (e) {
@@ -65,48 +69,30 @@ export async function nixopsNetworkBed(tmp: string): Promise<Bed> {
   }
 }
 
+/** The seed's network in its YAML form (examples/nixops-network) on lab hosts heron…pigeon. */
+export function nixopsNetworkBed(tmp: string): Promise<Bed> {
+  return seedBed(tmp, "nixops-network", path.join(ROOT, "examples/nixops-network/index.ts"), (p) => ({
+    "nixops-network:hosts": p.hosts,
+    "nixops-network:pins": { nixos: p.pin },
+    "nixops-network:sshPrivateKeyFile": p.keyFile,
+    "pulumi-nixos:vaultAddr": p.vaultAddr,
+  }));
+}
+
 /**
  * The seed's network as NixOps files (examples/nixops-network-nix/network.nix, unchanged) on lab
  * hosts heron…pigeon through the stack program (`pulumi-nixos:networkNix`), with the test Vault
  * and a pinned channel; `pulumi-nixos:hosts` points the seed's *.local names at the lab.
  */
-export async function nixopsNetworkNixBed(tmp: string): Promise<Bed> {
-  const names = ["heron", "talon", "tiger", "hound", "pigeon"];
-  const lab = await Lab.up({ dir: path.join(tmp, "lab"), names });
-  let vault: VaultServer | undefined;
-  let channels: ChannelServer | undefined;
-  try {
-    const hosts = await lab.status();
-    // On NixOS the configuration creates these (users.users.thedroneely); lab hosts are not NixOS.
-    await Promise.all(names.map((n) => lab.exec(n, ["sh", "-c", "id thedroneely >/dev/null 2>&1 || useradd -M -G keys thedroneely; groupadd -f postgres"])));
-    vault = await startVaultServer({ mounts: { secret: { version: 2, secrets: { thedroneely: THEDRONEELY_SECRETS } } }, tokens: { "s.thedroneely": ["secret/data/thedroneely"] } });
-    const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts[0].gateway;
-    channels = await startChannelServer(path.join(tmp, "channels"), gateway, ["24.05.7376"]);
-    const prog = path.join(tmp, "nixops-network-nix");
-    fs.mkdirSync(prog, { recursive: true });
-    fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: nixops-network-nix\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks/index.ts")}\n`);
-    const c = channels.channels["24.05.7376"];
-    fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
-      "pulumi-nixos:networkNix": path.join(ROOT, "examples/nixops-network-nix/network.nix"),
-      "pulumi-nixos:pins": { nixos: { url: c.url, sha256: c.sha256 } },
-      "pulumi-nixos:pin": "nixos",
-      "pulumi-nixos:hosts": Object.fromEntries(hosts.map((h) => [h.name, h.address])),
-      "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
-      "pulumi-nixos:vaultAddr": vault.addr,
-    } }));
-    process.env.VAULT_TOKEN = "s.thedroneely";
-    const v = vault, ch = channels;
-    return {
-      lab, vault: v, channels: ch,
-      stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") },
-      stop: async () => { await ch.close(); await v.close(); await lab.down(); },
-    };
-  } catch (e) {
-    await channels?.close();
-    await vault?.close();
-    await lab.down();
-    throw e;
-  }
+export function nixopsNetworkNixBed(tmp: string): Promise<Bed> {
+  return seedBed(tmp, "nixops-network-nix", path.join(ROOT, "stacks/index.ts"), (p) => ({
+    "pulumi-nixos:networkNix": path.join(ROOT, "examples/nixops-network-nix/network.nix"),
+    "pulumi-nixos:pins": { nixos: p.pin },
+    "pulumi-nixos:pin": "nixos",
+    "pulumi-nixos:hosts": p.hosts,
+    "pulumi-nixos:sshPrivateKeyFile": p.keyFile,
+    "pulumi-nixos:vaultAddr": p.vaultAddr,
+  }));
 }
 
 /** The flake example on lab hosts alpha and beta. */
