@@ -153,8 +153,13 @@ export class Deployment implements MonitorHost {
 
   /** Stops starting steps; running ones finish and are recorded. */
   cancel(why: string): void {
-    this.cancelled ??= why;
+    if (this.cancelled) return;
+    this.cancelled = why;
+    this.onCancel?.();
   }
+
+  /** Called once, when the run is cancelled (the engine then ends the program after running steps). */
+  onCancel?: () => void;
 
   /** The user interrupted (first ^C): running steps finish, the run ends "update canceled". */
   interrupt(): void {
@@ -508,8 +513,6 @@ export class Deployment implements MonitorHost {
     }, (e) => this.fail(r.urn, `refreshing failed: ${e instanceof Error ? e.message : e}`)).catch(() => undefined)));
   }
 
-  /** A line from outside a step (program output, cancellation). */
-  note(line: string): void { this.out(line); }
 }
 
 /** Edges a resource has to others in the state: parent, dependencies, property dependencies, provider. */

@@ -6,6 +6,7 @@
  * plugin over gRPC (plugin.ts); the steps follow pkg/resource/deploy (deployment.ts); the state is
  * a `pulumi stack export` (state.ts), locked while a run writes it (lock.ts).
  */
+import * as os from "os";
 import * as path from "path";
 import { Deployment, Operation } from "./deployment";
 import { MonitorServer } from "./monitor";
@@ -52,7 +53,7 @@ export interface EngineResult {
  * Node language host; the engine's step executor defaults to `runtime.NumCPU() * 4` workers).
  */
 export function defaultParallel(): number {
-  return Math.max(1, require("os").availableParallelism?.() ?? require("os").cpus().length) * 4;
+  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length) * 4;
 }
 
 /** Runs one engine operation on the program in opts.cwd. */
@@ -80,7 +81,6 @@ export async function runEngine(op: Operation, opts: EngineOptions): Promise<Eng
     if (interrupts === 1) {
       out("^C received; cancelling. If you would like to terminate immediately, press ^C again.");
       d.interrupt();
-      void d.settle().then(() => program?.cancel());
     } else {
       out("^C received; terminating");
       lock?.release();
@@ -88,6 +88,9 @@ export async function runEngine(op: Operation, opts: EngineOptions): Promise<Eng
       process.exit(255);
     }
   };
+  // A failed step or a first ^C cancels the run: once running steps finish, the program is ended
+  // (the engine releases the language host while its registrations wait).
+  d.onCancel = () => void d.settle().then(() => program?.cancel());
   signals.on("SIGINT", onSigint);
   try {
     if (op === "preview" || op === "up") {
@@ -97,17 +100,7 @@ export async function runEngine(op: Operation, opts: EngineOptions): Promise<Eng
           address: monitor.address, dryRun: op === "preview", parallel,
           out: (l) => out(l),
         });
-        // A failed step cancels the update: once running steps finish, the program is ended (the
-        // engine releases the language host while its registrations wait).
-        let cancelledProgram = false;
-        const watcher = setInterval(() => {
-          if (d.cancelled && !cancelledProgram) {
-            cancelledProgram = true;
-            void d.settle().then(() => program!.cancel());
-          }
-        }, 100);
         const res = await program.done;
-        clearInterval(watcher);
         await d.settle();
         const stackUrn = `urn:pulumi:${project.stack}::${project.name}::pulumi:pulumi:Stack::${project.name}-${project.stack}`;
         if (res.error && !d.cancelled) d.fail(stackUrn, res.error);

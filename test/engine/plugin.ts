@@ -17,7 +17,6 @@ const provproto = require("@pulumi/pulumi/proto/provider_pb");
 // The generated stubs need the google-protobuf instance that @pulumi/pulumi itself resolves.
 const gpb = path.dirname(require.resolve("google-protobuf/package.json", { paths: [pulumiDir] }));
 const { Struct } = require(`${gpb}/google/protobuf/struct_pb`);
-const { Empty } = require(`${gpb}/google/protobuf/empty_pb`);
 const { Status } = require("@pulumi/pulumi/proto/status_pb");
 /* eslint-enable @typescript-eslint/no-var-requires */
 
@@ -66,10 +65,6 @@ export class DynamicProviderPlugin {
       if (!err) return resolve(resp);
       reject(toProviderError(err));
     }));
-  }
-
-  async getPluginInfo(): Promise<string> {
-    return (await this.call("getPluginInfo", new Empty())).getVersion();
   }
 
   /** Configure with the default provider's inputs (the stack config, secrets marked), as the engine does before any CRUD. */
