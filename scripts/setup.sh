@@ -3,7 +3,7 @@
 # `npm test` and .ci/run call this first, so the README's commands work on a fresh Debian with
 # only Node 20 (as root: the lab needs root anyway). Quiet and quick when nothing is missing.
 set -eu
-PKGS="nix-bin openssh-server openssh-client iproute2 sudo xz-utils zstd systemd-container inotify-tools"
+PKGS="nix-bin openssh-server openssh-client iproute2 sudo xz-utils zstd systemd-container inotify-tools nftables"
 if [ "$(uname -s)" != Linux ]; then
   echo "pulumi-nixos setup: the lab needs Linux (network and mount namespaces)" >&2
   exit 1
@@ -11,7 +11,7 @@ fi
 missing=""
 if ! command -v dpkg >/dev/null 2>&1; then
   # Not Debian: check the commands these packages provide and say what is missing.
-  for c in nix-store ssh ssh-keygen ip sudo xz zstd systemd-nspawn inotifywait; do
+  for c in nix-store ssh ssh-keygen ip sudo xz zstd systemd-nspawn inotifywait nft; do
     command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
   done
   [ -z "$missing" ] && exit 0

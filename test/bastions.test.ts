@@ -21,6 +21,7 @@ import { writeStack, nixConfig } from "./helpers/stack";
 import * as YAML from "yaml";
 import { writeLabStackFile } from "../provider/lab/stack-file";
 import { descriptionProblems } from "../provider/network/description";
+import { startChannelServer, ChannelServer } from "./channels/server";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const CLI = [process.execPath, path.join(ROOT, "bin/pulumi-nixos.js")];
@@ -40,6 +41,7 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
   let lab: Lab;
   let hosts: Record<string, LabHostInfo> = {};
   let key = "";
+  let ch: ChannelServer;
   const savedHome = process.env.HOME, savedAgent = process.env.SSH_AUTH_SOCK;
 
   before(async () => {
@@ -52,8 +54,13 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["gate", "inner", "deep"], behind: { inner: "gate", deep: "inner" } });
     hosts = Object.fromEntries((await lab.status()).map((h) => [h.name, h]));
     key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    // A channel mirror on this machine (gate's gateway address): hosts behind bastions reach it
+    // outbound through their bastions' NAT, as hidden hosts reach a mirror or the internet.
+    const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts.find((h: { name: string }) => h.name === "gate").gateway;
+    ch = await startChannelServer(path.join(tmp, "channels"), gateway, ["24.05.1", "24.11.2"]);
   });
   after(async () => {
+    await ch?.close();
     await closeAllSessions();
     await lab?.down();
     process.env.HOME = savedHome;
@@ -72,6 +79,12 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     // From inside the bastion it is.
     const r = await lab.exec("gate", ["bash", "-c", `exec 3<>/dev/tcp/${hosts.inner.address}/22 && echo open`], { allowFailure: true });
     assert.equal(r.stdout.trim(), "open");
+    // Outbound, hidden hosts reach this machine through their bastions (NAT), and are seen as the bastion.
+    const url = new URL(ch.channels["24.05.1"].url);
+    for (const n of ["inner", "deep"]) {
+      const o = await lab.exec(n, ["bash", "-c", `exec 3<>/dev/tcp/${url.hostname}/${url.port} && printf 'GET ${url.pathname} HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3`], { allowFailure: true });
+      assert.match(o.stdout, /^HTTP\/1\.1 200/, `${n} reaches the mirror outbound: ${o.stderr}`);
+    }
   });
 
   test("one and two bastions: each hop's host key seen, a wrong bastion key refused", async () => {
@@ -155,6 +168,77 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     assert.deepEqual(ms.inner.proxy, { host: hosts.gate.address, hostKey: hosts.gate.hostPublicKey });
     assert.deepEqual(ms.deep.proxy, { host: hosts.inner.address, hostKey: hosts.inner.hostPublicKey, proxy: { host: hosts.gate.address, hostKey: hosts.gate.hostPublicKey } });
     assert.deepEqual(descriptionProblems((YAML.parse(fs.readFileSync(file, "utf8")) as any).config["pulumi-nixos:network"]), [], "the description it writes is valid");
+  });
+
+  test("pins, keys and every fleet command through one and two bastions", async () => {
+    const pin = (v: string) => ({ url: ch.channels[v].url, sha256: ch.channels[v].sha256 });
+    const channelOf = async (n: string) => (await lab.exec(n, ["sh", "-c", "nix-channel --list; cat /nix/var/nix/profiles/per-user/root/channels/nixos/.version"], { allowFailure: true })).stdout.trim();
+    const keyFile = path.join(tmp, "pin-key");
+    fs.writeFileSync(keyFile, "one-bastion-key", { mode: 0o600 });
+    const machines = (innerPin: string) => ({
+      inner: { targetHost: hosts.inner.address, config: nixConfig("inner"), pin: innerPin, proxy: { host: hosts.gate.address }, keys: { k: { file: keyFile } } },
+      deep: { targetHost: hosts.deep.address, config: nixConfig("deep"), pin: "b", proxy: { host: hosts.inner.address, proxy: { host: hosts.gate.address } } },
+    } as any);
+    const extra = { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath, "pulumi-nixos:pins": { a: pin("24.05.1"), b: pin("24.11.2") } };
+    const s = writeStack(path.join(tmp, "pins"), "t", machines("a"), extra);
+    expectExit(await engine("up", s), 0, "pinned up through bastions");
+    assert.equal(await channelOf("inner"), `nixos ${ch.channels["24.05.1"].url}\n24.05.1`, "one bastion: the host fetched and verified its pin");
+    assert.equal(await channelOf("deep"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`, "two bastions");
+    let st = stateResources(s.state);
+    assert.equal(st.inner.outputs.nixosVersion, "24.05.1");
+    assert.equal(st.deep.outputs.nixosVersion, "24.11.2");
+    assert.equal(st["deep/channel"].outputs.connection.proxy.proxy.hostKey, hosts.gate.hostPublicKey, "the pin's connection records the chain's keys");
+    assert.equal((await lab.exec("inner", ["cat", "/run/keys/k"])).stdout, "one-bastion-key");
+
+    // A pin change goes through the chain too; the channel drifts and refresh sees it.
+    writeStack(s.cwd, "t", machines("b"), extra);
+    expectExit(await engine("up", s), 0, "pin change through a bastion");
+    assert.equal(await channelOf("inner"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
+    await lab.exec("deep", ["sh", "-c", `nix-channel --add ${ch.channels["24.05.1"].url} nixos && nix-channel --update nixos`]);
+    const rf = await engine("refresh", s);
+    expectExit(rf, 0, "refresh through two bastions");
+    assert.match(rf.stdout, /deep\/channel drift \[diff: .*~url/);
+    expectExit(await engine("up", s), 0, "converge");
+    assert.equal(await channelOf("deep"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
+
+    // Every fleet command on both hosts, through their chains.
+    const fleet = (...args: string[]) => {
+      const dd = args.includes("--") ? args.indexOf("--") : args.length;
+      return run([...CLI, ...args.slice(0, dd), "--state", s.state, ...args.slice(dd)], { allowFailure: true });
+    };
+    const check = await fleet("check", "--json");
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    for (const x of JSON.parse(check.stdout)) assert.deepEqual([x.name, x.exists, x.up, x.reachable, x.disksOk], [x.name, "Yes", "Yes", "Yes", "Yes"]);
+    const gens = await fleet("list-generations", "--json");
+    assert.equal(gens.code, 0, gens.stderr);
+    const g = JSON.parse(gens.stdout);
+    st = stateResources(s.state);
+    for (const n of ["inner", "deep"]) assert.equal(g[n].find((x: any) => x.current).number, st[n].outputs.generation, `${n}: current generation`);
+    const before = (await lab.exec("deep", ["readlink", "/run/current-system"])).stdout.trim();
+    const rb = await fleet("rollback", "--include", "deep");
+    assert.equal(rb.code, 0, rb.stdout + rb.stderr);
+    assert.match(rb.stdout, new RegExp(`deep: now generation ${st.deep.outputs.generation - 1}`));
+    assert.notEqual((await lab.exec("deep", ["readlink", "/run/current-system"])).stdout.trim(), before, "deep switched back");
+    const rb2 = await fleet("rollback", String(st.deep.outputs.generation), "--include", "deep");
+    assert.equal(rb2.code, 0, rb2.stdout + rb2.stderr);
+    assert.equal((await lab.exec("deep", ["readlink", "/run/current-system"])).stdout.trim(), before, "and forward to the given generation");
+    const bootId = (await lab.exec("inner", ["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
+    const rbt = await fleet("reboot", "--include", "inner");
+    assert.equal(rbt.code, 0, rbt.stdout + rbt.stderr);
+    assert.match(rbt.stdout, /inner: back up \(boot [0-9a-f-]+, system (running|N\/A)\); keys re-uploaded: k/);
+    assert.notEqual((await lab.exec("inner", ["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim(), bootId, "inner rebooted");
+    assert.equal((await lab.exec("inner", ["cat", "/run/keys/k"])).stdout, "one-bastion-key");
+    const info = await fleet("info", "--json");
+    assert.deepEqual(Object.fromEntries(JSON.parse(info.stdout).map((x: any) => [x.name, x.status])), { deep: "Up / Up-to-date", inner: "Up / Up-to-date" });
+    // deep is still reachable through the rebooted inner; targets lists both.
+    const sh = await fleet("ssh", "deep", "--", "hostname");
+    assert.equal(sh.stdout.trim(), "deep", sh.stderr);
+    const tg = await fleet("targets");
+    assert.equal(tg.code, 0, tg.stderr);
+    for (const n of ["inner", "deep"]) assert.match(tg.stdout, new RegExp(`${n}\\b`));
+
+    expectExit(await engine("destroy", s), 0, "destroy through bastions");
+    assert.equal(await channelOf("deep"), "", "the pin's delete restored deep's (absent) channel");
   });
 
   test("deploy, keys, refresh and the fleet CLI through one and two bastions; bastion keys recorded, then enforced", async () => {

@@ -94,7 +94,7 @@ export interface LabUpOptions {
   /**
    * Hosts on a network reachable only through another lab host (host → that host, which may
    * itself be behind one): their veth ends in the bastion's netns, and the machine routes their
-   * addresses nowhere.
+   * addresses nowhere. Outbound they reach the lab network through the bastion's NAT.
    */
   behind?: Record<string, string>;
 }
@@ -122,6 +122,11 @@ export async function checkLabRequirements(init: LabInit = "systemd"): Promise<v
     throw new Error(`the lab needs ${missing.join(", ")}: apt-get install -y nix-bin openssh-server iproute2 sudo`);
   }
   if (init === "systemd") await systemdRequirements();
+}
+
+/** Checks the tools a lab with hosts behind a bastion needs beyond {@link checkLabRequirements}. */
+async function checkBehindRequirements(): Promise<void> {
+  if (!(await commandExists("nft"))) throw new Error("lab --behind: hosts behind a bastion reach out through its NAT, which needs nft: apt-get install -y nftables");
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -198,6 +203,7 @@ export class Lab {
       if (!names.includes(n) || !names.includes(b)) throw new Error(`lab --behind ${n}=${b}: both must be hosts of this lab (${names.join(", ")})`);
       for (let x: string | undefined = b, i = 0; x; x = behind[x], i++) if (x === n || i > names.length) throw new Error(`lab --behind: ${n} is behind itself`);
     }
+    if (Object.keys(behind).length) await checkBehindRequirements();
     fs.mkdirSync(path.join(dir, "hosts"), { recursive: true, mode: 0o700 });
     const lab = new Lab(dir, { dir, init, hosts: [] });
     lab.save();
@@ -286,6 +292,7 @@ export class Lab {
     await inNs("ip", "link", "set", "lo", "up");
     // Only the lab subnet is routed: a lab host can reach the machine and other lab hosts, nothing else.
     await inNs("ip", "route", "add", `${SUBNET_PREFIX}.0.0/16`, "via", h.gateway);
+    if (h.behind) await this.natThroughBastion(h);
     await this.boot(h);
     // Users and groups go into the host's own copy of /etc (systemd hosts: before their boot).
     if (this.init !== "systemd") await this.exec(h.name, ["sh", "-ec", USER_SETUP]);
@@ -294,6 +301,23 @@ export class Lab {
   /** argv prefix running a command where the host's outer veth lives (the machine, or its bastion's netns). */
   private outerNs(h: HostRecord): string[] {
     return h.behind ? ["ip", "netns", "exec", this.host(h.behind).netns] : [];
+  }
+
+  /**
+   * Outbound through the bastion, as a private network's NAT gateway gives it: the bastion forwards
+   * and masquerades what the hidden host sends to the lab network (a channel mirror on the machine,
+   * say), so answers come back through it; nothing outside reaches in. Rules live in the bastion's
+   * netns (gone with it), never in the machine's.
+   */
+  private async natThroughBastion(h: HostRecord): Promise<void> {
+    const outer = this.outerNs(h);
+    await run([...outer, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+    const rules = [
+      "add table ip pulumi_nixos_lab",
+      "add chain ip pulumi_nixos_lab postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+      `add rule ip pulumi_nixos_lab postrouting ip saddr ${h.gateway.replace(/\.1$/, ".0")}/30 oifname != ${JSON.stringify(h.vethOuter)} masquerade`,
+    ].join("\n");
+    await run([...outer, "nft", "-f", "-"], { input: rules + "\n" });
   }
 
   /** Waits for the host's sshd from where its veth ends (a host behind a bastion: from the bastion's netns). */
