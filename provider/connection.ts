@@ -70,8 +70,10 @@ export interface ConnectionArgs extends Omit<ProxyConnectionArgs, "hostKey" | "p
 /** Resolved connection (one hop), as stored in state and returned in outputs. */
 export interface Connection {
   host: string;
-  port: number;
-  user: string;
+  /** Absent: the ssh config's Port, else 22 ({@link portOf}). */
+  port?: number;
+  /** Absent: the ssh config's User, else root ({@link userOf}). */
+  user?: string;
   password?: string;
   privateKey?: string;
   privateKeyPassword?: string;
@@ -98,11 +100,22 @@ export const DIAL_ERROR_LIMIT = 10;
 /** A connection as found in inputs or state: any field may be missing or empty, bastions too. */
 export type ConnectionLike = Partial<Omit<Connection, "proxy">> & { host: string; proxy?: ConnectionLike };
 
-/** Connection defaults, recursively for the bastions; `hostKey` and `hostPublicKey` made equal. */
+/** The port a hop connects to: its own, else 22 (after the ssh config had its say). */
+export const portOf = (c: { port?: number }): number => c.port || 22;
+/** The user a hop logs in as: its own, else root (after the ssh config had its say). */
+export const userOf = (c: { user?: string }): string => c.user || "root";
+
+/**
+ * Empty fields dropped, recursively for the bastions; `hostKey` and `hostPublicKey` made equal.
+ * `port` and `user` stay absent when not given: an explicit `root` or `22` wins over the ssh
+ * config, an absent one takes the config's value ({@link portOf}/{@link userOf} give the default).
+ */
 export function normalizeConnection(c: ConnectionLike): Connection {
   // "" / 0 mean absent (lifted Outputs carry empty values for missing fields).
   const pin = c.hostPublicKey || c.hostKey || undefined;
-  const out: Connection = { host: c.host, port: c.port || 22, user: c.user || "root", privateKey: c.privateKey || undefined, hostPublicKey: pin };
+  const out: Connection = { host: c.host, privateKey: c.privateKey || undefined, hostPublicKey: pin };
+  if (c.port) out.port = c.port;
+  if (c.user) out.user = c.user;
   if (pin) out.hostKey = pin;
   if (c.password) out.password = c.password;
   if (c.privateKeyPassword) out.privateKeyPassword = c.privateKeyPassword;
@@ -123,7 +136,7 @@ export function hops(c: Connection): Connection[] {
 
 /** `user@host:port` (with ` via user@bastion:port…` behind bastions), for messages. */
 export function connectionLabel(c: Connection): string {
-  const one = (h: Connection) => `${h.user}@${h.host}:${h.port}`;
+  const one = (h: Connection) => `${userOf(h)}@${h.host}:${portOf(h)}`;
   return c.proxy ? `${one(c)} via ${hops(c.proxy).reverse().map(one).join(" via ")}` : one(c);
 }
 
@@ -132,7 +145,7 @@ export function connectionLabel(c: Connection): string {
  * Behind different bastions, one private address names different hosts: locks and pools key by this.
  */
 export function chainKey(c: Connection): string {
-  return hops(c).map((h) => `${h.host}:${h.port}`).join(">");
+  return hops(c).map((h) => `${h.host}:${portOf(h)}`).join(">");
 }
 
 /**
@@ -159,7 +172,7 @@ export function pinnedConnection(c: Connection, targetKey: string | undefined, p
 export function withRecordedProxyKeys(news: Connection, olds: Connection | undefined): Connection {
   if (!news.proxy) return news;
   const o = olds?.proxy;
-  const same = o && o.host === news.proxy.host && (o.port || 22) === (news.proxy.port || 22) && (o.user || "root") === (news.proxy.user || "root");
+  const same = o && o.host === news.proxy.host && portOf(o) === portOf(news.proxy) && userOf(o) === userOf(news.proxy);
   const proxy = withRecordedProxyKeys(news.proxy, same ? o : undefined);
   const key = proxy.hostPublicKey || proxy.hostKey || (same ? o!.hostPublicKey || o!.hostKey : undefined);
   return { ...news, proxy: key ? { ...proxy, hostPublicKey: key, hostKey: key } : proxy };

@@ -125,6 +125,12 @@ describe("~/.ssh/config and known_hosts", () => {
       lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["gate", "inner"], behind: { inner: "gate" } });
       hosts = Object.fromEntries((await lab.status()).map((h) => [h.name, h]));
       fs.writeFileSync(path.join(home, ".ssh/conf.d/20-lab.conf"), [
+        "Host lab-dep",
+        `  HostName ${hosts.inner.address}`,
+        "  User deployer",
+        "  Port 2222",
+        "  ProxyJump lab-gate",
+        `  IdentityFile ${lab.privateKeyPath}`,
         "Host lab-gate",
         `  HostName ${hosts.gate.address}`,
         `  IdentityFile ${lab.privateKeyPath}`,
@@ -154,6 +160,13 @@ describe("~/.ssh/config and known_hosts", () => {
       } finally { s.close(); }
       const d = await SshSession.connect(normalizeConnection({ host: "lab-inner", user: "deployer" }));
       try { assert.equal((await d.exec("whoami")).stdout.trim(), "deployer", "explicit user wins over the config's User"); } finally { d.close(); }
+      // Unset port and user take the config's; given, even as 22 and root (the defaults), they win.
+      const dep = applySshConfig(normalizeConnection({ host: "lab-dep" }));
+      assert.deepEqual([dep.host, dep.port, dep.user], [hosts.inner.address, 2222, "deployer"]);
+      const asRoot = await SshSession.connect(normalizeConnection({ host: "lab-dep", user: "root", port: 22 }));
+      try { assert.equal((await asRoot.exec("whoami")).stdout.trim(), "root", "explicit root and 22 win over User deployer and Port 2222"); } finally { asRoot.close(); }
+      const asDep = await SshSession.connect(normalizeConnection({ host: "lab-dep", port: 22 }));
+      try { assert.equal((await asDep.exec("whoami")).stdout.trim(), "deployer", "unset user: the config's"); } finally { asDep.close(); }
       // sshConfig: false leaves the connection as given (no lookup of the alias is attempted here: it would go to DNS).
       assert.equal(applySshConfig(normalizeConnection({ host: "lab-inner", sshConfig: false })).host, "lab-inner");
       assert.equal(applySshConfig(normalizeConnection({ host: "lab-inner" })).host, hosts.inner.address);

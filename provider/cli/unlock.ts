@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { loadFleet, selectMachines } from "../fleet/state";
 import { connect } from "../fleet/ops";
+import { connectionLabel } from "../connection";
 import { breakLock, describeHolder, LOCK_FILE } from "../host/lock";
 import { withExamples } from "./usage";
 
@@ -20,7 +21,7 @@ export function registerUnlockCommand(program: Command): void {
       const s = await connect(m);
       try {
         const { broken, state } = await breakLock(s, { force: o.force });
-        const where = `${m.connection.user}@${m.connection.host}:${m.connection.port}`;
+        const where = connectionLabel(m.connection);
         if (!state.holder && !state.raw) return console.log(`${name}: ${where} is not locked`);
         const about = state.holder ? describeHolder(state.holder, state.hostNow, where).message : `${LOCK_FILE}: ${state.raw}`;
         if (broken) return console.log(`${name}: lock broken (${about})`);

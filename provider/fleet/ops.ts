@@ -1,6 +1,8 @@
 /** Fleet operations on live hosts: status, health, generations, rollback, reboot, keys. */
 import * as net from "net";
 import { FleetMachine } from "./state";
+import { portOf } from "../connection";
+import { applySshConfig } from "../ssh/ssh-config";
 import { SshSession } from "../ssh/session";
 import { readFacts } from "../host/facts";
 import { SYSTEM_PROFILE } from "../host/activate";
@@ -59,8 +61,10 @@ function tcpReachable(host: string, port: number): Promise<boolean> {
 
 export async function check(m: FleetMachine): Promise<CheckRow> {
   const row: CheckRow = { name: m.name, exists: "Yes", up: "No", reachable: "No", disksOk: "N/A", load: "", units: "", systemState: "", notes: "" };
-  // Behind a bastion the address is not ours to dial: the session below says whether it answers.
-  if (!m.connection.proxy && !(await tcpReachable(m.connection.host, m.connection.port))) { row.notes = "no answer on the SSH port"; return row; }
+  // Where ssh would dial (an alias resolved by the ssh config). Behind a bastion the address is
+  // not ours to dial: the session below says whether it answers.
+  const dial = applySshConfig(m.connection);
+  if (!dial.proxy && !(await tcpReachable(dial.host, portOf(dial)))) { row.notes = "no answer on the SSH port"; return row; }
   row.reachable = "Yes";
   try {
     const out = await withSession(m, (s) => s.exec([

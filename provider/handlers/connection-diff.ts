@@ -1,5 +1,5 @@
 /** How the resources' diffs and updates treat `connection`: shared by Machine, DeploymentKey and ChannelPin. */
-import { Connection, hops, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
+import { Connection, hops, normalizeConnection, pinnedConnection, portOf, userOf, withRecordedProxyKeys } from "../connection";
 
 /**
  * Whether the connection changed in anything but a host key left empty after one was recorded at
@@ -10,9 +10,11 @@ export function connectionChanged(old: Connection | undefined, nu: Connection | 
   const n = (c: Connection | undefined, inherit?: Connection) => {
     // Bastions' keys recorded at first contact count as the new ones' unless those pin their own.
     const x = withRecordedProxyKeys(normalizeConnection({ ...(c ?? { host: "" }) }), inherit);
-    return JSON.stringify([x.host, x.port, x.user, x.privateKey ?? "", x.hostPublicKey || recordedKey || "",
+    // Port and user by their effective values: states written before they could be left unset
+    // (for the ssh config to fill) hold 22 and root, which must not read as a change.
+    return JSON.stringify([x.host, portOf(x), userOf(x), x.privateKey ?? "", x.hostPublicKey || recordedKey || "",
       x.privateKeyPassword ?? "", x.password ?? "", x.agentSocketPath ?? "", x.dialErrorLimit ?? 0, x.perDialTimeout ?? 0,
-      hops(x).slice(0, -1).map((h) => [h.host, h.port, h.user, h.privateKey ?? "", h.privateKeyPassword ?? "", h.password ?? "", h.agentSocketPath ?? "", h.dialErrorLimit ?? 0, h.perDialTimeout ?? 0, h.hostPublicKey ?? ""])]);
+      hops(x).slice(0, -1).map((h) => [h.host, portOf(h), userOf(h), h.privateKey ?? "", h.privateKeyPassword ?? "", h.password ?? "", h.agentSocketPath ?? "", h.dialErrorLimit ?? 0, h.perDialTimeout ?? 0, h.hostPublicKey ?? ""])]);
   };
   return n(old) !== n(nu, old ? normalizeConnection(old) : undefined);
 }

@@ -3,7 +3,7 @@
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
 import * as fs from "fs";
-import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
+import { Connection, connectionLabel, normalizeConnection, pinnedConnection, portOf, withRecordedProxyKeys } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
@@ -125,7 +125,7 @@ export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { 
 
 export async function create(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
   const outs = await deploy(inputs, inputs.connection.hostPublicKey);
-  return { id: `${inputs.name}@${inputs.connection.host}:${inputs.connection.port ?? 22}`, outs };
+  return { id: `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`, outs };
 }
 
 export async function update(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
@@ -248,7 +248,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       log(`activation finished with failed units: ${failed.join(", ")}`);
       summary();
       throw Object.assign(new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} exited with 4 (some units failed: ${failed.join(", ")})`), {
-        id: id ?? `${inputs.name}@${conn.host}:${conn.port}`,
+        id: id ?? `${inputs.name}@${conn.host}:${portOf(conn)}`,
         properties: { ...outs, failedUnits: failed, __provider: (inputs as unknown as Record<string, unknown>).__provider },
         reasons: [`units failed on ${inputs.name}: ${failed.join(", ")}`],
       });

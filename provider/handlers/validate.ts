@@ -23,8 +23,9 @@ export function validateConnection(c: Partial<ConnectionLike> | string | undefin
   const f: CheckFailure[] = [];
   const bad = (field: string, reason: string) => f.push({ property: `${prop}.${field}`, reason: `${prop}.${field} ${reason}` });
   if (!isUnknown(c.host) && (typeof c.host !== "string" || !HOST.test(c.host))) bad("host", `must be a host name or address, got '${c.host ?? ""}'`);
-  if (c.port !== undefined && !isUnknown(c.port) && !(Number.isInteger(c.port) && c.port > 0 && c.port < 65536)) bad("port", `must be 1–65535, got '${c.port}'`);
-  if (c.user !== undefined && !isUnknown(c.user) && !USER.test(String(c.user))) bad("user", `is not a valid user name: '${c.user}'`);
+  // 0 and "" are how a connection lifted from an Output says "not given".
+  if (c.port !== undefined && c.port !== 0 && !isUnknown(c.port) && !(Number.isInteger(c.port) && c.port > 0 && c.port < 65536)) bad("port", `must be 1–65535, got '${c.port}'`);
+  if (c.user !== undefined && c.user !== "" && !isUnknown(c.user) && !USER.test(String(c.user))) bad("user", `is not a valid user name: '${c.user}'`);
   // Never echo the value: it is a secret.
   if (c.privateKey && !isUnknown(c.privateKey) && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(String(c.privateKey))) bad("privateKey", "is not a PEM/OpenSSH private key");
   for (const k of ["hostPublicKey", "hostKey"] as const) {

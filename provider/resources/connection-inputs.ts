@@ -6,11 +6,11 @@ const SECRET_FIELDS = ["privateKey", "privateKeyPassword", "password"] as const;
 
 /** One hop's fields with the secrets made Pulumi secrets (plain text given or not). */
 function hopInputs(args: ProxyConnectionArgs & { hostPublicKey?: pulumi.Input<string> }, isTarget: boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    host: args.host,
-    port: args.port ?? 22,
-    user: args.user ?? "root",
-  };
+  // Port and user only when given: unset, the ssh config's Port/User apply (else 22 and root);
+  // given, even as 22 or root, they win over it.
+  const out: Record<string, unknown> = { host: args.host };
+  if (args.port !== undefined) out.port = args.port;
+  if (args.user !== undefined) out.user = args.user;
   for (const k of SECRET_FIELDS) if (args[k] !== undefined) out[k] = pulumi.secret(args[k]!);
   for (const k of ["agentSocketPath", "dialErrorLimit", "perDialTimeout"] as const) if (args[k] !== undefined) out[k] = args[k];
   // The target keeps hostPublicKey as its primary name; `hostKey` (@pulumi/command's) is its alias.
@@ -36,8 +36,8 @@ export function connectionInputs(c: pulumi.Input<ConnectionArgs>): pulumi.Input<
     const field = <T>(f: (x: ConnectionArgs) => T) => o.apply(f as (x: unknown) => T);
     return {
       host: o.host,
-      port: field((x) => x.port ?? 22),
-      user: field((x) => x.user ?? "root"),
+      port: field((x) => x.port ?? 0),
+      user: field((x) => x.user ?? ""),
       privateKey: pulumi.secret(field((x) => x.privateKey ?? "")),
       privateKeyPassword: pulumi.secret(field((x) => x.privateKeyPassword ?? "")),
       password: pulumi.secret(field((x) => x.password ?? "")),

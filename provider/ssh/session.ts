@@ -6,7 +6,7 @@
 import { NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
 import { Duplex, Readable } from "stream";
-import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops } from "../connection";
+import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops, portOf, userOf } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
 import { timeoutEnv, timeoutMs } from "../util/timeouts";
 import { HostKeyPolicy, KnownHostsError, checkKnownHost } from "./known-hosts";
@@ -109,7 +109,7 @@ export class SshSession {
   private constructor(readonly conn: Connection, private readonly ssh: NodeSSH) {}
 
   get label(): string { return connectionLabel(this.conn); }
-  get isRoot(): boolean { return this.conn.user === "root"; }
+  get isRoot(): boolean { return userOf(this.conn) === "root"; }
   get alive(): boolean { return !this.closed && this.ssh.isConnected(); }
 
   /**
@@ -210,7 +210,7 @@ export class SshSession {
   private settle(r: ExecResult, opts: { privileged?: boolean; check?: boolean }, what: string): ExecResult {
     if (r.code === null && !this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
     if (opts.privileged && !this.isRoot && r.code === 1 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
-      throw new Error(`${this.conn.user}@${this.conn.host}: sudo asks for a password; non-root deploys need passwordless sudo (NOPASSWD) for ${this.conn.user}`);
+      throw new Error(`${userOf(this.conn)}@${this.conn.host}: sudo asks for a password; non-root deploys need passwordless sudo (NOPASSWD) for ${userOf(this.conn)}`);
     }
     if ((opts.check ?? true) && r.code !== 0) {
       throw new Error(`${what} on ${this.label} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
@@ -426,8 +426,8 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
       const agent = hop.agentSocketPath || process.env.SSH_AUTH_SOCK;
       if (!auth.length && agent) auth.push("agent");
       await ssh.connect({
-        ...(sock ? { sock } : { host: hop.host, port: hop.port }),
-        username: hop.user,
+        ...(sock ? { sock } : { host: hop.host, port: portOf(hop) }),
+        username: userOf(hop),
         privateKey: hop.privateKey,
         passphrase: hop.privateKeyPassword,
         password: hop.password,
@@ -450,7 +450,7 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
           }
           if (!pin) {
             // Checked before authentication: nothing is sent to a host that fails it.
-            try { checkKnownHost(connectionLabel(hop), hop.host, hop.port, presented, o.policy, hop.knownHostsFiles); } catch (e) { mismatch = e as Error; return false; }
+            try { checkKnownHost(connectionLabel(hop), hop.host, portOf(hop), presented, o.policy, hop.knownHostsFiles); } catch (e) { mismatch = e as Error; return false; }
           }
           return true;
         },
@@ -474,10 +474,10 @@ function forwardTo(via: NodeSSH, hop: Connection, viaHop: Connection): Promise<D
     const client = via.connection;
     if (!client) return reject(new Error(`connection to ${connectionLabel(viaHop)} lost`));
     // The channel open is a network call: bounded like a dial.
-    const timer = setTimeout(() => reject(new Error(`${connectionLabel(viaHop)} did not open a channel to ${hop.host}:${hop.port} within 15 s`)), 15_000);
-    client.forwardOut("127.0.0.1", 0, hop.host, hop.port, (err, ch) => {
+    const timer = setTimeout(() => reject(new Error(`${connectionLabel(viaHop)} did not open a channel to ${hop.host}:${portOf(hop)} within 15 s`)), 15_000);
+    client.forwardOut("127.0.0.1", 0, hop.host, portOf(hop), (err, ch) => {
       clearTimeout(timer);
-      if (err) reject(new Error(`${connectionLabel(viaHop)} could not open a channel to ${hop.host}:${hop.port}: ${err.message}`));
+      if (err) reject(new Error(`${connectionLabel(viaHop)} could not open a channel to ${hop.host}:${portOf(hop)}: ${err.message}`));
       else resolve(ch);
     });
   });

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import SSHConfig from "ssh-config";
-import { Connection, ConnectionLike, normalizeConnection } from "../connection";
+import { Connection, ConnectionLike, normalizeConnection, portOf, userOf } from "../connection";
 
 /** Directives applied to a connection (anything else that changes how ssh connects is refused). */
 const HONOURED = ["host", "hostname", "user", "port", "identityfile", "proxyjump", "identityagent", "userknownhostsfile", "stricthostkeychecking", "match", "include"];
@@ -145,15 +145,20 @@ export function sshConfigFile(c: { sshConfig?: boolean | string }): string | und
   return file;
 }
 
+/** Every hop with its port and user resolved to the defaults (22, root) where absent. */
+function withDefaults(c: Connection): Connection {
+  return { ...c, port: portOf(c), user: userOf(c), ...(c.proxy ? { proxy: withDefaults(c.proxy) } : {}) };
+}
+
 /**
- * The connection with the ssh config applied to each hop: a field the connection leaves at its
- * default (port 22, user root, no key, no proxy, no agent socket) takes the config's value;
+ * The connection with the ssh config applied to each hop, port and user resolved: a field the
+ * connection leaves unset (port, user, key, proxy, agent socket) takes the config's value;
  * `ProxyJump` becomes `proxy` (each jump host resolved through the config too, logging in with
  * its IdentityFile, else the target's key). Identity files are read here, at connect time.
  */
 export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => void): Connection {
   const file = sshConfigFile(conn);
-  if (!file) return conn;
+  if (!file) return withDefaults(conn);
   /** One hop by its config; `proxy`: the hops before it, already resolved (else its own ProxyJump / proxy). */
   const apply = (c: Connection, fallbackKey: string | undefined, depth: number, proxy?: Connection): Connection => {
     if (depth > 8) throw new Error(`ssh config ${file}: ProxyJump chain longer than 8 hops (a loop?)`);
@@ -165,8 +170,8 @@ export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => vo
       ...c,
       proxy: undefined,
       host: h.hostName ?? c.host,
-      port: c.port !== 22 ? c.port : h.port ?? 22,
-      user: c.user !== "root" ? c.user : h.user ?? "root",
+      port: c.port ?? h.port ?? 22,
+      user: c.user ?? h.user ?? "root",
       privateKey: key,
       agentSocketPath: c.agentSocketPath ?? h.identityAgent,
       knownHostsFiles: c.knownHostsFiles ?? h.userKnownHostsFiles,
