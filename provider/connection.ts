@@ -92,6 +92,14 @@ export interface Connection {
   sshConfig?: boolean | string;
   /** known_hosts files to check (UserKnownHostsFile of the ssh config); absent: ~/.ssh/known_hosts{,2}. Never stored. */
   knownHostsFiles?: string[];
+  /**
+   * Host keys of the bastions the ssh config's `ProxyJump` adds, by `host:port` as dialled:
+   * recorded at first contact (outputs), required from then on, as `proxy.hostKey` is for a
+   * bastion given in the connection.
+   */
+  jumpHostKeys?: Record<string, string>;
+  /** Set on hops `ProxyJump` added at connect time (never stored): where their pin comes from. */
+  fromSshConfig?: boolean;
 }
 
 /** Default dial attempts (`@pulumi/command`'s). */
@@ -126,6 +134,7 @@ export function normalizeConnection(c: ConnectionLike): Connection {
   if (c.hostKeyPolicy) out.hostKeyPolicy = c.hostKeyPolicy;
   if (c.sshConfig === false || (typeof c.sshConfig === "string" && c.sshConfig)) out.sshConfig = c.sshConfig;
   if (c.knownHostsFiles?.length) out.knownHostsFiles = c.knownHostsFiles;
+  if (c.jumpHostKeys && Object.keys(c.jumpHostKeys).length) out.jumpHostKeys = { ...c.jumpHostKeys };
   return out;
 }
 
@@ -150,9 +159,10 @@ export function chainKey(c: Connection): string {
 
 /**
  * The connection with every hop's host key pinned to the key seen (`proxyKeys`: bastions, first hop
- * first; an explicit pin stays): what outputs record, so later operations enforce them.
+ * first; an explicit pin stays; `jumpKeys`: those of bastions the ssh config added): what outputs
+ * record, so later operations enforce them.
  */
-export function pinnedConnection(c: Connection, targetKey: string | undefined, proxyKeys: string[] = []): Connection {
+export function pinnedConnection(c: Connection, targetKey: string | undefined, proxyKeys: string[] = [], jumpKeys: Record<string, string> = {}): Connection {
   const chain = hops(c);
   const keys = [...proxyKeys.slice(0, chain.length - 1), targetKey ?? ""];
   let out: Connection | undefined;
@@ -162,14 +172,21 @@ export function pinnedConnection(c: Connection, targetKey: string | undefined, p
     if (!out.proxy) delete out.proxy;
     if (!key) { delete out.hostKey; out.hostPublicKey = undefined; }
   });
+  const jump = { ...c.jumpHostKeys, ...jumpKeys };
+  if (Object.keys(jump).length) out!.jumpHostKeys = jump;
   return out!;
 }
+
+/** `host:port` of a hop, the key of {@link Connection.jumpHostKeys}. */
+export const jumpKey = (h: Connection): string => `${h.host}:${portOf(h)}`;
 
 /**
  * `news` with the bastions' host keys recorded in `olds` (same hop: host, port, user) where
  * `news` pins none: TOFU keys, once recorded, are enforced on later updates.
  */
 export function withRecordedProxyKeys(news: Connection, olds: Connection | undefined): Connection {
+  // ProxyJump bastions' keys (by host:port) carry over whatever else changed.
+  if (olds?.jumpHostKeys) news = { ...news, jumpHostKeys: { ...olds.jumpHostKeys, ...news.jumpHostKeys } };
   if (!news.proxy) return news;
   const o = olds?.proxy;
   const same = o && o.host === news.proxy.host && portOf(o) === portOf(news.proxy) && userOf(o) === userOf(news.proxy);

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
-import { canRunLab, tempDir } from "./helpers/env";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig, TestMachine } from "./helpers/stack";
 
@@ -165,7 +165,17 @@ describe("machines: faults and bad input", { skip }, () => {
     expectExit(r, 1, "cut mid-copy");
     assert.match(r.stdout, /error: a .*(connection to root@.* lost|timed out|Keepalive|ECONNRESET|closed)/i);
     assert.equal(stateResources(s.state).a, undefined);
-    const r2 = await engine("up", s);
+    let r2 = await engine("up", s);
+    if (r2.code !== 0 && /pid \d+ no longer runs on this machine/.test(r2.stdout)) {
+      // The cut deploy's lock (kept: the host may still have run its import) has not expired yet:
+      // what the message tells the operator to do, once nothing runs for it on the host.
+      assert.match(r2.stdout, /`pulumi-nixos unlock a --stack t --force` \(or wait \d+ s for the lock to expire\)/);
+      for (let i = 0; i < 100 && (await lab.exec("host3", ["sh", "-c", "grep -l 'nix-store.--import' /proc/[0-9]*/cmdline 2>/dev/null || true"])).stdout.trim(); i++) await new Promise((res) => setTimeout(res, 100));
+      const u = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "unlock", "a", "--state", s.state, "--force"], { allowFailure: true });
+      assert.equal(u.code, 0, u.stdout + u.stderr);
+      assert.match(u.stdout, /a: lock broken/);
+      r2 = await engine("up", s);
+    }
     expectExit(r2, 0, "up after restore");
     const m = stateResources(s.state).a.outputs;
     assert.ok(m.bytesCopied < m.closureSize.bytes * 0.95, `second up copied only the rest (${m.bytesCopied} of ${m.closureSize.bytes})`);

@@ -16,7 +16,7 @@ import { normalizeConnection } from "../provider/connection";
 import { applySshConfig, sshHostConfig } from "../provider/ssh/ssh-config";
 import { lookupKnownHost } from "../provider/ssh/known-hosts";
 import { closeAllSessions } from "../provider/ssh/pool";
-import { canRunLab, tempDir } from "./helpers/env";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
 
@@ -205,6 +205,19 @@ describe("~/.ssh/config and known_hosts", () => {
       assert.equal(out.hostPublicKey, hosts.inner.hostPublicKey);
       assert.equal((await lab.exec("inner", ["readlink", "/run/current-system"])).stdout.trim(), out.systemPath);
       assert.ok(!fs.readFileSync(st.state, "utf8").includes(fs.readFileSync(lab.privateKeyPath, "utf8").split("\n")[1]), "no key material in clear text in state");
+      // The ProxyJump bastion (in no known_hosts): its key recorded at first contact, then required.
+      assert.deepEqual(out.connection.jumpHostKeys, { [`${hosts.gate.address}:22`]: hosts.gate.hostPublicKey });
+      assert.equal(out.connection.proxy, undefined, "the config's ProxyJump is not turned into an explicit proxy");
+      expectExit(await engine("refresh", st), 0, "refresh with the recorded bastion key");
+      await lab.exec("gate", ["sh", "-c", "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/k2 && mv /etc/ssh/k2 /etc/ssh/ssh_host_ed25519_key && mv /etc/ssh/k2.pub /etc/ssh/ssh_host_ed25519_key.pub && kill -HUP $(cat /run/sshd.pid)"]);
+      await new Promise((res) => setTimeout(res, 300));
+      const rf = await engine("refresh", st);
+      expectExit(rf, 1, "refresh after the ProxyJump bastion's key changed");
+      assert.match(rf.stdout, /host key of root@[\d.]+:22 changed since first contact: .*connection\.jumpHostKeys\["[\d.]+:22"\] \(ProxyJump of .*config\).*give the bastion as connection\.proxy/);
+      const sh = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "ssh", "inner", "--state", st.state, "--", "touch /tmp/ran"], { allowFailure: true });
+      assert.notEqual(sh.code, 0);
+      assert.match(sh.stdout + sh.stderr, /jumpHostKeys/);
+      assert.equal((await lab.exec("inner", ["sh", "-c", "test -e /tmp/ran && echo ran || echo no"])).stdout.trim(), "no", "no command ran");
     });
   });
 });

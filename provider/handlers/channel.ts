@@ -62,7 +62,7 @@ async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl
     log(`channel ${inputs.channel} = nixpkgs ${now.version || "?"} (${now.storePath})`);
     return {
       ...inputs,
-      connection: pinnedConnection(conn, conn.hostPublicKey ?? s.hostPublicKey, s.proxyHostKeys),
+      connection: pinnedConnection(conn, conn.hostPublicKey ?? s.hostPublicKey, s.proxyHostKeys, s.jumpHostKeys),
       storePath: now.storePath,
       nixpkgsVersion: now.version,
       previousUrl: previousUrl ?? before.url,

@@ -64,13 +64,15 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   const conn = normalizeConnection(inputs.connection);
   const { content, ...rest } = inputs;
   let proxyKeys: string[] = [];
+  let jumpKeys: Record<string, string> = {};
   const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
     await uploadKey(s, inputs, content);
     proxyKeys = s.proxyHostKeys;
+    jumpKeys = s.jumpHostKeys;
     return s.hostPublicKey;
   });
   resourceLogger(inputs.resource)(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
-  return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
+  return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys, jumpKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 
 export async function create(inputs: KeyInputs): Promise<{ id: string; outs: KeyOutputs }> {

@@ -221,7 +221,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     if (act.armed && armedStep) await confirmOrRollBack(inputs, conn, hostPublicKey, s, armedStep, log);
     const outs: MachineOutputs = {
       ...inputs,
-      connection: pinnedConnection(conn, hostPublicKey, s.proxyHostKeys),
+      connection: pinnedConnection(conn, hostPublicKey, s.proxyHostKeys, s.jumpHostKeys),
       generation: act.generation,
       previousSystemPath: act.previousSystemPath,
       nixosVersion: readLocalVersion(inputs.systemPath),

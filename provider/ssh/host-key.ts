@@ -29,9 +29,11 @@ export function hostKeyFingerprint(key: string): string {
  * key"); otherwise the key recorded at first contact ("changed").
  */
 export class HostKeyMismatchError extends Error {
-  constructor(readonly target: string, readonly expected: string, readonly actual: string, readonly configured = false, readonly field = "connection.hostPublicKey") {
+  constructor(readonly target: string, readonly expected: string, readonly actual: string, readonly configured = false, readonly field = "connection.hostPublicKey", remedy?: string) {
     const fps = `expected ${hostKeyFingerprint(expected)}, host presented ${hostKeyFingerprint(actual)}`;
-    super(configured
+    super(remedy ? `host key of ${target} changed since first contact: ${fps} (the key recorded then in ${field}). ` +
+        `Refusing to connect (possible man-in-the-middle). ${remedy}`
+      : configured
       ? `host key of ${target} does not match the pinned ${field}: ${fps}. ` +
         `Refusing to connect (possible man-in-the-middle). Check the host's key out of band (on its console: ` +
         `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and fix ${field} if the pin is wrong.`

@@ -6,11 +6,11 @@
 import { NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
 import { Duplex, Readable } from "stream";
-import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops, portOf, userOf } from "../connection";
+import { Connection, DIAL_ERROR_LIMIT, connectionLabel, hops, jumpKey, portOf, userOf } from "../connection";
 import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-key";
 import { timeoutEnv, timeoutMs } from "../util/timeouts";
 import { HostKeyPolicy, KnownHostsError, checkKnownHost } from "./known-hosts";
-import { applySshConfig } from "./ssh-config";
+import { applySshConfig, sshConfigFile } from "./ssh-config";
 import { writeLogLine } from "../util/log";
 
 /** ssh config notes already printed by this process (once each). */
@@ -99,6 +99,8 @@ export class SshSession {
   hostPublicKey = "";
   /** The host keys the bastions presented, first hop first (empty without `proxy`). */
   proxyHostKeys: string[] = [];
+  /** The host keys of the bastions the ssh config's ProxyJump added, by `host:port` (to record). */
+  jumpHostKeys: Record<string, string> = {};
   /** Sessions to the bastions, closed with this one. */
   private bastions: NodeSSH[] = [];
   /** Set by the host lock while an operation holds it (see provider/host/lock.ts). */
@@ -129,8 +131,11 @@ export class SshSession {
       for (let i = 0; i < chain.length; i++) {
         const hop = chain[i], isTarget = i === chain.length - 1, prev = opened[i - 1];
         const pin = isTarget ? opts.pin : hop.hostPublicKey;
-        const field = isTarget ? "connection.hostPublicKey" : `connection.${"proxy.".repeat(chain.length - 1 - i)}hostKey`;
+        const field = isTarget ? "connection.hostPublicKey"
+          : hop.fromSshConfig ? `connection.jumpHostKeys["${jumpKey(hop)}"] (ProxyJump of ${sshConfigFile(conn)})` : `connection.${"proxy.".repeat(chain.length - 1 - i)}hostKey`;
         const { ssh, key } = await dialHop(hop, {
+          remedy: hop.fromSshConfig ? "If the bastion was reinstalled, check its new key out of band (on its console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) " +
+            "and pin it: give the bastion as connection.proxy with that hostKey (a machine's `proxy` in a network description); it takes precedence over the ProxyJump." : undefined,
           pin, field, policy: hop.hostKeyPolicy ?? conn.hostKeyPolicy ?? "tofu", configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
           timeoutMs: hop.perDialTimeout ? hop.perDialTimeout * 1000 : opts.timeoutMs ?? timeoutMs("connect"),
           sock: prev ? () => forwardTo(prev, hop, chain[i - 1]) : undefined,
@@ -151,6 +156,7 @@ export class SshSession {
     sshStats.connections += opened.length;
     s.hostPublicKey = presented[presented.length - 1];
     s.proxyHostKeys = presented.slice(0, -1);
+    chain.slice(0, -1).forEach((h, i) => { if (h.fromSshConfig) s.jumpHostKeys[jumpKey(h)] = presented[i]; });
     // Measured now, while the first commands run: a stream needs it and must not wait a round trip.
     void s.rttMs();
     const down = () => { s.closed = true; };
@@ -392,6 +398,8 @@ interface DialOptions {
   /** The input the pin came from, for the mismatch message. */
   field: string;
   configured: boolean;
+  /** What to do about a mismatch, when the pin's field is not one the operator sets. */
+  remedy?: string;
   timeoutMs: number;
   /** A fresh socket through the previous hop, per attempt (absent: TCP from here). */
   sock?: () => Promise<Duplex>;
@@ -445,7 +453,7 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
         hostVerifier: (key: Buffer) => {
           presented = formatHostKey(key);
           if (pin && presented !== pin) {
-            mismatch = new HostKeyMismatchError(connectionLabel(hop), pin, presented, o.configured, o.field);
+            mismatch = new HostKeyMismatchError(connectionLabel(hop), pin, presented, o.configured, o.field, o.remedy);
             return false;
           }
           if (!pin) {

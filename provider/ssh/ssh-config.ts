@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import SSHConfig from "ssh-config";
-import { Connection, ConnectionLike, normalizeConnection, portOf, userOf } from "../connection";
+import { Connection, ConnectionLike, jumpKey, normalizeConnection, portOf, userOf } from "../connection";
 
 /** Directives applied to a connection (anything else that changes how ssh connects is refused). */
 const HONOURED = ["host", "hostname", "user", "port", "identityfile", "proxyjump", "identityagent", "userknownhostsfile", "stricthostkeychecking", "match", "include"];
@@ -186,6 +186,10 @@ export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => vo
       for (const j of h.proxyJump) {
         const hop = normalizeConnection({ host: j.host, port: j.port, user: j.user, hostKeyPolicy: out.hostKeyPolicy, sshConfig: c.sshConfig } as ConnectionLike);
         prev = apply(hop, key, depth + 1, prev);
+        // Pinned by the key recorded at first contact (else known_hosts / TOFU, then recorded).
+        prev.fromSshConfig = true;
+        const recorded = conn.jumpHostKeys?.[jumpKey(prev)];
+        if (recorded && !prev.hostPublicKey) { prev.hostPublicKey = recorded; prev.hostKey = recorded; }
       }
       out.proxy = prev;
     }
