@@ -209,6 +209,10 @@ describe("~/.ssh/config and known_hosts", () => {
       assert.deepEqual(out.connection.jumpHostKeys, { [`${hosts.gate.address}:22`]: hosts.gate.hostPublicKey });
       assert.equal(out.connection.proxy, undefined, "the config's ProxyJump is not turned into an explicit proxy");
       expectExit(await engine("refresh", st), 0, "refresh with the recorded bastion key");
+      // The fleet CLI dials where ssh would: check reaches the alias through its ProxyJump.
+      const check = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "check", "--state", st.state, "--json"], { allowFailure: true });
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.deepEqual(JSON.parse(check.stdout).map((x: any) => [x.name, x.up, x.reachable]), [["inner", "Yes", "Yes"]]);
       await lab.exec("gate", ["sh", "-c", "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/k2 && mv /etc/ssh/k2 /etc/ssh/ssh_host_ed25519_key && mv /etc/ssh/k2.pub /etc/ssh/ssh_host_ed25519_key.pub && kill -HUP $(cat /run/sshd.pid)"]);
       await new Promise((res) => setTimeout(res, 300));
       const rf = await engine("refresh", st);

@@ -13,7 +13,7 @@ export function registerLabCommands(program: Command): void {
     .option("--hosts <n>", "number of hosts", "3")
     .option("--names <list>", "comma-separated host names (instead of host1..N)")
     .option("--init <kind>", "systemd: systemd as PID 1, booted from a seeded stand-in NixOS generation; none: sshd without an init", DEFAULT_LAB_INIT)
-    .option("--behind <name>", "put the other hosts on a network reachable only through lab host NAME (a bastion); HOST=NAME (repeatable) for one host, e.g. a chain: --behind host2=host1 --behind host3=host2", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--behind <name>", "put the other hosts on a network reachable only through lab host NAME (a bastion; outbound they reach the lab network through its NAT); HOST=NAME (repeatable) for one host, e.g. a chain: --behind host2=host1 --behind host3=host2", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--stack-file <file>", "write this stack config file for the lab made (e.g. stacks/Pulumi.lab.yaml): addresses, pinned host keys, the lab's key")
     .action(async (o) => {
       const names = o.names ? String(o.names).split(",").map((s: string) => s.trim()).filter(Boolean) : undefined;
