@@ -76,7 +76,7 @@ describe("README quick start on a fresh clone", { skip }, () => {
     for (const c of ["uname", "id", "sh"]) fs.symlinkSync((await run(["sh", "-c", `command -v ${c}`])).stdout.trim(), path.join(bin, c));
     const r = await run(["/bin/sh", path.join(ROOT, "scripts/setup.sh")], { allowFailure: true, env: { PATH: bin } });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^pulumi-nixos setup: missing commands: nix-store ssh ssh-keygen ip sudo xz zstd systemd-nspawn inotifywait \(install them with your package manager; Debian packages: nix-bin openssh-server/m);
+    assert.match(r.stderr, /^pulumi-nixos setup: missing commands: nix-store ssh ssh-keygen ip sudo xz zstd systemd-nspawn inotifywait nft \(install them with your package manager; Debian packages: nix-bin openssh-server/m);
     // With dpkg and everything installed (this machine): silent, exit 0.
     const ok = await run(["sh", path.join(ROOT, "scripts/setup.sh")], { allowFailure: true });
     assert.deepEqual([ok.code, ok.stdout, ok.stderr], [0, "", ""]);

@@ -213,8 +213,15 @@ describe("~/.ssh/config and known_hosts", () => {
       const check = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "check", "--state", st.state, "--json"], { allowFailure: true });
       assert.equal(check.code, 0, check.stdout + check.stderr);
       assert.deepEqual(JSON.parse(check.stdout).map((x: any) => [x.name, x.up, x.reachable]), [["inner", "Yes", "Yes"]]);
-      await lab.exec("gate", ["sh", "-c", "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/k2 && mv /etc/ssh/k2 /etc/ssh/ssh_host_ed25519_key && mv /etc/ssh/k2.pub /etc/ssh/ssh_host_ed25519_key.pub && kill -HUP $(cat /run/sshd.pid)"]);
-      await new Promise((res) => setTimeout(res, 300));
+      // Stack config `pulumi-nixos:sshConfig`: another file, with an alias ~/.ssh/config does not know.
+      const alt = path.join(tmp, "alt_ssh_config");
+      fs.writeFileSync(alt, ["Host alt-inner", `  HostName ${hosts.inner.address}`, `  ProxyJump ${hosts.gate.address}`, ""].join("\n"));
+      const st2 = writeStack(path.join(tmp, "p2"), "t", { inner: { targetHost: "alt-inner", config: nixConfig("inner", { role: "alt" }) } },
+        { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath, "pulumi-nixos:sshConfig": alt });
+      expectExit(await engine("up", st2), 0, "up with the stack's sshConfig file");
+      assert.equal((await lab.exec("inner", ["cat", "/etc/role"])).stdout, "alt\n");
+      assert.equal(stateResources(st2.state).inner.outputs.connection.sshConfig, alt);
+      await lab.rekey("gate");
       const rf = await engine("refresh", st);
       expectExit(rf, 1, "refresh after the ProxyJump bastion's key changed");
       assert.match(rf.stdout, /host key of root@[\d.]+:22 changed since first contact: .*connection\.jumpHostKeys\["[\d.]+:22"\] \(ProxyJump of .*config\).*give the bastion as connection\.proxy/);

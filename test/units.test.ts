@@ -121,7 +121,6 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
   });
 
   test("exit 4 lists the units systemd reports failed; the provider records them from the exit code and systemd", async () => {
-    const h = hosts[1];
     const bad = `broken = { wantedBy = [ "multi-user.target" ]; serviceConfig.Type = "oneshot"; script = "echo broken on purpose; exit 3"; };`;
     const direct = await buildSystem(withServices("host2", bad));
     await copyToHost(lab, "host2", direct);
@@ -130,8 +129,18 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     assert.match(r.stderr, /warning: the following units failed: broken\.service/);
     assert.match(r.stderr, /broken\.service[\s\S]*Active: failed/, "with systemctl status of the failed unit");
     assert.equal(await ex("readlink -f /run/current-system", "host2"), direct, "exit 4 still activates");
+    // As NixOS's switch-to-configuration: units that failed before the switch are forgotten
+    // (`systemctl reset-failed`), so a configuration without the broken unit switches cleanly.
+    const clean = await buildSystem(withServices("host2", ""));
+    await copyToHost(lab, "host2", clean);
+    const rc = await switchTo(lab, "host2", clean);
+    assert.equal(rc.code, 0, rc.stderr);
+    assert.equal(await ex("systemctl list-units --state=failed --plain --no-legend --no-pager | wc -l", "host2"), "0");
 
-    // Through a deploy: the same unit (a plain configuration, no fixture knob).
+    // Through a deploy: the same unit (a plain configuration, no fixture knob), on a host where it is
+    // new (switch-to-configuration forgets units that failed before: the failed one on host2 would
+    // be reset and, unchanged, not started again).
+    const h = hosts[0];
     const s = writeStack(path.join(tmp, "p-fail"), "t", { m: { targetHost: h.address, config: nixConfig("failing", { paths: 1, activation: `systemd.services.${bad}` }) } },
       { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
     const up = await engine("up", s);
@@ -139,9 +148,8 @@ describe("stand-in NixOS units on systemd hosts", { skip }, () => {
     assert.match(up.stdout, /exited with 4 \(some units failed: broken\.service\)/);
     const m = stateResources(s.state).m;
     assert.deepEqual(m.outputs.failedUnits, ["broken.service"]);
-    assert.equal(await ex("readlink -f /run/current-system", "host2"), m.outputs.systemPath);
+    assert.equal(await ex("readlink -f /run/current-system", "host1"), m.outputs.systemPath);
     // Fixed configuration: the next up succeeds and nothing is failed any more.
-    await lab.exec("host2", ["systemctl", "reset-failed"]);
     writeStack(s.cwd, "t", { m: { targetHost: h.address, config: nixConfig("failing", { paths: 1 }) } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
     expectExit(await engine("up", s), 0, "fixed");
     assert.deepEqual(stateResources(s.state).m.outputs.failedUnits, []);

@@ -446,6 +446,19 @@ export class Lab {
     });
   }
 
+  /**
+   * Gives host `name` a new SSH host key, as a reinstall (or someone in the middle) would, and
+   * has its sshd serve it; returns the new key (`type base64`).
+   */
+  async rekey(name: string): Promise<string> {
+    const h = this.host(name);
+    await this.exec(name, ["sh", "-ec", "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/k2; mv /etc/ssh/k2 /etc/ssh/ssh_host_ed25519_key; mv /etc/ssh/k2.pub /etc/ssh/ssh_host_ed25519_key.pub; kill -HUP $(cat /run/sshd.pid)"]);
+    // sshd re-executes on SIGHUP: wait until it listens again.
+    await sleep(100);
+    await this.waitForSshd(h, 10_000);
+    return (await this.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])).stdout.trim().split(/\s+/).slice(0, 2).join(" ");
+  }
+
   /** Takes a host off the network: established connections stall, new ones fail. */
   async cut(name: string): Promise<void> {
     const h = this.host(name);
