@@ -89,9 +89,10 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     assert.equal(recorded().generation, old.generation + 1);
   });
 
-  test("a configuration whose activation cuts the host off the network: the host rolls back by itself at the deadline", async () => {
+  test("a configuration whose activation cuts the host off the network: the host rolls back by itself confirmTimeout after the switch", async () => {
     const old = recorded();
-    write("cut", cutRoute);
+    // A long activationTimeout: only the backstop counts from arming; the confirmation window opens when the switch ends.
+    write("cut", cutRoute, { activationTimeout: 120 });
     const t0 = Date.now();
     const up = engine("up", s);
     let cutAt = 0, backAfter = 0;
@@ -107,11 +108,14 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     const r = await up;
     await cable;
     expectExit(r, 1, "up of a configuration that cuts the host off");
-    assert.match(r.stdout, /heron: activation: the connection was lost.*the host rolled back to generation \d+ /);
+    // The host is back within seconds, so the deploy's connection may outlive the cut (its keepalive
+    // gives up after 15 s): either it was lost, or its late output leads to a confirmation that finds
+    // the rollback done. Both say what the host did.
+    assert.match(r.stdout, /heron: (activation: the connection was lost|confirmation: not confirmed within the deadline).*the host rolled back to generation \d+ /);
     await assertRolledBack(r, old);
     assert.ok(await sshdAnswers(), "reachable again");
-    console.error(`cut off mid-switch: the host ran its old system again ${(backAfter / 1000).toFixed(1)} s after the cut (deadline: activationTimeout 15 + confirmTimeout 5 from arming); up failed after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    assert.ok(cutAt > 0 && backAfter <= 25_000, `rolled back by the deadline (${backAfter} ms after the cut)`);
+    console.error(`cut off mid-switch: the host ran its old system again ${(backAfter / 1000).toFixed(1)} s after the cut (confirmTimeout 5 + 5 s after the switch; backstop activationTimeout 120 + 5 from arming); up failed after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.ok(cutAt > 0 && backAfter <= 30_000, `rolled back by the confirmation window, not the 125 s backstop (${backAfter} ms after the cut)`);
   });
 
   test("failing health checks (a command and an HTTP GET from the host): rollback at once, their output in the error", async () => {
@@ -207,7 +211,7 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     // A changed system, deployed by a child process with a slow health check; killed once the host runs b.
     const b = await build("b");
     const child = spawn(process.execPath, [path.join(ROOT, "dist/test/bench/deploy-child.js"),
-      JSON.stringify({ ...inputs(b, { healthChecks: [{ command: "sleep 20" }] }), connection: { host: h.address, port: 22, user: "root" } })],
+      JSON.stringify({ ...inputs(b, { healthChecks: [{ command: "sleep 20" }], activationTimeout: 120 }), connection: { host: h.address, port: 22, user: "root" } })],
     { env: { ...process.env, PNX_BENCH_KEY: lab.privateKeyPath }, stdio: "ignore" });
     const exited = new Promise((r) => child.on("exit", r));
     try {
@@ -217,8 +221,8 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
       await exited;
       const back = await until("the host's own rollback", async () => (await current("host2")) === a.systemPath, 60_000);
       const total = (Date.now() - switched) / 1000;
-      console.error(`SIGKILL after the switch: the host ran its old system again ${total.toFixed(1)} s later (deadline 10 + 5 s from arming)`);
-      assert.ok(back > 0 && total <= 10 + 5 + 10, `rolled back within the deadline (${total} s)`);
+      console.error(`SIGKILL after the switch: the host ran its old system again ${total.toFixed(1)} s later (confirmTimeout 5 + 5 s after the switch; backstop 120 + 5 s from arming)`);
+      assert.ok(back > 0 && total <= 5 + 5 + 15, `rolled back by the confirmation window, not the 125 s backstop (${total} s)`);
       await until("the rollback's end", async () => (await ex("host2", "systemctl list-units --all --plain --no-legend 'pulumi-nixos-rollback-*' | grep -c . || true")) === "0", 30_000);
       assert.equal(Number((await ex("host2", "readlink /nix/var/nix/profiles/system")).replace(/\D/g, "")), gen, "profile back at the old generation");
     } finally {

@@ -29,9 +29,10 @@ export interface MagicInputs {
 }
 
 /** The activation option arming the rollback (undefined when off, and for `boot`). */
-export function magicOption(i: MagicInputs): { deadlineSec: number } | undefined {
+export function magicOption(i: MagicInputs): { deadlineSec: number; confirmSec: number } | undefined {
   if (i.magicRollback === false || i.action === "boot") return undefined;
-  return { deadlineSec: i.activationTimeout + (i.confirmTimeout ?? DEFAULT_CONFIRM_TIMEOUT) };
+  const confirmSec = i.confirmTimeout ?? DEFAULT_CONFIRM_TIMEOUT;
+  return { deadlineSec: i.activationTimeout + confirmSec, confirmSec };
 }
 
 /** A connection failure (dropped, or a command that never answered): the host may have gone on. */
@@ -69,7 +70,7 @@ export async function confirmOrRollBack(i: MagicInputs, conn: Connection, pin: s
   }
   const why = c.reason === "health" ? `health check failed: ${c.error}`
     : c.reason === "unreachable" ? `not confirmed within ${confirmSec} s (no new SSH connection: ${c.error})`
-      : `not confirmed within the deadline (${rollbackUnit(step.nonce)}.timer fired first)`;
+      : `not confirmed within the deadline (the host's rollback timer fired first)`;
   throw new Error(`Machine ${i.name}: confirmation: ${why}; ${rolledBack(rb)}. The state keeps the old system.`);
 }
 

@@ -6,7 +6,7 @@
 import { SshSession, shq } from "../ssh/session";
 import { PRINT_MISSING_PATHS } from "./copy";
 import { Logger } from "../util/log";
-import { ROLLBACK_PREFIX, STATE_DIR, armLines, disarmLines, parseRollback, rollbackOnFailureLines, switchRcFile } from "./rollback";
+import { ROLLBACK_PREFIX, STATE_DIR, armLines, confirmWindowArgs, disarmLines, parseRollback, rollbackOnFailureLines, switchRcFile } from "./rollback";
 import * as crypto from "crypto";
 
 /** What switch-to-configuration should do (nixos-rebuild's verbs). */
@@ -40,8 +40,11 @@ const MARK = "@@pulumi-nixos";
 /** The transient unit activations run in on systemd hosts (one at a time per host). */
 export const SWITCH_UNIT = "pulumi-nixos-switch-to-configuration";
 
-/** Magic rollback of one attempt: its nonce and the timer's deadline (activation + confirm). */
-export interface ArmOptions { nonce: string; deadlineSec: number }
+/**
+ * Magic rollback of one attempt: its nonce, the backstop timer's deadline (activation + confirm,
+ * from arming) and the confirmation window after the switch ends.
+ */
+export interface ArmOptions { nonce: string; deadlineSec: number; confirmSec: number }
 
 /** The remote script; exported for tests of its shape. */
 export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false,
@@ -79,7 +82,11 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `  timeout ${timeoutSec} systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait \\`,
     // Its output passes through a cat that, once our session is gone, drains to /dev/null:
     // switch-to-configuration itself never writes into a dead pipe (it would fail on that alone).
-    `    /bin/sh -c '{ "$0" "$1"; echo $? > "$2"; } 2>&1 | { cat 2>/dev/null; cat >/dev/null; }; exit $(cat "$2")' "$out/bin/switch-to-configuration" "$action" ${switchRcFile(nonce)} 2>&1; rc=$?`,
+    // Then, when it ended with 0 or 4 and a rollback is armed, the confirmation window opens (in
+    // the unit: a deployer cut off mid-switch still gets the host back confirmTimeout after it).
+    `    /bin/sh -c '{ "$0" "$1"; echo $? > "$2"; } 2>&1 | { cat 2>/dev/null; cat >/dev/null; }; rc=$(cat "$2"); ` +
+      `if [ -n "$3" ] && [ -e "$4" ] && { [ "$rc" = 0 ] || [ "$rc" = 4 ]; }; then "$3" --quiet --collect --unit="$6" --description="pulumi-nixos magic rollback (confirmation window)" --on-active="$5"s --timer-property=AccuracySec=100ms -p Type=oneshot /bin/sh "$4" >/dev/null 2>&1; fi; exit $rc' ` +
+      `"$out/bin/switch-to-configuration" "$action" ${switchRcFile(nonce)} ${armed ? confirmWindowArgs(armed.nonce, armed.confirmSec) : `"" "" "" ""`} 2>&1; rc=$?`,
     `else`,
     `  timeout ${timeoutSec} "$out/bin/switch-to-configuration" "$action" 2>&1; rc=$?`,
     `fi`,
@@ -115,10 +122,11 @@ export interface ActivateOptions {
   requirePaths?: string[];
   /**
    * Magic rollback: arm a timer on the host before the switch, firing after `deadlineSec`
-   * (activation + confirm) unless confirmed (see rollback.ts). Only for switch/test, only when
+   * (activation + confirm), and once the switch ended well another one `confirmSec` (+5 s) after
+   * that, unless confirmed (see rollback.ts). Only for switch/test, only when
    * the host does not already run the system.
    */
-  magicRollback?: { deadlineSec: number };
+  magicRollback?: { deadlineSec: number; confirmSec: number };
 }
 
 /** An activation as a script and the reader of its output: run alone, or after a closure import in the same command. */
@@ -150,7 +158,7 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
   const missing: string[] = [];
   const check = opts.requirePaths !== undefined;
   const nonce = crypto.randomBytes(8).toString("hex");
-  const arm = opts.magicRollback ? { nonce, deadlineSec: opts.magicRollback.deadlineSec } : undefined;
+  const arm = opts.magicRollback ? { nonce, ...opts.magicRollback } : undefined;
   let armedAt: number | undefined;
   return {
     nonce,

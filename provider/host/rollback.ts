@@ -19,6 +19,20 @@ export const ROLLBACK_PREFIX = "pulumi-nixos-rollback-";
 export const STATE_DIR = LOCK_DIR;
 
 export const rollbackUnit = (nonce: string): string => `${ROLLBACK_PREFIX}${nonce}`;
+/**
+ * The confirmation window's timer (same prefix): armed by the switch unit when the switch ends
+ * well, firing `confirmTimeout` (+5 s for the round trip) later, as deploy-rs counts it; the first
+ * timer (activation + confirm from arming) stays as the backstop for a switch that never ends.
+ */
+export const confirmUnit = (nonce: string): string => `${ROLLBACK_PREFIX}${nonce}-confirm`;
+/** Seconds the host adds to confirmTimeout for the deployer's round trip. */
+export const CONFIRM_SLACK_SEC = 5;
+/** Shell: stop both timers of an attempt (a missing one is no error). */
+const stopTimers = (nonce: string): string =>
+  `systemctl stop ${rollbackUnit(nonce)}.timer >/dev/null 2>&1; systemctl stop ${confirmUnit(nonce)}.timer >/dev/null 2>&1`;
+/** Shell: `$st` = "active" when either timer's rollback service runs now. */
+const rollbackState = (nonce: string): string =>
+  `st=$(systemctl show -p ActiveState --value ${rollbackUnit(nonce)}.service ${confirmUnit(nonce)}.service 2>/dev/null | grep -m1 -E '^(active|activating)$')`;
 /** What the rollback service wrote when it ran: `gen=… system=… rc=… at=…`. */
 export const rollbackResultFile = (nonce: string): string => `${STATE_DIR}/rollback-${nonce}.result`;
 /** The switch unit's exit code, written by the unit itself (it outlives a dropped SSH session). */
@@ -36,6 +50,9 @@ export function armLines(mark: string, nonce: string, action: "switch" | "test",
   // The rollback itself: runs as the timer's service, with nobody connected.
   const body = [
     `res=${rollbackResultFile(nonce)}`,
+    // Once per attempt, whichever timer fires first (or a rollback asked for now); the other timer goes.
+    `mkdir ${STATE_DIR}/rollback-${nonce}.once 2>/dev/null || exit 0`,
+    `$systemctl stop ${rollbackUnit(nonce)}.timer >/dev/null 2>&1; $systemctl stop ${confirmUnit(nonce)}.timer >/dev/null 2>&1`,
     `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
     `echo "started at=$(date +%s)" > "$res"`,
     // A switch still running (hung, or cut off): stopped first.
@@ -47,7 +64,7 @@ export function armLines(mark: string, nonce: string, action: "switch" | "test",
     `if [ -n "$prevgen" ]; then target=$(readlink -f "$profile"); else target=$prevsys; fi`,
     `rc=99; [ -x "$target/bin/switch-to-configuration" ] && { "$target/bin/switch-to-configuration" "$raction"; rc=$?; }`,
     `echo "gen=$(gen_of) system=$target rc=$rc at=$(date +%s)" > "$res.tmp" && mv -f "$res.tmp" "$res"`,
-    `rm -f ${scriptFile(nonce)}`,
+    `rm -f ${scriptFile(nonce)}; rmdir ${STATE_DIR}/rollback-${nonce}.once`,
   ].join("\n");
   return [
     `if [ "$(test -e /run/current-system && readlink -f /run/current-system)" != "$out" ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
@@ -78,18 +95,25 @@ export const rollbackOnFailureLines = (mark: string, nonce: string): string =>
 
 /** Shell lines: cancel the timer (an activation that failed on its own: nothing to confirm). */
 export const disarmLines = (nonce: string): string =>
-  `systemctl stop ${rollbackUnit(nonce)}.timer >/dev/null 2>&1; rm -f ${scriptFile(nonce)} ${switchRcFile(nonce)}`;
+  `${stopTimers(nonce)}; rm -f ${scriptFile(nonce)} ${switchRcFile(nonce)}`;
+
+/**
+ * Arguments for the switch unit's wrapper (see activate.ts): what arms the confirmation window
+ * when the switch ends with 0 or 4 — systemd-run's path, the rollback script, the seconds and the
+ * timer's name. Nothing armed (no script file on the host): the wrapper does nothing.
+ */
+export const confirmWindowArgs = (nonce: string, confirmSec: number): string =>
+  `"$(command -v systemd-run)" ${scriptFile(nonce)} ${confirmSec + CONFIRM_SLACK_SEC} ${confirmUnit(nonce)}`;
 
 /**
  * The confirmation: stop the timer unless the rollback already started; prints `confirmed=1` or
  * the rollback's state. Run over the new connection after the health checks passed.
  */
 function confirmScript(nonce: string): string {
-  const unit = rollbackUnit(nonce);
   return [
-    `systemctl stop ${unit}.timer >/dev/null 2>&1`,
-    `st=$(systemctl show -p ActiveState --value ${unit}.service 2>/dev/null)`,
-    `if [ -e ${rollbackResultFile(nonce)} ] || [ "$st" = active ] || [ "$st" = activating ]; then echo "confirmed=0"; echo "rollback=$(cat ${rollbackResultFile(nonce)} 2>/dev/null)"`,
+    stopTimers(nonce),
+    rollbackState(nonce),
+    `if [ -e ${rollbackResultFile(nonce)} ] || [ -n "$st" ]; then echo "confirmed=0"; echo "rollback=$(cat ${rollbackResultFile(nonce)} 2>/dev/null)"`,
     `else rm -f ${scriptFile(nonce)} ${switchRcFile(nonce)}; echo "confirmed=1"; fi`,
   ].join("\n");
 }
@@ -98,7 +122,7 @@ function confirmScript(nonce: string): string {
 function rollbackNowScript(nonce: string): string {
   const unit = rollbackUnit(nonce);
   return [
-    `systemctl stop ${unit}.timer >/dev/null 2>&1`,
+    stopTimers(nonce),
     `if [ ! -e ${rollbackResultFile(nonce)} ] && [ -e ${scriptFile(nonce)} ]; then systemctl start ${unit}.service >/dev/null 2>&1 || /bin/sh ${scriptFile(nonce)} >/dev/null 2>&1; fi`,
     // A rollback already started by the timer: wait for it to write its result.
     `for i in $(seq 600); do grep -q '^gen=' ${rollbackResultFile(nonce)} 2>/dev/null && break; sleep 0.2; done`,
@@ -136,8 +160,8 @@ export async function readAttempt(s: SshSession, nonce: string, switchUnit: stri
   const r = await s.exec([
     `echo "switch=$(systemctl show -p ActiveState --value ${switchUnit}.service 2>/dev/null)"`,
     `echo "rc=$(cat ${switchRcFile(nonce)} 2>/dev/null)"`,
-    `echo "timer=$(systemctl show -p ActiveState --value ${unit}.timer 2>/dev/null)"`,
-    `echo "rbstate=$(systemctl show -p ActiveState --value ${unit}.service 2>/dev/null)"`,
+    `echo "timer=$(systemctl show -p ActiveState --value ${unit}.timer ${confirmUnit(nonce)}.timer 2>/dev/null | grep -m1 -x active)"`,
+    `echo "rbstate=$(systemctl show -p ActiveState --value ${unit}.service ${confirmUnit(nonce)}.service 2>/dev/null | grep -m1 -E '^(active|activating)$')"`,
     `echo "rollback=$(cat ${rollbackResultFile(nonce)} 2>/dev/null)"`,
     `echo "profile=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null)"`,
     `echo "gen=$(readlink /nix/var/nix/profiles/system 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p')"`,
