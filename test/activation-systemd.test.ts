@@ -6,7 +6,7 @@ import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
-import { writeStack, nixConfig } from "./helpers/stack";
+import { writeStack, nixConfig, slowUnit as slow } from "./helpers/stack";
 import { SshSession } from "../provider/ssh/session";
 import { activate } from "../provider/host/activate";
 import type { Connection } from "../provider/connection";
@@ -14,11 +14,6 @@ import type { Connection } from "../provider/connection";
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const UNIT = "pulumi-nixos-switch-to-configuration.service";
 
-// A unit whose start lasts until the test lets it finish (/run/slow.go; at most 120 s):
-// switch-to-configuration waits for it, as NixOS's does.
-const slow = `systemd.services.slow = { wantedBy = [ "multi-user.target" ];
-  serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
-  script = "for i in $(seq 600); do [ -e /run/slow.go ] && break; sleep 0.2; done; echo done > /run/slow.done"; };`;
 
 describe("activation through systemd-run on systemd hosts", { skip }, () => {
   let tmp = "";

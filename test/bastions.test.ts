@@ -21,7 +21,7 @@ import { writeStack, nixConfig } from "./helpers/stack";
 import * as YAML from "yaml";
 import { writeLabStackFile } from "../provider/lab/stack-file";
 import { descriptionProblems } from "../provider/network/description";
-import { startChannelServer, ChannelServer } from "./channels/server";
+import { startChannelServer, ChannelServer, hostChannel, setChannelByHand } from "./channels/server";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const CLI = [process.execPath, path.join(ROOT, "bin/pulumi-nixos.js")];
@@ -172,7 +172,7 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
 
   test("pins, keys and every fleet command through one and two bastions", async () => {
     const pin = (v: string) => ({ url: ch.channels[v].url, sha256: ch.channels[v].sha256 });
-    const channelOf = async (n: string) => (await lab.exec(n, ["sh", "-c", "nix-channel --list; cat /nix/var/nix/profiles/per-user/root/channels/nixos/.version"], { allowFailure: true })).stdout.trim();
+    const channelOf = (n: string) => hostChannel(lab, n);
     const keyFile = path.join(tmp, "pin-key");
     fs.writeFileSync(keyFile, "one-bastion-key", { mode: 0o600 });
     const machines = (innerPin: string) => ({
@@ -194,7 +194,7 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     writeStack(s.cwd, "t", machines("b"), extra);
     expectExit(await engine("up", s), 0, "pin change through a bastion");
     assert.equal(await channelOf("inner"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
-    await lab.exec("deep", ["sh", "-c", `nix-channel --add ${ch.channels["24.05.1"].url} nixos && nix-channel --update nixos`]);
+    await setChannelByHand(lab, "deep", ch.channels["24.05.1"].url);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh through two bastions");
     assert.match(rf.stdout, /deep\/channel drift \[diff: .*~url/);

@@ -8,7 +8,7 @@ import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { ROOT, STANDIN_NIXPKGS, canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
-import { writeStack, nixConfig, TestMachine } from "./helpers/stack";
+import { writeStack, nixConfig, slowUnit as slow, TestMachine } from "./helpers/stack";
 import { create, MachineInputs } from "../provider/handlers/machine";
 import { closeAllSessions } from "../provider/ssh/pool";
 import { sshStats } from "../provider/ssh/session";
@@ -19,10 +19,6 @@ const skip = canRunLab ? false : "the lab needs root on Linux";
 // the host off asks the test to pull its cable (lab.cut) and waits until that is done; the test puts
 // it back once the host runs its old system again (as that system's network setup would).
 const cutRoute = `system.activationScripts.zcut = "touch /run/cut-me; for i in $(seq 300); do [ -e /run/cut-done ] && break; sleep 0.1; done";`;
-// A unit whose start lasts until the test lets it finish (/run/slow.go).
-const slow = `systemd.services.slow = { wantedBy = [ "multi-user.target" ];
-  serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
-  script = "for i in $(seq 600); do [ -e /run/slow.go ] && break; sleep 0.2; done; echo done > /run/slow.done"; };`;
 
 
 describe("magic rollback, recovery after a lost connection, health checks", { skip }, () => {

@@ -6,7 +6,7 @@ import * as path from "path";
 import YAML from "yaml";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
-import { startChannelServer, ChannelServer } from "./channels/server";
+import { startChannelServer, ChannelServer, hostChannel, setChannelByHand } from "./channels/server";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { nixConfig } from "./helpers/stack";
@@ -32,7 +32,7 @@ describe("channel pins", { skip }, () => {
   function writeNetwork(dir: string, network: Record<string, unknown>, extra: Record<string, unknown> = {}): void {
     fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: { "pulumi-nixos:network": network, "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath, ...extra } }));
   }
-  const channelOf = async (host: string) => (await lab.exec(host, ["sh", "-c", "nix-channel --list; cat /nix/var/nix/profiles/per-user/root/channels/nixos/.version 2>/dev/null"], { allowFailure: true })).stdout.trim();
+  const channelOf = (host: string) => hostChannel(lab, host);
   const pins = () => ({ v1: { url: ch.channels["24.05.1"].url, sha256: ch.channels["24.05.1"].sha256 }, v2: { url: ch.channels["24.11.2"].url, sha256: ch.channels["24.11.2"].sha256 } });
 
   before(async () => {
@@ -42,7 +42,7 @@ describe("channel pins", { skip }, () => {
     const gateway = JSON.parse(fs.readFileSync(path.join(tmp, "lab", "lab.json"), "utf8")).hosts[0].gateway;
     ch = await startChannelServer(path.join(tmp, "channels"), gateway, ["23.11.9", "24.05.1", "24.11.2"]);
     // host1 had a channel before pulumi-nixos (served here too: lab hosts reach nothing else): destroy must give it back.
-    await lab.exec("host1", ["sh", "-c", `nix-channel --add ${ch.channels["23.11.9"].url} nixos && nix-channel --update nixos`]);
+    await setChannelByHand(lab, "host1", ch.channels["23.11.9"].url);
   });
   after(async () => {
     await ch?.close();
@@ -80,7 +80,7 @@ describe("channel pins", { skip }, () => {
     assert.equal(st["host1/channel"].outputs.previousUrl, ch.channels["23.11.9"].url, "previous URL is kept from before the pin");
 
     // By hand, host2's channel moves: refresh shows the drift, up puts it back.
-    await lab.exec("host2", ["sh", "-c", `nix-channel --add ${ch.channels["24.05.1"].url} nixos && nix-channel --update nixos`]);
+    await setChannelByHand(lab, "host2", ch.channels["24.05.1"].url);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
     assert.match(rf.stdout, /host2\/channel drift \[diff: .*~url/);

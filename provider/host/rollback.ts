@@ -30,9 +30,9 @@ export const CONFIRM_SLACK_SEC = 5;
 /** Shell: stop both timers of an attempt (a missing one is no error). */
 const stopTimers = (nonce: string): string =>
   `systemctl stop ${rollbackUnit(nonce)}.timer >/dev/null 2>&1; systemctl stop ${confirmUnit(nonce)}.timer >/dev/null 2>&1`;
-/** Shell: `$st` = "active" when either timer's rollback service runs now. */
-const rollbackState = (nonce: string): string =>
-  `st=$(systemctl show -p ActiveState --value ${rollbackUnit(nonce)}.service ${confirmUnit(nonce)}.service 2>/dev/null | grep -m1 -E '^(active|activating)$')`;
+/** Shell: prints `active`/`activating` when either timer's rollback service runs now, else nothing. */
+const rollbackRunning = (nonce: string): string =>
+  `systemctl show -p ActiveState --value ${rollbackUnit(nonce)}.service ${confirmUnit(nonce)}.service 2>/dev/null | grep -m1 -E '^(active|activating)$'`;
 /** What the rollback service wrote when it ran: `gen=… system=… rc=… at=…`. */
 export const rollbackResultFile = (nonce: string): string => `${STATE_DIR}/rollback-${nonce}.result`;
 /** The switch unit's exit code, written by the unit itself (it outlives a dropped SSH session). */
@@ -112,7 +112,7 @@ export const confirmWindowArgs = (nonce: string, confirmSec: number): string =>
 function confirmScript(nonce: string): string {
   return [
     stopTimers(nonce),
-    rollbackState(nonce),
+    `st=$(${rollbackRunning(nonce)})`,
     `if [ -e ${rollbackResultFile(nonce)} ] || [ -n "$st" ]; then echo "confirmed=0"; echo "rollback=$(cat ${rollbackResultFile(nonce)} 2>/dev/null)"`,
     `else rm -f ${scriptFile(nonce)} ${switchRcFile(nonce)}; echo "confirmed=1"; fi`,
   ].join("\n");
@@ -161,7 +161,7 @@ export async function readAttempt(s: SshSession, nonce: string, switchUnit: stri
     `echo "switch=$(systemctl show -p ActiveState --value ${switchUnit}.service 2>/dev/null)"`,
     `echo "rc=$(cat ${switchRcFile(nonce)} 2>/dev/null)"`,
     `echo "timer=$(systemctl show -p ActiveState --value ${unit}.timer ${confirmUnit(nonce)}.timer 2>/dev/null | grep -m1 -x active)"`,
-    `echo "rbstate=$(systemctl show -p ActiveState --value ${unit}.service ${confirmUnit(nonce)}.service 2>/dev/null | grep -m1 -E '^(active|activating)$')"`,
+    `echo "rbstate=$(${rollbackRunning(nonce)})"`,
     `echo "rollback=$(cat ${rollbackResultFile(nonce)} 2>/dev/null)"`,
     `echo "profile=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null)"`,
     `echo "gen=$(readlink /nix/var/nix/profiles/system 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p')"`,

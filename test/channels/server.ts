@@ -8,6 +8,7 @@ import * as path from "path";
 import { AddressInfo } from "net";
 import { run } from "../../provider/util/run";
 import { STANDIN_NIXPKGS } from "../helpers/env";
+import type { Lab } from "../../provider/lab/lab";
 
 /** A served channel version. */
 export interface ServedChannel {
@@ -51,4 +52,14 @@ export async function startChannelServer(dir: string, address: string, versions:
   const { port } = server.address() as AddressInfo;
   const channels = Object.fromEntries(versions.map((v) => [v, { version: v, url: `http://${address}:${port}/${v}`, sha256: hashes.get(v)! }]));
   return { channels, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** What a lab host's root `nixos` channel is: `nix-channel --list`, then the unpacked tree's version ("" when none). */
+export async function hostChannel(lab: Lab, host: string): Promise<string> {
+  return (await lab.exec(host, ["sh", "-c", "nix-channel --list; cat /nix/var/nix/profiles/per-user/root/channels/nixos/.version 2>/dev/null"], { allowFailure: true })).stdout.trim();
+}
+
+/** Points a lab host's `nixos` channel at url by hand (drift, or a channel from before pulumi-nixos). */
+export async function setChannelByHand(lab: Lab, host: string, url: string): Promise<void> {
+  await lab.exec(host, ["sh", "-c", `nix-channel --add ${url} nixos && nix-channel --update nixos`]);
 }

@@ -53,3 +53,11 @@ export function nixConfig(hostName: string, opts: { role?: string; paths?: numbe
 }
 `;
 }
+
+/**
+ * A configuration line: a unit whose start lasts until the test lets it finish (touch /run/slow.go;
+ * at most 120 s), then writes /run/slow.done. switch-to-configuration waits for it, as NixOS's does.
+ */
+export const slowUnit = `systemd.services.slow = { wantedBy = [ "multi-user.target" ];
+  serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
+  script = "for i in $(seq 600); do [ -e /run/slow.go ] && break; sleep 0.2; done; echo done > /run/slow.done"; };`;
