@@ -100,6 +100,11 @@ export interface Connection {
   jumpHostKeys?: Record<string, string>;
   /** Set on hops `ProxyJump` added at connect time (never stored): where their pin comes from. */
   fromSshConfig?: boolean;
+  /**
+   * The ssh config's IdentityFile(s) for this hop, resolved at connect time (never stored; the
+   * files are read when dialling). Absent: OpenSSH's default identity files.
+   */
+  identityFiles?: string[];
 }
 
 /** Default dial attempts (`@pulumi/command`'s). */
@@ -121,10 +126,12 @@ export const userOf = (c: { user?: string }): string => c.user || "root";
 export function normalizeConnection(c: ConnectionLike): Connection {
   // "" / 0 mean absent (lifted Outputs carry empty values for missing fields).
   const pin = c.hostPublicKey || c.hostKey || undefined;
-  const out: Connection = { host: c.host, privateKey: c.privateKey || undefined, hostPublicKey: pin };
+  // No field is ever present with an undefined value: results go through Struct.fromJavaScript.
+  const out: Connection = { host: c.host };
+  if (c.privateKey) out.privateKey = c.privateKey;
+  if (pin) { out.hostPublicKey = pin; out.hostKey = pin; }
   if (c.port) out.port = c.port;
   if (c.user) out.user = c.user;
-  if (pin) out.hostKey = pin;
   if (c.password) out.password = c.password;
   if (c.privateKeyPassword) out.privateKeyPassword = c.privateKeyPassword;
   if (c.agentSocketPath) out.agentSocketPath = c.agentSocketPath;
@@ -135,6 +142,7 @@ export function normalizeConnection(c: ConnectionLike): Connection {
   if (c.sshConfig === false || (typeof c.sshConfig === "string" && c.sshConfig)) out.sshConfig = c.sshConfig;
   if (c.knownHostsFiles?.length) out.knownHostsFiles = c.knownHostsFiles;
   if (c.jumpHostKeys && Object.keys(c.jumpHostKeys).length) out.jumpHostKeys = { ...c.jumpHostKeys };
+  if (c.identityFiles?.length) out.identityFiles = c.identityFiles;
   return out;
 }
 
@@ -164,13 +172,13 @@ export function chainKey(c: Connection): string {
  */
 export function pinnedConnection(c: Connection, targetKey: string | undefined, proxyKeys: string[] = [], jumpKeys: Record<string, string> = {}): Connection {
   const chain = hops(c);
-  const keys = [...proxyKeys.slice(0, chain.length - 1), targetKey ?? ""];
+  // One key per hop, bastions first: a missing bastion key stays missing (never the target's).
+  const keys = chain.map((_, i) => (i === chain.length - 1 ? targetKey : proxyKeys[i]));
   let out: Connection | undefined;
   chain.forEach((h, i) => {
-    const key = h.hostPublicKey || keys[i] || undefined;
-    out = { ...h, proxy: out, hostPublicKey: key, hostKey: key };
-    if (!out.proxy) delete out.proxy;
-    if (!key) { delete out.hostKey; out.hostPublicKey = undefined; }
+    const { proxy: _p, hostPublicKey: _h, hostKey: _k, ...rest } = h;
+    const key = h.hostPublicKey || keys[i];
+    out = { ...rest, ...(out ? { proxy: out } : {}), ...(key ? { hostPublicKey: key, hostKey: key } : {}) };
   });
   const jump = { ...c.jumpHostKeys, ...jumpKeys };
   if (Object.keys(jump).length) out!.jumpHostKeys = jump;

@@ -1,4 +1,5 @@
 /** What the ChannelPin dynamic resource does (loaded at run time by its serialized provider). */
+import { wired } from "./wire";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
@@ -28,7 +29,7 @@ export interface ChannelOutputs extends ChannelInputs {
   hostPublicKey: string;
 }
 
-export function check(_olds: unknown, news: ChannelInputs): { inputs: ChannelInputs; failures: CheckFailure[] } {
+function checkPin(_olds: unknown, news: ChannelInputs): { inputs: ChannelInputs; failures: CheckFailure[] } {
   const f = validateConnection(news.connection);
   if (!isUnknown(news.url) && !isUnknown(news.sha256)) {
     for (const reason of pinProblems(`ChannelPin ${news.resource}`, news)) f.push({ property: reason.includes(": url") ? "url" : "sha256", reason });
@@ -39,7 +40,7 @@ export function check(_olds: unknown, news: ChannelInputs): { inputs: ChannelInp
   return { inputs: news, failures: f };
 }
 
-export function diff(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
+function diffPin(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
   const replaces = olds.connection?.host !== news.connection?.host || olds.channel !== news.channel ? ["channel"] : [];
   const changes = replaces.length > 0 || olds.url !== news.url || olds.sha256 !== news.sha256
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
@@ -71,12 +72,12 @@ async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl
   });
 }
 
-export async function create(inputs: ChannelInputs): Promise<{ id: string; outs: ChannelOutputs }> {
+async function createPin(inputs: ChannelInputs): Promise<{ id: string; outs: ChannelOutputs }> {
   const outs = await apply(inputs, inputs.connection.hostPublicKey);
   return { id: `${inputs.connection.host}:channel:${inputs.channel}`, outs };
 }
 
-export async function update(_id: string, olds: ChannelOutputs, news: ChannelInputs): Promise<{ outs: ChannelOutputs }> {
+async function updatePin(_id: string, olds: ChannelOutputs, news: ChannelInputs): Promise<{ outs: ChannelOutputs }> {
   if (olds.url === news.url && olds.sha256 === news.sha256) {
     // Only the connection changed: record it for later reads and deletes; the channel is not re-pinned.
     const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
@@ -88,15 +89,20 @@ export async function update(_id: string, olds: ChannelOutputs, news: ChannelInp
 }
 
 /** Refresh: a changed URL or content of the channel is drift (url/sha256 show what the host has). */
-export async function read(id: string, props: ChannelOutputs): Promise<{ id: string; props: ChannelOutputs }> {
+async function readPin(id: string, props: ChannelOutputs): Promise<{ id: string; props: ChannelOutputs }> {
   const conn = normalizeConnection(props.connection);
   const now = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => readChannel(s, props.channel));
   return { id, props: { ...props, url: now.url, sha256: now.sha256, storePath: now.storePath, nixpkgsVersion: now.version } };
 }
 
 /** Delete: the channel goes back to its previous URL, or is removed if there was none. */
-export async function remove(_id: string, props: ChannelOutputs): Promise<void> {
+async function removePin(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
   await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl)));
   resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }
+
+/** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */
+export const { check, diff, create, update, read, remove } = wired("ChannelPin", {
+  check: checkPin, diff: diffPin, create: createPin, update: updatePin, read: readPin, remove: removePin,
+});

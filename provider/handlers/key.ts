@@ -2,6 +2,7 @@
  * What the DeploymentKey dynamic resource does. Loaded at run time by the serialized provider;
  * key content only ever goes to the host's stdin.
  */
+import { wired } from "./wire";
 import * as path from "path";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
@@ -34,7 +35,7 @@ export interface KeyOutputs extends Omit<KeyInputs, "content"> {
   hostPublicKey: string;
 }
 
-export function check(_olds: unknown, news: KeyInputs): { inputs: KeyInputs; failures: CheckFailure[] } {
+function checkDeploymentKey(_olds: unknown, news: KeyInputs): { inputs: KeyInputs; failures: CheckFailure[] } {
   const f = validateConnection(news.connection);
   const known = Object.fromEntries(Object.entries(news).filter(([, v]) => !isUnknown(v)));
   f.push(...keySpecProblems(news.resource, { name: "x", destDir: "/run/keys", user: "root", group: "root", permissions: "0600", ...known }));
@@ -45,7 +46,7 @@ export function check(_olds: unknown, news: KeyInputs): { inputs: KeyInputs; fai
   return { inputs: news, failures: f };
 }
 
-export function diff(_id: string, olds: KeyOutputs, news: KeyInputs) {
+function diffDeploymentKey(_id: string, olds: KeyOutputs, news: KeyInputs) {
   const replaces = ["name", "destDir"].filter((k) => (olds as any)[k] !== (news as any)[k]);
   if (olds.connection?.host !== news.connection?.host) replaces.push("connection");
   const changed = replaces.length > 0 || needsUpload(olds, news)
@@ -75,12 +76,12 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys, jumpKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 
-export async function create(inputs: KeyInputs): Promise<{ id: string; outs: KeyOutputs }> {
+async function createDeploymentKey(inputs: KeyInputs): Promise<{ id: string; outs: KeyOutputs }> {
   const outs = await upload(inputs, inputs.connection.hostPublicKey);
   return { id: `${inputs.connection.host}:${outs.path}`, outs };
 }
 
-export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Promise<{ outs: KeyOutputs }> {
+async function updateDeploymentKey(_id: string, olds: KeyOutputs, news: KeyInputs): Promise<{ outs: KeyOutputs }> {
   if (!needsUpload(olds, news)) {
     // Only the connection changed (a rotated SSH key, another port or user): record it, so later
     // reads and deletes log in with it; the file on the host is left as it is.
@@ -92,14 +93,14 @@ export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Pr
 }
 
 /** Refresh: digest, owner and mode on the host; a missing file (e.g. after a reboot) is drift. */
-export async function read(id: string, props: KeyOutputs): Promise<{ id: string; props: KeyOutputs }> {
+async function readDeploymentKey(id: string, props: KeyOutputs): Promise<{ id: string; props: KeyOutputs }> {
   const conn = normalizeConnection(props.connection);
   const st = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => inspectKey(s, props));
   if (!st.exists) resourceLogger(props.resource)(`key file ${props.path} is missing on ${conn.host}`);
   return { id, props: { ...props, digest: st.digest, ...(st.exists ? { user: st.user, group: st.group, permissions: normalizeMode(st.permissions, props.permissions) } : {}) } };
 }
 
-export async function remove(_id: string, props: KeyOutputs): Promise<void> {
+async function removeDeploymentKey(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
   await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) }, (s) => removeKey(s, props)));
 }
@@ -121,3 +122,8 @@ export async function sendKeys(keys: KeyInputs[], pins: Record<string, string | 
   }
   return done;
 }
+
+/** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */
+export const { check, diff, create, update, read, remove } = wired("DeploymentKey", {
+  check: checkDeploymentKey, diff: diffDeploymentKey, create: createDeploymentKey, update: updateDeploymentKey, read: readDeploymentKey, remove: removeDeploymentKey,
+});

@@ -2,6 +2,7 @@
  * What the Machine dynamic resource does on create/update/read/delete. Loaded at run time by the
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
+import { wired } from "./wire";
 import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, portOf, withRecordedProxyKeys } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
@@ -77,7 +78,7 @@ const ACTIONS = ["switch", "boot", "test"];
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
 
 /** Validates inputs before anything touches a host; unknown values (preview) are skipped. */
-export async function check(olds: Partial<MachineInputs>, news: MachineInputs): Promise<{ inputs: MachineInputs; failures: CheckFailure[] }> {
+async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): Promise<{ inputs: MachineInputs; failures: CheckFailure[] }> {
   const f: CheckFailure[] = validateConnection(news.connection);
   if (!isUnknown(news.systemPath) && !STORE_PATH.test(String(news.systemPath ?? ""))) {
     f.push({ property: "systemPath", reason: `Machine ${news.name}: systemPath must be a store path, got '${news.systemPath}'` });
@@ -113,7 +114,7 @@ export async function check(olds: Partial<MachineInputs>, news: MachineInputs): 
 }
 
 /** Update when the system, action or anything else changed; replace when the host changes. */
-export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
   const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake", "tags",
     "magicRollback", "confirmTimeout", "healthChecks"];
@@ -123,32 +124,33 @@ export function diff(_id: string, olds: MachineOutputs, news: MachineInputs): { 
 }
 
 
-export async function create(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
+async function createMachine(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
   const outs = await deploy(inputs, inputs.connection.hostPublicKey);
   return { id: `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`, outs };
 }
 
-export async function update(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
+async function updateMachine(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
   const pin = news.connection.hostPublicKey || olds.hostPublicKey;
   const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
   if (!redeploy) {
     // Only connection details or options changed: record them, the host is not touched.
-    return { outs: { ...olds, ...news, closureManifest: olds.closureManifest, connection: recordedConnection(news.connection, pin, olds.connection) } };
+    const { closureManifest: _m, ...rest } = { ...olds, ...news };
+    return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), connection: recordedConnection(news.connection, pin, olds.connection) } };
   }
   return { outs: await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest) };
 }
 
 /** Refresh: what does the host run now? A network error is an error, never "resource gone". */
-export async function read(id: string, props: MachineOutputs): Promise<{ id: string; props: MachineOutputs }> {
+async function readMachine(id: string, props: MachineOutputs): Promise<{ id: string; props: MachineOutputs }> {
   const conn = normalizeConnection(props.connection);
   const pin = props.connection.hostPublicKey || props.hostPublicKey;
   const facts = await withHost(conn, { pin, connectTimeoutMs: (props.connectTimeout ?? 15) * 1000 }, (s) => readFacts(s));
   // `boot` activates at the next reboot: compare the boot default (profile) instead of the running system.
   const observed = props.action === "boot" ? facts.profileSystem : facts.currentSystem;
-  return { id, props: { ...props, systemPath: observed, generation: facts.generation, nixosVersion: facts.nixosVersion || props.nixosVersion } };
+  return { id, props: { ...props, systemPath: observed, generation: facts.generation, nixosVersion: facts.nixosVersion || props.nixosVersion || "" } };
 }
 
-export async function remove(_id: string, props: MachineOutputs): Promise<void> {
+async function removeMachine(_id: string, props: MachineOutputs): Promise<void> {
   resourceLogger(props.name)(`forgotten; ${connectionLabel(normalizeConnection(props.connection))} keeps running ${props.systemPath}`);
 }
 
@@ -249,7 +251,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       summary();
       throw Object.assign(new Error(`Machine ${inputs.name}: switch-to-configuration ${inputs.action} exited with 4 (some units failed: ${failed.join(", ")})`), {
         id: id ?? `${inputs.name}@${conn.host}:${portOf(conn)}`,
-        properties: { ...outs, failedUnits: failed, __provider: (inputs as unknown as Record<string, unknown>).__provider },
+        // The plugin records these as the resource's outputs ("created but unhealthy").
+        properties: { ...outs, failedUnits: failed, ...pick(inputs as unknown as Record<string, unknown>, "__provider") },
         reasons: [`units failed on ${inputs.name}: ${failed.join(", ")}`],
       });
     }
@@ -321,6 +324,14 @@ async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: C
   return { closureSize: sizeOf(closure), bytesCopied: copied.bytesCopied, manifest: manifestOfClosure(out, closure) };
 }
 
+/** `{ [k]: o[k] }` when o has it: never a key with an undefined value. */
+const pick = (o: Record<string, unknown>, k: string): Record<string, unknown> => (o[k] !== undefined ? { [k]: o[k] } : {});
+
 function readLocalVersion(systemPath: string): string {
   try { return fs.readFileSync(`${systemPath}/nixos-version`, "utf8").trim(); } catch { return ""; }
 }
+
+/** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */
+export const { check, diff, create, update, read, remove } = wired("Machine", {
+  check: checkMachine, diff: diffMachine, create: createMachine, update: updateMachine, read: readMachine, remove: removeMachine,
+});

@@ -1,6 +1,8 @@
 /** Input validation shared by the resources' check handlers. */
 import { ConnectionLike } from "../connection";
+import * as fs from "fs";
 import { sshConfigFile } from "../ssh/ssh-config";
+import { agentSocket, defaultIdentityFiles } from "../ssh/auth";
 
 /** One failed input, named by its property path (what the engine reports). */
 export interface CheckFailure {
@@ -40,9 +42,11 @@ export function validateConnection(c: Partial<ConnectionLike> | string | undefin
   for (const k of ["privateKeyPassword", "password", "agentSocketPath"] as const) {
     if (c[k] !== undefined && !isUnknown(c[k]) && typeof c[k] !== "string") bad(k, "must be a string");
   }
-  // An ssh config may name the key (IdentityFile): then the connect says what is missing, if anything.
-  if (!c.privateKey && !c.password && !c.agentSocketPath && !process.env.SSH_AUTH_SOCK && !isUnknown(c.privateKey) && !hasSshConfig(c)) {
-    bad("privateKey", "is not set and there is no ssh-agent (agentSocketPath, SSH_AUTH_SOCK) or password to authenticate with");
+  // An ssh config may name the key (IdentityFile), ~/.ssh may hold a default identity: then the
+  // connect says what it tried, if nothing was accepted.
+  if (!c.privateKey && !c.password && !isUnknown(c.privateKey) && !isUnknown(c.password) && !c.agentSocketPath && !agentSocket({})
+    && !hasSshConfig(c) && !defaultIdentityFiles().some((f) => fs.existsSync(f))) {
+    bad("privateKey", "is not set and there is nothing else to authenticate with: no ssh-agent (agentSocketPath, SSH_AUTH_SOCK), no ~/.ssh/config, no ~/.ssh/id_* identity file, no password");
   }
   // "" is absent (fields lifted from another resource's connection Output).
   if (c.hostKeyPolicy !== undefined && !isUnknown(c.hostKeyPolicy) && !["strict", "tofu", ""].includes(String(c.hostKeyPolicy))) bad("hostKeyPolicy", `must be "strict" or "tofu", got '${c.hostKeyPolicy}'`);

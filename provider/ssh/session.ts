@@ -11,6 +11,7 @@ import { HostKeyMismatchError, formatHostKey, normalizeHostKey } from "./host-ke
 import { timeoutEnv, timeoutMs } from "../util/timeouts";
 import { HostKeyPolicy, KnownHostsError, checkKnownHost } from "./known-hosts";
 import { applySshConfig, sshConfigFile } from "./ssh-config";
+import { authPlan, AuthPlan, describeAttempts } from "./auth";
 import { writeLogLine } from "../util/log";
 
 /** ssh config notes already printed by this process (once each). */
@@ -426,22 +427,16 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
     const ssh = new NodeSSH();
     let presented = "";
     let mismatch: Error | undefined;
+    let plan: AuthPlan | undefined;
     try {
       const sock = o.sock ? await o.sock() : undefined;
-      const auth: string[] = [];
-      if (hop.privateKey) auth.push("publickey");
-      if (hop.password) auth.push("password");
-      const agent = hop.agentSocketPath || process.env.SSH_AUTH_SOCK;
-      if (!auth.length && agent) auth.push("agent");
+      plan = authPlan(hop, userOf(hop));
       await ssh.connect({
         ...(sock ? { sock } : { host: hop.host, port: portOf(hop) }),
         username: userOf(hop),
-        privateKey: hop.privateKey,
-        passphrase: hop.privateKeyPassword,
-        password: hop.password,
-        agent: hop.privateKey ? undefined : agent,
-        // Straight to the key: ssh2's default first asks with method "none", one more round trip.
-        authHandler: auth,
+        // Explicit key, agent, identity files, password, in that order (auth.ts); straight to
+        // the first (ssh2's default first asks with method "none", one more round trip).
+        authHandler: plan.handler,
         readyTimeout: o.timeoutMs,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
@@ -469,7 +464,8 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
       if (mismatch) throw mismatch;
       if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit)) {
         const tries = attempt > 1 ? ` (${attempt} attempts)` : "";
-        throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, o.timeoutMs)}${tries}`);
+        const auth = plan && /All configured authentication methods failed/.test((e as Error)?.message ?? "") ? `; ${describeAttempts(plan)}` : "";
+        throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, o.timeoutMs)}${auth}${tries}`);
       }
       await new Promise((r) => setTimeout(r, dialBackoffMs(attempt)));
     }
@@ -496,6 +492,6 @@ function describeConnectError(e: unknown, timeoutMs: number): string {
   if (/no passphrase given/.test(m)) return "the private key is encrypted: set connection.privateKeyPassword";
   if (/bad passphrase|integrity check failed/.test(m)) return "the private key could not be decrypted: wrong connection.privateKeyPassword";
   if (/Timed out while waiting for handshake|ETIMEDOUT/i.test(m)) return `no answer within ${Math.round(timeoutMs / 1000)} s (connectTimeout)`;
-  if (/All configured authentication methods failed/.test(m)) return "authentication failed (the private key is not accepted for this user)";
+  if (/All configured authentication methods failed/.test(m)) return "authentication failed (no key or password offered was accepted for this user)";
   return m;
 }

@@ -147,7 +147,9 @@ export function sshConfigFile(c: { sshConfig?: boolean | string }): string | und
 
 /** Every hop with its port and user resolved to the defaults (22, root) where absent. */
 function withDefaults(c: Connection): Connection {
-  return { ...c, port: portOf(c), user: userOf(c), ...(c.proxy ? { proxy: withDefaults(c.proxy) } : {}) };
+  // A bastion without a key of its own is tried with the target's, as with an ssh config.
+  const proxy = c.proxy && withDefaults(c.proxy.privateKey || !c.privateKey ? c.proxy : { ...c.proxy, privateKey: c.privateKey });
+  return { ...c, port: portOf(c), user: userOf(c), ...(proxy ? { proxy } : {}) };
 }
 
 /**
@@ -160,12 +162,15 @@ export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => vo
   const file = sshConfigFile(conn);
   if (!file) return withDefaults(conn);
   /** One hop by its config; `proxy`: the hops before it, already resolved (else its own ProxyJump / proxy). */
-  const apply = (c: Connection, fallbackKey: string | undefined, depth: number, proxy?: Connection): Connection => {
+  const apply = (c: Connection, fallback: Pick<Connection, "privateKey" | "identityFiles"> | undefined, depth: number, proxy?: Connection): Connection => {
     if (depth > 8) throw new Error(`ssh config ${file}: ProxyJump chain longer than 8 hops (a loop?)`);
     const h = sshHostConfig(c.host, file);
     if (h.ignored.length && onIgnored) onIgnored(`ssh config ${file}: for '${c.host}', ${h.ignored.join(", ")} ${h.ignored.length > 1 ? "are" : "is"} not used by pulumi-nixos`);
-    // No IdentityFile configured: OpenSSH's defaults, as `ssh` tries them.
-    const key = c.privateKey ?? readIdentity(h.identityFiles.length ? h.identityFiles : ["id_ed25519", "id_ecdsa", "id_rsa"].map((f) => path.join(home(), ".ssh", f))) ?? fallbackKey;
+    // The explicit key (a bastion without one: the target's); the IdentityFiles are read when
+    // dialling, after the agent, as ssh tries them (provider/ssh/auth.ts). A ProxyJump hop with no
+    // IdentityFile of its own also gets the target's.
+    const key = c.privateKey ?? fallback?.privateKey;
+    const identityFiles = h.identityFiles.length ? h.identityFiles : fallback?.identityFiles;
     const out: Connection = normalizeConnection({
       ...c,
       proxy: undefined,
@@ -173,19 +178,20 @@ export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => vo
       port: c.port ?? h.port ?? 22,
       user: c.user ?? h.user ?? "root",
       privateKey: key,
+      identityFiles,
       agentSocketPath: c.agentSocketPath ?? h.identityAgent,
       knownHostsFiles: c.knownHostsFiles ?? h.userKnownHostsFiles,
       hostKeyPolicy: c.hostKeyPolicy ?? (h.strictHostKeyChecking === "yes" ? "strict" : undefined),
       sshConfig: c.sshConfig,
     } as ConnectionLike);
     if (proxy) out.proxy = proxy;
-    else if (c.proxy) out.proxy = apply({ ...c.proxy, sshConfig: c.sshConfig }, key, depth + 1);
+    else if (c.proxy) out.proxy = apply({ ...c.proxy, sshConfig: c.sshConfig }, { privateKey: key, identityFiles }, depth + 1);
     else if (h.proxyJump.length) {
       // "a,b": a (with its own ProxyJump, as `ssh a` would), then b through a, then the target.
       let prev: Connection | undefined;
       for (const j of h.proxyJump) {
         const hop = normalizeConnection({ host: j.host, port: j.port, user: j.user, hostKeyPolicy: out.hostKeyPolicy, sshConfig: c.sshConfig } as ConnectionLike);
-        prev = apply(hop, key, depth + 1, prev);
+        prev = apply(hop, { privateKey: key, identityFiles }, depth + 1, prev);
         // Pinned by the key recorded at first contact (else known_hosts / TOFU, then recorded).
         prev.fromSshConfig = true;
         const recorded = conn.jumpHostKeys?.[jumpKey(prev)];
@@ -196,12 +202,4 @@ export function applySshConfig(conn: Connection, onIgnored?: (msg: string) => vo
     return out;
   };
   return apply(conn, undefined, 0);
-}
-
-/** The first identity file that exists, read now (never stored). */
-function readIdentity(files: string[]): string | undefined {
-  for (const f of files) {
-    try { return fs.readFileSync(f, "utf8"); } catch { /* next */ }
-  }
-  return undefined;
 }

@@ -1,0 +1,44 @@
+/**
+ * Test program for connection forms (test/connections.test.ts): one Machine, one DeploymentKey and
+ * one ChannelPin on one host, reached with the connection given in stack config
+ * (`connections-test:connection`, JSON; `privateKeyFile`/`passwordFile` are read here and passed as
+ * secrets, as a user's program passes `config.requireSecret`). Everything else (agent, ssh config,
+ * default identities) is the operator's environment.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { ChannelPin, ConnectionArgs, DeploymentKey, Machine } from "../../../provider";
+
+interface Hop { host: string; user?: string; port?: number; privateKeyFile?: string; passwordFile?: string; perDialTimeout?: number; proxy?: Hop }
+
+const config = new pulumi.Config();
+const hop = (h: Hop): ConnectionArgs => ({
+  host: h.host,
+  ...(h.user ? { user: h.user } : {}),
+  ...(h.port ? { port: h.port } : {}),
+  ...(h.perDialTimeout ? { perDialTimeout: h.perDialTimeout } : {}),
+  ...(h.privateKeyFile ? { privateKey: pulumi.secret(fs.readFileSync(h.privateKeyFile, "utf8")) } : {}),
+  ...(h.passwordFile ? { password: pulumi.secret(fs.readFileSync(h.passwordFile, "utf8").trim()) } : {}),
+  ...(h.proxy ? { proxy: hop(h.proxy) } : {}),
+});
+// One Machine, DeploymentKey and ChannelPin per named connection (e.g. `direct` and `behind` a bastion).
+const connections = config.requireObject<Record<string, Hop>>("connections");
+const pin = config.getObject<{ url: string; sha256: string }>("pin");
+const machineConfigs = config.requireObject<Record<string, string>>("machineConfigs");
+const systems: Record<string, pulumi.Output<string>> = {};
+for (const [n, spec] of Object.entries(connections)) {
+  const connection = hop(spec);
+  const key = new DeploymentKey(`k-${n}`, { connection, name: "k", text: pulumi.secret(config.require("keyText")), permissions: "0640" });
+  const channel = pin ? new ChannelPin(`ch-${n}`, { connection, url: pin.url, sha256: pin.sha256 }) : undefined;
+  const machine = new Machine(`m-${n}`, {
+    connection,
+    configuration: path.resolve(machineConfigs[n]),
+    nixPath: [`nixpkgs=${config.require("nixpkgs")}`],
+    tags: config.getObject<string[]>("tags") ?? [],
+    keys: { k: { name: "k", user: "root", group: "root", permissions: "0640" } },
+  }, { dependsOn: [key, ...(channel ? [channel] : [])] });
+  systems[n] = machine.systemPath;
+}
+
+export { systems };
