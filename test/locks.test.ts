@@ -71,6 +71,7 @@ describe("host locks", { skip }, () => {
     assert.equal(firstDone, false, "the second deployer did not wait for the first");
     expectExit(second, 1, "the second deployer");
     assert.match(second.stdout, /heron is being deployed by \S+@\S+ \(stack one, since \d\d:\d\d:\d\d, pid \d+\)/);
+    assert.doesNotMatch(second.stdout + second.stderr, /@@pulumi-nixos/, "no internal protocol line reaches the operator");
     assert.equal(await current(), before, "the second deployer changed nothing");
     const holder = JSON.parse(await lockFile());
     assert.equal(holder.stack, "one");

@@ -155,6 +155,9 @@ class HeldLock implements ScriptHook {
     return `${this.prologue()}\n(\n${script}\n)\n__pnx_rc=$?\n${this.releaseScript()}\nexit $__pnx_rc`;
   }
 
+  /** The prologue's refusal lines: read from stderr by {@link settled}, never shown as the step's output. */
+  ownsLine(line: string): boolean { return line.startsWith(MARK); }
+
   settled(r: ExecResult, script: string): void {
     if (r.code === BUSY_EXIT) {
       const line = r.stderr.split("\n").find((l) => l.startsWith(MARK));

@@ -52,6 +52,8 @@ export interface ScriptHook {
   wrap(script: string): string;
   /** Called with the result of each wrapped command before the usual checks; throws to fail it. */
   settled(r: ExecResult, script: string): void;
+  /** Lines the wrapper itself prints (its protocol): never passed to the command's `onLine`. */
+  ownsLine?(line: string): boolean;
 }
 
 /** Bytes of stdout a command may print (its output is parsed; more is an error, not a memory leak). */
@@ -289,7 +291,9 @@ export class SshSession {
         if (done) { ch.close(); return; }
         const stdout: Buffer[] = [];
         let stdoutBytes = 0, stderr = "", code: number | null = null, signal: string | null = null;
-        const outLines = lineSplitter(opts.onLine, "stdout"), errLines = lineSplitter(opts.onLine, "stderr");
+        // The hook's own lines (e.g. the host lock's refusal) are protocol, not the command's output.
+        const onLine = opts.onLine && hook?.ownsLine ? (l: string, st: "stdout" | "stderr") => { if (!hook.ownsLine!(l)) opts.onLine!(l, st); } : opts.onLine;
+        const outLines = lineSplitter(onLine, "stdout"), errLines = lineSplitter(onLine, "stderr");
         ch.on("error", () => undefined); // writes after the remote closed; the close handler reports
         ch.on("data", (d: Buffer) => {
           stdoutBytes += d.length;
