@@ -249,12 +249,14 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     await copyToHost(lab, "heron", hand);
     expectExit(await switchTo(lab, "heron", hand), 0, "switch by hand");
     const df = await run([...CLI, "diff", "--state", s.state], { allowFailure: true });
-    expectExit(df, 0, "pulumi-nixos diff");
+    expectExit(df, 1, "pulumi-nixos diff (the host differs from the record: exit 1, as diff(1))");
     assert.match(df.stdout, new RegExp(`^heron: runs ${hand}, the stack recorded ${v2}:$`, "m"));
     const dl = df.stdout.split("\n").filter((l) => l.startsWith("  ")).map((l) => l.trim());
     assert.deepEqual(dl.slice(0, 3), ["nginx 1.26.1 → 1.24.0", "+ hello-standin", "openssl 3.0.13 (rebuilt)"]);
     assert.match(dl[dl.length - 1], /^closure [+-][\d.]+ \w+ \(\d+ → \d+ paths\)$/);
-    const dj = JSON.parse((await run([...CLI, "diff", "--state", s.state, "--json", "--include", "heron"])).stdout);
+    const djr = await run([...CLI, "diff", "--state", s.state, "--json", "--include", "heron"], { allowFailure: true });
+    assert.equal(djr.code, 1, "--json: the same exit code");
+    const dj = JSON.parse(djr.stdout);
     assert.deepEqual(dj.map((r: any) => [r.name, r.same, r.running, r.changes[0]]), [["heron", false, hand, "nginx 1.26.1 → 1.24.0"]]);
 
     // Another operator deployed v2: it is not in this store, only its manifest in the state.

@@ -69,7 +69,7 @@ export function registerFleetCommands(program: Command): void {
   withExamples(fleetCommand(program, "diff", "what each host runs now against the recorded system: packages, versions, sizes"),
     "npx pulumi-nixos diff --stack nixos --tag web").action(async (o: FleetOpts) => {
     const res = await onMachines(o, (m) => drift(m));
-    if (o.json) return console.log(JSON.stringify(res.map((x) => x.r ?? { name: x.m.name, error: x.error }), null, 2));
+    if (o.json) { console.log(JSON.stringify(res.map((x) => x.r ?? { name: x.m.name, error: x.error }), null, 2)); return diffExit(res); }
     for (const x of res) {
       if (x.error) { console.log(`${x.m.name}: error: ${x.error}`); continue; }
       const r = x.r!;
@@ -77,6 +77,7 @@ export function registerFleetCommands(program: Command): void {
       console.log(`${r.name}: runs ${r.running || "no system"}, the stack recorded ${r.recorded}:`);
       for (const l of r.changes) console.log(`  ${l}`);
     }
+    diffExit(res);
   });
 
   withExamples(fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation"),
@@ -133,4 +134,9 @@ export function registerFleetCommands(program: Command): void {
       const urns = targetsFor(o);
       console.log(o.json ? JSON.stringify(urns, null, 2) : targetArgs(urns));
     });
+}
+
+/** `diff`'s exit code, as diff(1)'s: 0 every host runs its recorded system, 1 one differs, 2 an error. */
+function diffExit(res: { r?: { same: boolean }; error?: string }[]): void {
+  process.exitCode = res.some((x) => x.error) ? 2 : res.some((x) => !x.r!.same) ? 1 : 0;
 }
