@@ -74,6 +74,24 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
       assert.deepEqual([heron.exists, heron.up, heron.reachable, heron.disksOk, heron.units], ["Yes", "Yes", "Yes", "Yes", bed.lab.init === "systemd" ? "" : "N/A"]);
       assert.match(heron.load, /^\d+\.\d+ \d+\.\d+ \d+\.\d+$/);
       assert.deepEqual([pigeon.exists, pigeon.up, pigeon.reachable], ["Yes", "No", "No"]);
+      // One budget per host for the read-only commands: the dead host costs that much, the live one answers.
+      for (const cmd of ["info", "list-generations"]) {
+        const t0 = Date.now();
+        const r2 = await run([...CLI, cmd, "--json", "--include", "heron", "pigeon", "--state", bed.stack.state], { allowFailure: true, env: { ...process.env, PULUMI_NIXOS_FLEET_TIMEOUT: "3" } });
+        const took = Date.now() - t0;
+        assert.equal(r2.code, 1, `${cmd}: the dead host fails the command`);
+        assert.match(r2.stdout + r2.stderr, /pigeon|10\.231/, `${cmd}: names the dead host`);
+        const data = JSON.parse(r2.stdout);
+        if (cmd === "info") {
+          assert.deepEqual(Object.fromEntries(data.map((x: any) => [x.name, x.status])), { heron: "Up / Up-to-date", pigeon: "Unreachable" });
+          assert.match(data.find((x: any) => x.name === "pigeon").error, /within 3 s|no answer within/);
+        } else {
+          assert.ok(Array.isArray(data.heron) && data.heron.length > 0, "heron's generations listed");
+          assert.match(data.pigeon.error, /within 3 s|no answer within/);
+        }
+        // 3 s for the dead host, plus starting node and reading the state (was 39 s with 10 dials of 5 s).
+        assert.ok(took < 10_000, `${cmd} took ${took} ms with a 3 s budget per host`);
+      }
       const table = await fleet("check", "--include", "heron");
       assert.match(table.stdout, /Machines state:/);
       assert.match(table.stdout, /^Name +Exists +Up +Reachable +Disks OK +Load avg\. +System +Units +Notes$/m);

@@ -3,7 +3,7 @@
  * version and size lines (the same lines as the plan's `closureChanges`).
  */
 import { FleetMachine } from "./state";
-import { connect } from "./ops";
+import { withReadSession } from "./ops";
 import { readRemoteClosure } from "../host/remote-closure";
 import { ClosureManifest, isManifest, manifestOf } from "../nix/manifest";
 import { diffManifests, formatDiff } from "../nix/closure-diff";
@@ -27,8 +27,7 @@ export interface DriftRow {
  * were recorded) reads the recorded system's closure on the host instead, when it is still there.
  */
 export async function drift(m: FleetMachine): Promise<DriftRow> {
-  const s = await connect(m);
-  try {
+  return withReadSession(m, async (s) => {
     const running = await readRemoteClosure(s);
     const system = running.system ?? "";
     const row: DriftRow = { name: m.name, recorded: m.systemPath, running: system, same: system === m.systemPath, changes: [] };
@@ -41,7 +40,5 @@ export async function drift(m: FleetMachine): Promise<DriftRow> {
     }
     row.changes = formatDiff(diffManifests(recorded, manifestOf(system, running, true)), { cap: 1000 });
     return row;
-  } finally {
-    s.close();
-  }
+  });
 }

@@ -9,17 +9,37 @@ import { SYSTEM_PROFILE } from "../host/activate";
 import { sendKeys } from "../handlers/key";
 import type { KeyInputs } from "../handlers/key";
 import { HostLockedError, withHostLock } from "../host/lock";
+import { describeTimeout, timeoutMs } from "../util/timeouts";
 
 const CONNECT_MS = 5000;
 
-/** Opens a session with the stack's key and pinned host key. */
-export function connect(m: FleetMachine): Promise<SshSession> {
-  return SshSession.connect(m.connection, { pin: m.connection.hostPublicKey || m.hostPublicKey, timeoutMs: CONNECT_MS });
+/** Opens a session with the stack's key and pinned host key (no dial starts after `deadline`, epoch ms). */
+export function connect(m: FleetMachine, deadline?: number): Promise<SshSession> {
+  return SshSession.connect(m.connection, { pin: m.connection.hostPublicKey || m.hostPublicKey, timeoutMs: CONNECT_MS, deadline });
 }
 
 async function withSession<T>(m: FleetMachine, fn: (s: SshSession) => Promise<T>): Promise<T> {
   const s = await connect(m);
   try { return await fn(s); } finally { s.close(); }
+}
+
+/**
+ * A read-only look at one host within one total budget (`PULUMI_NIXOS_FLEET_TIMEOUT`, 10 s):
+ * dials, retries and the reading itself, so one dead host costs the command that much at most.
+ */
+export async function withReadSession<T>(m: FleetMachine, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  const budget = timeoutMs("fleet");
+  const deadline = Date.now() + budget;
+  const s = await connect(m, deadline).catch((e: Error) => {
+    // Out of budget: say so (the last dial's own error follows).
+    throw Date.now() + 200 >= deadline ? new Error(`no answer within ${describeTimeout("fleet", budget)}: ${e.message}`) : e;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([fn(s), new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from ${s.label} within ${describeTimeout("fleet", budget)}`)), Math.max(1, deadline - Date.now()));
+    })]);
+  } finally { clearTimeout(timer); s.close(); }
 }
 
 /** The stack a machine's URN names (`urn:pulumi:STACK::…`). */
@@ -35,7 +55,7 @@ export interface InfoRow { name: string; status: string; host: string; generatio
 
 export async function info(m: FleetMachine): Promise<InfoRow> {
   try {
-    const f = await withSession(m, readFacts);
+    const f = await withReadSession(m, readFacts);
     return { name: m.name, status: f.currentSystem === m.systemPath ? "Up / Up-to-date" : "Up / Outdated", host: m.connection.host, generation: f.generation || null, system: f.currentSystem };
   } catch (e) {
     return { name: m.name, status: "Unreachable", host: m.connection.host, generation: m.generation ?? null, system: m.systemPath, error: (e as Error).message };
@@ -67,7 +87,7 @@ export async function check(m: FleetMachine): Promise<CheckRow> {
   if (!dial.proxy && !(await tcpReachable(dial.host, portOf(dial)))) { row.notes = "no answer on the SSH port"; return row; }
   row.reachable = "Yes";
   try {
-    const out = await withSession(m, (s) => s.exec([
+    const out = await withReadSession(m, (s) => s.exec([
       "cut -d' ' -f1-3 /proc/loadavg",
       "df -P / | awk 'NR==2 { sub(\"%\", \"\", $5); print $5 }'",
       "if [ -d /run/systemd/system ]; then systemctl --failed --plain --no-legend --no-pager | awk '{ print $1 }' | tr '\\n' ' '; echo; else echo N/A; fi",
@@ -89,7 +109,7 @@ export async function check(m: FleetMachine): Promise<CheckRow> {
 export interface Generation { number: number; date: string; current: boolean; system: string }
 
 export async function listGenerations(m: FleetMachine): Promise<Generation[]> {
-  const out = await withSession(m, (s) => s.exec(
+  const out = await withReadSession(m, (s) => s.exec(
     `nix-env -p ${SYSTEM_PROFILE} --list-generations | while read n d t cur; do echo "$n|$d $t|$cur|$(readlink ${SYSTEM_PROFILE}-$n-link)"; done`,
     { privileged: true, what: "listing generations" }));
   return out.stdout.trim().split("\n").filter(Boolean).map((l) => {

@@ -124,7 +124,7 @@ export class SshSession {
    * `hostPublicKey` (`proxyHostKeys` for the bastions), for the caller to record. Each hop is
    * dialled up to its `dialErrorLimit` times with backoff; auth and host-key errors fail at once.
    */
-  static async connect(given: Connection, opts: { pin?: string; timeoutMs?: number } = {}): Promise<SshSession> {
+  static async connect(given: Connection, opts: { pin?: string; timeoutMs?: number; deadline?: number } = {}): Promise<SshSession> {
     // The operator's ~/.ssh/config (unless sshConfig: false), read now: nothing of it is stored.
     const conn = applySshConfig(given, (m) => { if (!warned.has(m)) { warned.add(m); writeLogLine(`${m}\n`); } });
     const chain = hops(conn);
@@ -141,6 +141,7 @@ export class SshSession {
             "and pin it: give the bastion as connection.proxy with that hostKey (a machine's `proxy` in a network description); it takes precedence over the ProxyJump." : undefined,
           pin, field, policy: hop.hostKeyPolicy ?? conn.hostKeyPolicy ?? "tofu", configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
           timeoutMs: hop.perDialTimeout ? hop.perDialTimeout * 1000 : opts.timeoutMs ?? timeoutMs("connect"),
+          deadline: opts.deadline,
           sock: prev ? () => forwardTo(prev, hop, chain[i - 1]) : undefined,
         }).catch((e) => {
           if (e instanceof HostKeyMismatchError || e instanceof KnownHostsError || isTarget) throw e;
@@ -406,6 +407,8 @@ interface DialOptions {
   /** What to do about a mismatch, when the pin's field is not one the operator sets. */
   remedy?: string;
   timeoutMs: number;
+  /** Epoch ms after which no attempt starts and the current one is cut short (a total budget). */
+  deadline?: number;
   /** A fresh socket through the previous hop, per attempt (absent: TCP from here). */
   sock?: () => Promise<Duplex>;
 }
@@ -428,6 +431,8 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
   const limit = hop.dialErrorLimit ?? DIAL_ERROR_LIMIT;
   const pin = o.pin ? normalizeHostKey(o.pin) : undefined;
   for (let attempt = 1; ; attempt++) {
+    // Within a total budget: each attempt gets what is left of it, at most its own timeout.
+    const budget = o.deadline ? Math.max(1, Math.min(o.timeoutMs, o.deadline - Date.now())) : o.timeoutMs;
     const ssh = new NodeSSH();
     let presented = "";
     let mismatch: Error | undefined;
@@ -441,7 +446,7 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
         // Explicit key, agent, identity files, password, in that order (auth.ts); straight to
         // the first (ssh2's default first asks with method "none", one more round trip).
         authHandler: plan.handler,
-        readyTimeout: o.timeoutMs,
+        readyTimeout: budget,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
         // Prefer ed25519 host keys (what we pin) and the fastest safe cipher.
@@ -466,10 +471,11 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
     } catch (e) {
       ssh.dispose();
       if (mismatch) throw mismatch;
-      if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit)) {
+      const outOfTime = o.deadline !== undefined && Date.now() + dialBackoffMs(attempt) >= o.deadline;
+      if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit) || outOfTime) {
         const tries = attempt > 1 ? ` (${attempt} attempts)` : "";
         const auth = plan && /All configured authentication methods failed/.test((e as Error)?.message ?? "") ? `; ${describeAttempts(plan)}` : "";
-        throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, o.timeoutMs)}${auth}${tries}`);
+        throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, budget)}${auth}${tries}`);
       }
       await new Promise((r) => setTimeout(r, dialBackoffMs(attempt)));
     }

@@ -5,7 +5,7 @@
  */
 
 /** Names of the deadlines (each also `PULUMI_NIXOS_<NAME>_TIMEOUT` in the environment, seconds). */
-export type TimeoutName = "connect" | "command" | "stall" | "fetch" | "vault" | "eval" | "lock";
+export type TimeoutName = "connect" | "command" | "stall" | "fetch" | "vault" | "eval" | "lock" | "fleet";
 
 /** Defaults in seconds. */
 export const TIMEOUT_DEFAULTS: Record<TimeoutName, number> = {
@@ -23,6 +23,8 @@ export const TIMEOUT_DEFAULTS: Record<TimeoutName, number> = {
   eval: 600,
   /** Lifetime of a host lock: its holder renews it every third of this; after it, the lock is expired. */
   lock: 60,
+  /** A read-only fleet command (info, check, list-generations, diff) on one host, dials and reads together. */
+  fleet: 10,
 };
 
 /** The environment variable that overrides a deadline. */
