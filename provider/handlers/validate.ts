@@ -19,7 +19,7 @@ const HOST = /^[A-Za-z0-9.:_%-]+$/;
 const USER = /^[a-z_][a-z0-9_-]*\$?$/;
 
 /** Validates a connection input (and its bastions, `connection.proxy…`); unknown parts are skipped. */
-export function validateConnection(c: Partial<ConnectionLike> | string | undefined, prop = "connection"): CheckFailure[] {
+export function validateConnection(c: Partial<ConnectionLike> | string | undefined, prop = "connection", inheritsKey = false): CheckFailure[] {
   if (isUnknown(c)) return [];
   if (!c || typeof c !== "object") return [{ property: prop, reason: `${prop} is required ({ host, port?, user?, privateKey?, hostPublicKey?, proxy? })` }];
   const f: CheckFailure[] = [];
@@ -44,14 +44,15 @@ export function validateConnection(c: Partial<ConnectionLike> | string | undefin
   }
   // An ssh config may name the key (IdentityFile), ~/.ssh may hold a default identity: then the
   // connect says what it tried, if nothing was accepted.
-  if (!c.privateKey && !c.password && !isUnknown(c.privateKey) && !isUnknown(c.password) && !c.agentSocketPath && !agentSocket({})
+  // A bastion without a key of its own is tried with the target's (provider/ssh/ssh-config.ts).
+  if (!inheritsKey && !c.privateKey && !c.password && !isUnknown(c.privateKey) && !isUnknown(c.password) && !c.agentSocketPath && !agentSocket({})
     && !hasSshConfig(c) && !defaultIdentityFiles().some((f) => fs.existsSync(f))) {
     bad("privateKey", "is not set and there is nothing else to authenticate with: no ssh-agent (agentSocketPath, SSH_AUTH_SOCK), no ~/.ssh/config, no ~/.ssh/id_* identity file, no password");
   }
   // "" is absent (fields lifted from another resource's connection Output).
   if (c.hostKeyPolicy !== undefined && !isUnknown(c.hostKeyPolicy) && !["strict", "tofu", ""].includes(String(c.hostKeyPolicy))) bad("hostKeyPolicy", `must be "strict" or "tofu", got '${c.hostKeyPolicy}'`);
   if (c.sshConfig !== undefined && !isUnknown(c.sshConfig) && typeof c.sshConfig !== "boolean" && typeof c.sshConfig !== "string") bad("sshConfig", "must be true, false or a file path");
-  if (c.proxy && !isUnknown(c.proxy) && c.proxy.host) f.push(...validateConnection(c.proxy, `${prop}.proxy`));
+  if (c.proxy && !isUnknown(c.proxy) && c.proxy.host) f.push(...validateConnection(c.proxy, `${prop}.proxy`, inheritsKey || !!c.privateKey));
   return f;
 }
 

@@ -14,23 +14,23 @@ export interface KeyFileSpec {
 }
 
 /** Problems with a spec, each naming the field; empty when valid. */
-export function keySpecProblems(resource: string, s: Partial<KeyFileSpec>): { property: string; reason: string }[] {
+export function keySpecProblems(resource: string, s: Partial<KeyFileSpec>, kind = "DeploymentKey"): { property: string; reason: string }[] {
   const f: { property: string; reason: string }[] = [];
   const name = s.name ?? "";
   if (!/^[A-Za-z0-9._-]+$/.test(name) || name === "." || name === ".." || name.includes("..")) {
-    f.push({ property: "name", reason: `DeploymentKey ${resource}: name '${name}' is not a valid file name (letters, digits, '.', '_', '-'; no '/', no '..', not empty)` });
+    f.push({ property: "name", reason: `${kind} ${resource}: name '${name}' is not a valid file name (letters, digits, '.', '_', '-'; no '/', no '..', not empty)` });
   }
   const dir = s.destDir ?? "";
   if (!path.isAbsolute(dir) || path.posix.normalize(dir) !== dir.replace(/\/+$/, "") && dir !== "/") {
-    f.push({ property: "destDir", reason: `DeploymentKey ${resource}: destDir '${dir}' must be an absolute, normalized path` });
+    f.push({ property: "destDir", reason: `${kind} ${resource}: destDir '${dir}' must be an absolute, normalized path` });
   } else if (dir === "/nix/store" || dir.startsWith("/nix/store/")) {
-    f.push({ property: "destDir", reason: `DeploymentKey ${resource}: destDir '${dir}' is inside the world-readable /nix/store` });
+    f.push({ property: "destDir", reason: `${kind} ${resource}: destDir '${dir}' is inside the world-readable /nix/store` });
   }
   if (!/^[0-7]{3,4}$/.test(s.permissions ?? "")) {
-    f.push({ property: "permissions", reason: `DeploymentKey ${resource}: permissions '${s.permissions}' must be 3-4 octal digits, e.g. 0600` });
+    f.push({ property: "permissions", reason: `${kind} ${resource}: permissions '${s.permissions}' must be 3-4 octal digits, e.g. 0600` });
   }
   for (const k of ["user", "group"] as const) {
-    if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(s[k] ?? "")) f.push({ property: k, reason: `DeploymentKey ${resource}: ${k} '${s[k] ?? ""}' is not a valid name` });
+    if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(s[k] ?? "")) f.push({ property: k, reason: `${kind} ${resource}: ${k} '${s[k] ?? ""}' is not a valid name` });
   }
   return f;
 }

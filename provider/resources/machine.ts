@@ -9,7 +9,9 @@ import type { HealthCheck } from "../host/health";
 
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
-import { checkArgs } from "../schema";
+import { checkArgs, SchemaError } from "../schema";
+import { claimHost } from "./host-claims";
+import { keySpecProblems } from "../keys/spec";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
 export interface MachineArgs {
@@ -133,6 +135,9 @@ export class Machine extends pulumi.dynamic.Resource {
   constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
     checkArgs("Machine", name, args);
+    inlineKeyProblems(name, args.keys);
+    // Nothing registers (so nothing runs) while two Machines of the program reach one host.
+    const claimed = claimHost(name, args.connection);
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
       async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
         const modules = configuration || imports?.length || args.nixopsNetwork;
@@ -151,7 +156,7 @@ export class Machine extends pulumi.dynamic.Resource {
       kind: "machine",
       name,
       connection: connectionInputs(args.connection),
-      systemPath: system.outPath,
+      systemPath: pulumi.all([system.outPath, claimed]).apply(([p]) => p),
       drvPath: system.drvPath,
       configuration: args.configuration ? pulumi.output(args.configuration).apply((c) => path.resolve(c)) : undefined,
       flake: args.flake,
@@ -173,6 +178,22 @@ export class Machine extends pulumi.dynamic.Resource {
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
     }, opts);
-    this.evaluated = system;
+    // Keys and channel pins of a Network wait for this: refused machines stop them too.
+    this.evaluated = pulumi.all([system, claimed]).apply(([s]) => s);
   }
+}
+
+/** Inline key metadata (`keys: { db: { permissions: "0640" } }`) checked as a DeploymentKey's is, before anything runs. */
+function inlineKeyProblems(name: string, keys: MachineArgs["keys"]): void {
+  if (!keys || typeof keys !== "object" || pulumi.Output.isInstance(keys) || keys instanceof Promise) return;
+  const p: string[] = [];
+  for (const [k, spec] of Object.entries(keys as Record<string, Record<string, unknown>>)) {
+    if (!spec || typeof spec !== "object" || pulumi.Output.isInstance(spec)) continue;
+    // Values not known yet (Outputs) are checked where they are used.
+    const known = (v: unknown, d: string) => (v === undefined ? d : typeof v === "string" || typeof v === "number" ? String(v) : undefined);
+    const s = { name: known(spec.name, k), destDir: known(spec.destDir, "/run/keys"), user: known(spec.user, "root"), group: known(spec.group, "root"), permissions: known(spec.permissions, "0600") };
+    const given = Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+    p.push(...keySpecProblems(`${name} keys.${k}`, { name: "x", destDir: "/run/keys", user: "root", group: "root", permissions: "0600", ...given }, "Machine").map((x) => x.reason));
+  }
+  if (p.length) throw new SchemaError(p.join("\n"));
 }
