@@ -197,6 +197,38 @@ describe("connections as operators have them: agent, default identity, ssh confi
     await lifecycle("password", { direct: direct({ user: "deployer", passwordFile: pw }), behind: behind({ user: "deployer", passwordFile: pw }) }, envOf(homeWith("password"), false));
   });
 
+  test("renames without aliases: the key file and the channel the new resources own stay; with aliases nothing is replaced", async () => {
+    const env = envOf(homeWith("rename"), true);
+    const s = writeFormStack("rename", { a: direct() });
+    expectExit(await engine("up", s, [], env), 0, "up");
+    const keyBefore = await keyStat("cdirect");
+    // Renamed without aliases: the new resources are created (writing the same file and URL), then the old deleted.
+    fs.copyFileSync(path.join(s.cwd, "a.nix"), path.join(s.cwd, "b.nix"));
+    const cfg = path.join(s.cwd, "Pulumi.t.yaml");
+    const swap = (from: string, to: string, extra = "") => fs.writeFileSync(cfg, fs.readFileSync(cfg, "utf8")
+      .replace(new RegExp(`"${from}":`, "g"), `"${to}":`).replace(/\n  connections-test:renamedFrom: .*/, "") + extra);
+    swap("a", "b");
+    const r = await engine("up", s, [], env);
+    expectExit(r, 0, "rename without aliases");
+    assert.match(r.stdout + r.stderr, /k-a: warning: key file \/run\/keys\/k on \S+ left in place: it was written since by k-b/);
+    assert.match(r.stdout + r.stderr, /ch-a: warning: channel nixos on \S+ left as it is: it is pinned now by ch-b/);
+    assert.equal((await lab.exec("cdirect", ["cat", "/run/keys/k"])).stdout, "key-for-connections", "the key file stays");
+    assert.match(await hostChannel(lab, "cdirect"), /24\.05\.1$/, "the channel stays pinned");
+    // Renamed back with aliases: the same resources, nothing created, deleted or uploaded.
+    const beforeAlias = await keyStat("cdirect");
+    swap("b", "c", `  connections-test:renamedFrom: {"c":"b"}\n`);
+    fs.copyFileSync(path.join(s.cwd, "b.nix"), path.join(s.cwd, "c.nix"));
+    const ra = await engine("up", s, [], env);
+    expectExit(ra, 0, "rename with aliases");
+    assert.doesNotMatch(ra.stdout, /created|deleted|replaced/);
+    assert.equal(await keyStat("cdirect"), beforeAlias, "the key file untouched");
+    assert.notEqual(keyBefore, "");
+    // Destroy removes what the last owner wrote, and restores the channel as before the first pin.
+    expectExit(await engine("destroy", s, [], env), 0, "destroy");
+    assert.equal(await keyStat("cdirect"), "");
+    assert.equal(await hostChannel(lab, "cdirect"), "", "the channel the first pin found (none) is back");
+  });
+
   test("nothing accepted: the error lists what was tried, the host is untouched", async () => {
     // A key the hosts do not know as the default identity, no agent: refused, naming what was offered.
     const other = path.join(tmp, "other_key");

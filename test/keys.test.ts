@@ -121,6 +121,18 @@ describe("deployment keys", { skip }, () => {
     assert.equal(await fileInfo("/run/keys/plain"), "missing");
     assert.equal(await fileInfo("/run/keys/renamed"), "root root 440\nplain text key");
 
+    // The resource renamed without aliases (same file): the new one is created, writing the file,
+    // then the old one is deleted: it sees the file is another's now and leaves it in place.
+    const { plain: _p, ...rest } = keys;
+    const movedKeys = { ...rest, moved: { source: "text", permissions: "0440", name: "renamed" } };
+    writeKeys(s.cwd, movedKeys);
+    const up3b = await engine("up", s);
+    expectExit(up3b, 0, "resource rename without aliases");
+    assert.match(up3b.stdout, /\+ 1 created/);
+    assert.match(up3b.stdout, /- 1 deleted/);
+    assert.match(up3b.stdout + up3b.stderr, /plain: warning: key file \/run\/keys\/renamed on \S+ left in place: it was written since by moved/);
+    assert.equal(await fileInfo("/run/keys/renamed"), "root root 440\nplain text key", "the file the new resource wrote stays");
+
     // Reboot empties /run/keys: refresh sees the key missing, up re-uploads it.
     await lab.reboot("host1");
     const rf = await engine("refresh", s);
@@ -141,9 +153,13 @@ describe("deployment keys", { skip }, () => {
     assert.equal(await fileInfo("/run/keys/secret"), "alice postgres 640\nthe secret text");
     assert.equal(await fileInfo("/run/keys/renamed"), "root root 440\nplain text key");
 
+    // A key replaced by hand is not ours to delete: left with a warning.
+    await onHost("echo by-hand > /run/keys/cmd");
     const ds = await engine("destroy", s);
     expectExit(ds, 0, "destroy");
-    assert.equal(await onHost("ls -A /run/keys"), "");
+    assert.match(ds.stdout + ds.stderr, /cmd: warning: key file \/run\/keys\/cmd on \S+ left in place: its content changed since this resource wrote it/);
+    assert.equal(await onHost("ls -A /run/keys"), "cmd");
+    await onHost("rm /run/keys/cmd");
     assert.equal(await fileInfo("/var/lib/app-keys/other"), "missing");
   });
 

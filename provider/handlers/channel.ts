@@ -4,7 +4,7 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, wit
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { oneCommandLock } from "../host/lock";
-import { readChannel, restoreChannel, setChannel } from "../host/channel";
+import { pinOwner, readChannel, releaseChannel, restoreChannel, setChannel } from "../host/channel";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
@@ -52,8 +52,13 @@ async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl
   const log = resourceLogger(inputs.resource);
   return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}` } }, async (s) => {
     const before = await readChannel(s, inputs.channel);
+    const me = pinOwner(inputs.resource);
+    // Taking the channel over from another pin at the same URL (a rename or a move without
+    // aliases): its first URL is ours to restore, not the URL that pin set.
+    const inherited = before.owner && before.owner.owner !== me && before.owner.url === before.url ? before.owner.previous : undefined;
+    const previous = previousUrl ?? inherited ?? before.url;
     log(`setting channel ${inputs.channel} to ${inputs.url}`);
-    await setChannel(s, inputs.channel, inputs.url, inputs.sha256);
+    await setChannel(s, inputs.channel, inputs.url, inputs.sha256, { owner: me, previous });
     const now = await readChannel(s, inputs.channel);
     if (now.sha256 !== inputs.sha256) {
       // The URL served something else between our check and nix-channel's download: undo.
@@ -66,7 +71,7 @@ async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl
       connection: pinnedConnection(conn, conn.hostPublicKey ?? s.hostPublicKey, s.proxyHostKeys, s.jumpHostKeys),
       storePath: now.storePath,
       nixpkgsVersion: now.version,
-      previousUrl: previousUrl ?? before.url,
+      previousUrl: previous,
       hostPublicKey: s.hostPublicKey,
     };
   });
@@ -98,8 +103,11 @@ async function readPin(id: string, props: ChannelOutputs): Promise<{ id: string;
 /** Delete: the channel goes back to its previous URL, or is removed if there was none. */
 async function removePin(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl)));
-  resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
+  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) },
+    (s) => releaseChannel(s, props.channel, pinOwner(props.resource), props.url, props.previousUrl ?? "")));
+  const log = resourceLogger(props.resource);
+  if (!r.restored) log(`warning: channel ${props.channel} on ${conn.host} left as it is: ${r.why}`);
+  else log(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }
 
 /** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */

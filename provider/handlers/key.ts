@@ -8,7 +8,7 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, wit
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { oneCommandLock } from "../host/lock";
-import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
+import { contentDigest, inspectKey, keyOwner, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
@@ -67,7 +67,7 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   let proxyKeys: string[] = [];
   let jumpKeys: Record<string, string> = {};
   const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
-    await uploadKey(s, inputs, content);
+    await uploadKey(s, inputs, content, keyOwner(inputs.resource));
     proxyKeys = s.proxyHostKeys;
     jumpKeys = s.jumpHostKeys;
     return s.hostPublicKey;
@@ -102,7 +102,10 @@ async function readDeploymentKey(id: string, props: KeyOutputs): Promise<{ id: s
 
 async function removeDeploymentKey(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) }, (s) => removeKey(s, props)));
+  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) },
+    (s) => removeKey(s, props, keyOwner(props.resource), props.digest)));
+  // Only what this resource wrote is removed: a file another resource owns now stays, as a changed one does.
+  if (!r.removed && !r.absent) resourceLogger(props.resource)(`warning: key file ${props.path} on ${conn.host} left in place: ${r.why}`);
 }
 
 /** "0600" and "600" are the same mode: keep the spelling the program used. */

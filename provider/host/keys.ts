@@ -13,8 +13,24 @@ export const contentDigest = (content: string): string => crypto.createHash("sha
 
 const NOUSER = 3;
 
-/** The upload script; content arrives on stdin. */
-export function uploadScript(k: KeyFileSpec): string {
+/**
+ * Who wrote a key file last: `/run/pulumi-nixos/keys/<sha256 of its path>` holds the writer's
+ * `<stack>::<resource>`. A delete removes the file only when it is still its own (and unchanged):
+ * a rename or a move into a Network without `aliases` creates the new resource, which writes the
+ * same file, before the old one is deleted. A tmpfs like /run/keys: both go at a reboot.
+ */
+export const KEY_OWNERS = "/run/pulumi-nixos/keys";
+
+/** The owner record's path for a key file (computed on the host: no quoting of paths in names). */
+const ownerFile = (dest: string) => `${KEY_OWNERS}/$(printf %s ${shq(dest)} | sha256sum | cut -c1-32)`;
+
+/** The owner string a resource writes: the stack (as the lock names it) and the resource. */
+export function keyOwner(resource: string): string {
+  return `${process.env.PULUMI_NODEJS_STACK ?? "unknown"}::${resource}`;
+}
+
+/** The upload script; content arrives on stdin. `owner`: recorded as the file's writer. */
+export function uploadScript(k: KeyFileSpec, owner?: string): string {
   const dest = path.posix.join(k.destDir, k.name);
   return [
     "set -eu",
@@ -32,12 +48,13 @@ export function uploadScript(k: KeyFileSpec): string {
     `sync "$tmp" 2>/dev/null || sync`,
     `mv -f "$tmp" ${shq(dest)}`,
     "trap - EXIT",
+    ...(owner ? [`mkdir -p -m 0700 ${KEY_OWNERS} && printf '%s\\n' ${shq(owner)} > ${ownerFile(dest)}`] : []),
   ].join("\n");
 }
 
 /** Writes one key file. */
-export async function uploadKey(s: SshSession, k: KeyFileSpec, content: string): Promise<void> {
-  const r = await s.exec(uploadScript(k), { stdin: content, privileged: true, check: false, what: `upload of key ${k.name}` });
+export async function uploadKey(s: SshSession, k: KeyFileSpec, content: string, owner?: string): Promise<void> {
+  const r = await s.exec(uploadScript(k, owner), { stdin: content, privileged: true, check: false, what: `upload of key ${k.name}` });
   if (r.code === NOUSER) throw new Error(`key ${k.name} on ${s.label}: ${r.stderr.trim()}`);
   if (r.code !== 0) throw new Error(`upload of key ${k.name} to ${s.label} failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
@@ -62,7 +79,28 @@ export async function inspectKey(s: SshSession, k: Pick<KeyFileSpec, "destDir" |
   return { exists: true, digest: lines[1] ?? "", user, group, permissions: mode.padStart(4, "0") };
 }
 
-/** Removes a key file (missing is fine). */
-export async function removeKey(s: SshSession, k: Pick<KeyFileSpec, "destDir" | "name">): Promise<void> {
-  await s.exec(`rm -f ${shq(path.posix.join(k.destDir, k.name))}`, { privileged: true, what: `removing key ${k.name}` });
+/** What a delete found: removed, already absent, or left in place (and why). */
+export type KeyRemoval = { removed: true } | { removed: false; absent: true } | { removed: false; absent: false; why: string };
+
+/**
+ * Removes a key file if it is still the one `owner` wrote (`digest`): left in place, saying why,
+ * when another resource wrote it since (a rename's new resource) or its content changed by hand.
+ * Without an owner record (written before records existed) the digest alone decides.
+ */
+export async function removeKey(s: SshSession, k: Pick<KeyFileSpec, "destDir" | "name">, owner?: string, digest?: string): Promise<KeyRemoval> {
+  const dest = shq(path.posix.join(k.destDir, k.name));
+  const own = ownerFile(path.posix.join(k.destDir, k.name));
+  const r = await s.exec([
+    `own=${own}`,
+    `if [ ! -e ${dest} ]; then rm -f "$own"; echo absent; exit 0; fi`,
+    `o=$(cat "$own" 2>/dev/null || true)`,
+    ...(owner ? [`if [ -n "$o" ] && [ "$o" != ${shq(owner)} ]; then echo "other=$o"; exit 0; fi`] : []),
+    ...(digest ? [`if [ "$(sha256sum < ${dest} | cut -d' ' -f1)" != ${shq(digest)} ]; then echo changed; exit 0; fi`] : []),
+    `rm -f ${dest} "$own"; echo removed`,
+  ].join("\n"), { privileged: true, what: `removing key ${k.name}` });
+  const out = r.stdout.trim();
+  if (out === "removed") return { removed: true };
+  if (out === "absent") return { removed: false, absent: true };
+  if (out.startsWith("other=")) return { removed: false, absent: false, why: `it was written since by ${out.slice(6).replace(/^[^:]*::/, "")} (a rename or move without aliases?)` };
+  return { removed: false, absent: false, why: "its content changed since this resource wrote it (replaced by hand?)" };
 }

@@ -27,17 +27,20 @@ const connections = config.requireObject<Record<string, Hop>>("connections");
 const pin = config.getObject<{ url: string; sha256: string }>("pin");
 const machineConfigs = config.requireObject<Record<string, string>>("machineConfigs");
 const systems: Record<string, pulumi.Output<string>> = {};
+// `renamedFrom: { new: old }`: the resources of `new` were `old`'s, moved with `aliases`.
+const renamedFrom = config.getObject<Record<string, string>>("renamedFrom") ?? {};
 for (const [n, spec] of Object.entries(connections)) {
   const connection = hop(spec);
-  const key = new DeploymentKey(`k-${n}`, { connection, name: "k", text: pulumi.secret(config.require("keyText")), permissions: "0640" });
-  const channel = pin ? new ChannelPin(`ch-${n}`, { connection, url: pin.url, sha256: pin.sha256 }) : undefined;
+  const alias = (prefix: string): pulumi.CustomResourceOptions => (renamedFrom[n] ? { aliases: [{ name: `${prefix}-${renamedFrom[n]}` }] } : {});
+  const key = new DeploymentKey(`k-${n}`, { connection, name: "k", text: pulumi.secret(config.require("keyText")), permissions: "0640" }, alias("k"));
+  const channel = pin ? new ChannelPin(`ch-${n}`, { connection, url: pin.url, sha256: pin.sha256 }, alias("ch")) : undefined;
   const machine = new Machine(`m-${n}`, {
     connection,
     configuration: path.resolve(machineConfigs[n]),
     nixPath: [`nixpkgs=${config.require("nixpkgs")}`],
     tags: config.getObject<string[]>("tags") ?? [],
     keys: { k: { name: "k", user: "root", group: "root", permissions: "0640" } },
-  }, { dependsOn: [key, ...(channel ? [channel] : [])] });
+  }, { dependsOn: [key, ...(channel ? [channel] : [])], ...alias("m") });
   systems[n] = machine.systemPath;
 }
 
