@@ -17,7 +17,7 @@ import { run } from "../provider/util/run";
 import { closeAllSessions } from "../provider/ssh/pool";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
-import { nixConfig } from "./helpers/stack";
+import { nixConfig, writeStack } from "./helpers/stack";
 import { startChannelServer, ChannelServer, hostChannel } from "./channels/server";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
@@ -227,6 +227,26 @@ describe("connections as operators have them: agent, default identity, ssh confi
     expectExit(await engine("destroy", s, [], env), 0, "destroy");
     assert.equal(await keyStat("cdirect"), "");
     assert.equal(await hostChannel(lab, "cdirect"), "", "the channel the first pin found (none) is back");
+  });
+
+  test("teammates: two checkouts at different paths deploy one stack and see no diff", async () => {
+    const env = envOf(homeWith("team"), true);
+    const a = writeStack(path.join(tmp, "team-a", "proj"), "t", { team: { targetHost: hosts.cdirect.address, config: nixConfig("team", { paths: 1 }) } });
+    const bDir = path.join(tmp, "team-b", "elsewhere", "checkout");
+    fs.cpSync(a.cwd, bDir, { recursive: true });
+    const b: StackRef = { ...a, cwd: bDir }; // one backend: the same state file
+    expectExit(await engine("up", a, [], env), 0, "up from the first checkout");
+    const st = stateResources(a.state);
+    const m = Object.values(st).find((r) => r.inputs.kind === "machine")!;
+    assert.equal(m.inputs.configuration, "./team.nix", "recorded relative to the project root");
+    for (const [who, ref] of [["second", b], ["first", a]] as const) {
+      const pv = await engine("preview", ref, [], env);
+      expectExit(pv, 0, `preview from the ${who} checkout`);
+      assert.doesNotMatch(pv.stdout, /~ |to update|to replace/, `the ${who} checkout sees no diff`);
+      expectExit(await engine("up", ref, [], env), 0, `up from the ${who} checkout`);
+      assert.equal(stateResources(a.state)[Object.keys(st).find((k) => st[k] === m)!].inputs.configuration, "./team.nix", "state does not flip");
+    }
+    expectExit(await engine("destroy", a, [], env), 0, "destroy");
   });
 
   test("nothing accepted: the error lists what was tried, the host is untouched", async () => {

@@ -52,7 +52,7 @@ describe("the repo's stack program under the CLI's rules", () => {
     const machines = r.registrations.filter((x) => x.type === "pulumi-nodejs:dynamic:Resource" && x.inputs.kind === "machine");
     assert.deepEqual(machines.map((m) => m.name).sort(), ["host1", "host2", "host3"]);
     for (const m of machines) {
-      assert.equal(m.inputs.configuration, path.join(s.cwd, `test/fixtures/lab-network/${m.name}.nix`), "configuration from the project root");
+      assert.equal(m.inputs.configuration, `./test/fixtures/lab-network/${m.name}.nix`, "configuration from the project root, recorded relative to it (the same on every checkout)");
       assert.match(m.inputs.systemPath, /^\/nix\/store\/\S+-nixos-system-/, "evaluated with nixPath from the project root");
       // The mocks see the connection as one secret (it holds the key): { <sig>, value }.
       const conn = m.inputs.connection.value ?? m.inputs.connection;

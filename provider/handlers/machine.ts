@@ -3,6 +3,7 @@
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
 import { wired } from "./wire";
+import { samePath } from "../util/recorded-path";
 import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, portOf, withRecordedProxyKeys } from "../connection";
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
@@ -116,9 +117,11 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
 /** Update when the system, action or anything else changed; replace when the host changes. */
 function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "configuration", "flake", "tags",
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "tags",
     "magicRollback", "confirmTimeout", "healthChecks"];
+  // Paths recorded absolute by older versions name the same file as the relative ones now.
   const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
+    || !samePath(olds.configuration, news.configuration) || !samePath(olds.flake, news.flake)
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
 }

@@ -11,6 +11,8 @@ const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
 import { checkArgs, SchemaError } from "../schema";
 import { claimHost } from "./host-claims";
+import { projectRoot } from "./portable-path";
+import { portableFlake, portablePath } from "../util/recorded-path";
 import { keySpecProblems } from "../keys/spec";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
@@ -158,8 +160,9 @@ export class Machine extends pulumi.dynamic.Resource {
       connection: connectionInputs(args.connection),
       systemPath: pulumi.all([system.outPath, claimed]).apply(([p]) => p),
       drvPath: system.drvPath,
-      configuration: args.configuration ? pulumi.output(args.configuration).apply((c) => path.resolve(c)) : undefined,
-      flake: args.flake,
+      // Recorded relative to the project root: the same on every checkout (portable-path.ts).
+      configuration: args.configuration ? pulumi.output(args.configuration).apply((c) => portablePath(path.resolve(c), projectRoot())) : undefined,
+      flake: args.flake ? pulumi.output(args.flake).apply((f) => portableFlake(f, projectRoot())) : undefined,
       action: args.action ?? "switch",
       buildOn: args.buildOn ?? "local",
       substituteOnTarget: args.substituteOnTarget ?? false,
