@@ -6,6 +6,7 @@ import { oneCommandLock } from "../host/lock";
 import { readChannel, restoreChannel, setChannel } from "../host/channel";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -48,7 +49,7 @@ export function diff(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
 
 async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
   const conn = normalizeConnection(inputs.connection);
-  const log = resourceLogger(inputs.resource);
+  const log = resourceLogger(inputs.resource, urnOf(inputs));
   return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}` } }, async (s) => {
     const before = await readChannel(s, inputs.channel);
     log(`setting channel ${inputs.channel} to ${inputs.url}`);
@@ -80,7 +81,7 @@ export async function update(_id: string, olds: ChannelOutputs, news: ChannelInp
   if (olds.url === news.url && olds.sha256 === news.sha256) {
     // Only the connection changed: record it for later reads and deletes; the channel is not re-pinned.
     const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
-    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
+    resourceLogger(news.resource, urnOf(news))(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
     return { outs: { ...olds, connection } };
   }
   // previousUrl stays what the host had before the pin ever took the channel over.
@@ -98,5 +99,5 @@ export async function read(id: string, props: ChannelOutputs): Promise<{ id: str
 export async function remove(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
   await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) }, (s) => restoreChannel(s, props.channel, props.previousUrl)));
-  resourceLogger(props.resource)(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
+  resourceLogger(props.resource, urnOf(props))(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }

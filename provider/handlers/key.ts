@@ -10,6 +10,7 @@ import { oneCommandLock } from "../host/lock";
 import { contentDigest, inspectKey, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -71,7 +72,7 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
     jumpKeys = s.jumpHostKeys;
     return s.hostPublicKey;
   });
-  resourceLogger(inputs.resource)(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
+  resourceLogger(inputs.resource, urnOf(inputs))(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
   return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys, jumpKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 
@@ -85,7 +86,7 @@ export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Pr
     // Only the connection changed (a rotated SSH key, another port or user): record it, so later
     // reads and deletes log in with it; the file on the host is left as it is.
     const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
-    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
+    resourceLogger(news.resource, urnOf(news))(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
     return { outs: { ...olds, connection } };
   }
   return { outs: await upload({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, news.connection.hostPublicKey || olds.hostPublicKey) };
@@ -95,7 +96,7 @@ export async function update(_id: string, olds: KeyOutputs, news: KeyInputs): Pr
 export async function read(id: string, props: KeyOutputs): Promise<{ id: string; props: KeyOutputs }> {
   const conn = normalizeConnection(props.connection);
   const st = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => inspectKey(s, props));
-  if (!st.exists) resourceLogger(props.resource)(`key file ${props.path} is missing on ${conn.host}`);
+  if (!st.exists) resourceLogger(props.resource, urnOf(props))(`key file ${props.path} is missing on ${conn.host}`);
   return { id, props: { ...props, digest: st.digest, ...(st.exists ? { user: st.user, group: st.group, permissions: normalizeMode(st.permissions, props.permissions) } : {}) } };
 }
 

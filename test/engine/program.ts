@@ -9,7 +9,7 @@
 import * as readline from "readline";
 import { ChildProcess } from "child_process";
 import { ProjectInfo } from "./project";
-import { spawnChild } from "./child";
+import { endGroup, spawnChild } from "./child";
 
 /** The language host's exit code for "the program already told the user" (nodeJSProcessExitedAfterShowingUserActionableMessage). */
 const BAIL = 32;
@@ -76,5 +76,10 @@ export class ProgramRun {
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
     await this.done;
     clearTimeout(timer);
+  }
+
+  /** Ends the program's process group at once (a second ^C). */
+  kill(): Promise<void> {
+    return endGroup(this.child, 0);
   }
 }
