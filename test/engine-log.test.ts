@@ -9,6 +9,7 @@ import "./helpers/env";
 import { describe, test, before, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
+import * as net from "net";
 import * as path from "path";
 import { spawn, ChildProcess } from "child_process";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
@@ -36,7 +37,7 @@ describe("resourceLogger inside the dynamic-provider plugin", () => {
     const dir = tempDir("engine-log");
     const file = path.join(dir, "cmd", "dynamic-provider", "index.js");
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, `const { resourceLogger } = require(${JSON.stringify(path.join(ROOT, "dist/provider/util/log.js"))});\n${script}\n`);
+    fs.writeFileSync(file, `const { resourceLogger, flushLog } = require(${JSON.stringify(path.join(ROOT, "dist/provider/util/log.js"))});\n${script}\n`);
     try {
       return await new Promise((resolve) => {
         const child = spawn(process.execPath, [file, engineAddress], { stdio: ["ignore", "ignore", "pipe"] });
@@ -71,7 +72,7 @@ describe("resourceLogger inside the dynamic-provider plugin", () => {
         log("two\\nlines");
         log.warn("careful");
         resourceLogger("nourn")("no urn, so stderr");
-        setTimeout(() => process.exit(0), 1500);`);
+        flushLog().then(() => process.exit(0));`);
       assert.equal(r.code, 0);
       assert.equal(r.stderr, "nourn: no urn, so stderr\n", "only the URN-less line on stderr");
       const progress = calls.filter((c) => c.message.startsWith("copying"));
@@ -86,9 +87,27 @@ describe("resourceLogger inside the dynamic-provider plugin", () => {
     const r = await asPlugin("127.0.0.1:1", `
       const log = resourceLogger("heron", ${JSON.stringify(URN)});
       log("first"); log("second"); log.warn("third");
-      setTimeout(() => process.exit(0), 1000);`);
+      flushLog().then(() => process.exit(0));`);
     assert.equal(r.code, 0);
     assert.equal(r.stderr, "heron: first\nheron: second\nwarning: heron: third\n");
+  });
+
+  test("an engine that accepts and never answers: each call's deadline sends the lines to stderr; nothing waits for ever", async () => {
+    const sockets: net.Socket[] = [];
+    const hole = net.createServer((c) => { sockets.push(c); c.on("error", () => undefined); });
+    await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+    try {
+      const r = await asPlugin(`127.0.0.1:${(hole.address() as net.AddressInfo).port}`, `
+        const log = resourceLogger("heron", ${JSON.stringify(URN)});
+        log("first"); log("second");
+        flushLog().then(() => process.exit(0));`);
+      assert.equal(r.code, 0);
+      assert.equal(r.stderr, "heron: first\nheron: second\n");
+      assert.ok(sockets.length >= 1, "it did try the engine");
+    } finally {
+      for (const c of sockets) c.destroy();
+      await new Promise((r) => hole.close(r));
+    }
   });
 });
 

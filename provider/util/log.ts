@@ -56,6 +56,11 @@ function stderrLine(name: string, severity: Severity, line: string): string {
   return `${severity === "warning" || severity === "error" ? `${severity}: ` : ""}${name}: ${line}\n`;
 }
 
+/** Resolves once every line sent to the engine so far was delivered or fell back to stderr. */
+export function flushLog(): Promise<void> {
+  return engine ? engine.flush() : Promise.resolve();
+}
+
 /**
  * The logger of resource `name`. With its `urn` (the hidden `__urn` input, engine-log.ts `urnOf`)
  * inside the plugin, every line is an Engine.Log call under that URN: progress as ephemeral info
