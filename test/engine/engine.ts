@@ -130,6 +130,7 @@ export async function runEngine(op: Operation, opts: EngineOptions): Promise<Eng
     await d.settle();
   } finally {
     signals.off("SIGINT", onSigint);
+    await program?.kill();
     await d.close();
     monitor.stop();
     lock?.release();
