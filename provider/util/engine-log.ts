@@ -24,8 +24,8 @@ const CALL_TIMEOUT_MS = 5000;
 /** Messages that may wait for the engine; past that they are dropped and counted. */
 const MAX_QUEUED = 2000;
 
-/** One Log message. */
-export interface LogMessage { severity: Severity; urn: string; message: string; ephemeral: boolean }
+/** One Log message; `name` labels it where it falls back to stderr. */
+export interface LogMessage { severity: Severity; urn: string; message: string; ephemeral: boolean; name?: string }
 
 /** A connection to the engine's Log, or the fallback once it failed. */
 export class EngineLog {

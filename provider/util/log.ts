@@ -45,7 +45,7 @@ let engine: EngineLog | undefined | null = null;
 function engineLog(): EngineLog | undefined {
   if (engine === null) {
     const address = pluginEngineAddress();
-    engine = address ? new EngineLog(address, (m) => writeLogLine(stderrLine(nameOfUrn(m.urn), m.severity, m.message))) : undefined;
+    engine = address ? new EngineLog(address, (m) => writeLogLine(stderrLine(m.name ?? nameOfUrn(m.urn), m.severity, m.message))) : undefined;
   }
   return engine;
 }
@@ -71,7 +71,7 @@ export function resourceLogger(name: string, urn?: string): ResourceLogger {
   const emit = (severity: Severity, ephemeral: boolean) => (message: string) => {
     const e = urn ? engineLog() : undefined;
     for (const line of message.split("\n")) {
-      const m: LogMessage = { severity, urn: urn ?? "", message: line, ephemeral };
+      const m: LogMessage = { severity, urn: urn ?? "", message: line, ephemeral, name };
       if (e) e.send(m);
       else writeLogLine(stderrLine(name, severity, line));
     }
