@@ -24,7 +24,12 @@ export function engineUrn(): { input: pulumi.Output<string>; resolve(res: pulumi
     input: pulumi.output(value),
     resolve(res, opts) {
       const urn = pulumi.createUrn(pulumi.resourceName(res), pulumi.resourceType(res), opts?.parent);
-      urn.apply((u) => { settle(u); return u; });
+      // A parent whose registration failed must not hold this registration up for ever (the SDK
+      // serializes inputs before it awaits the parent): then the URN is "" and the handler logs
+      // to stderr. Output.promise is the SDK's (marked internal); apply is the public fallback.
+      const p = (urn as unknown as { promise?: () => Promise<string> }).promise?.call(urn);
+      if (p) p.then(settle, () => settle(""));
+      else urn.apply((u) => { settle(u); return u; });
     },
   };
 }
