@@ -210,8 +210,8 @@ describe("connections as operators have them: agent, default identity, ssh confi
     swap("a", "b");
     const r = await engine("up", s, [], env);
     expectExit(r, 0, "rename without aliases");
-    assert.match(r.stdout + r.stderr, /k-a: warning: key file \/run\/keys\/k on \S+ left in place: it was written since by k-b/);
-    assert.match(r.stdout + r.stderr, /ch-a: warning: channel nixos on \S+ left as it is: it is pinned now by ch-b/);
+    assert.match(r.stdout + r.stderr, /warning: k-a: key file \/run\/keys\/k on \S+ left in place: it was written since by k-b/);
+    assert.match(r.stdout + r.stderr, /warning: ch-a: channel nixos on \S+ left as it is: it is pinned now by ch-b/);
     assert.equal((await lab.exec("cdirect", ["cat", "/run/keys/k"])).stdout, "key-for-connections", "the key file stays");
     assert.match(await hostChannel(lab, "cdirect"), /24\.05\.1$/, "the channel stays pinned");
     // Renamed back with aliases: the same resources, nothing created, deleted or uploaded.

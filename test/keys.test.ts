@@ -130,7 +130,7 @@ describe("deployment keys", { skip }, () => {
     expectExit(up3b, 0, "resource rename without aliases");
     assert.match(up3b.stdout, /\+ 1 created/);
     assert.match(up3b.stdout, /- 1 deleted/);
-    assert.match(up3b.stdout + up3b.stderr, /plain: warning: key file \/run\/keys\/renamed on \S+ left in place: it was written since by moved/);
+    assert.match(up3b.stdout + up3b.stderr, /warning: plain: key file \/run\/keys\/renamed on \S+ left in place: it was written since by moved/);
     assert.equal(await fileInfo("/run/keys/renamed"), "root root 440\nplain text key", "the file the new resource wrote stays");
 
     // Reboot empties /run/keys: refresh sees the key missing, up re-uploads it.
@@ -157,7 +157,7 @@ describe("deployment keys", { skip }, () => {
     await onHost("echo by-hand > /run/keys/cmd");
     const ds = await engine("destroy", s);
     expectExit(ds, 0, "destroy");
-    assert.match(ds.stdout + ds.stderr, /cmd: warning: key file \/run\/keys\/cmd on \S+ left in place: its content changed since this resource wrote it/);
+    assert.match(ds.stdout + ds.stderr, /warning: cmd: key file \/run\/keys\/cmd on \S+ left in place: its content changed since this resource wrote it/);
     assert.equal(await onHost("ls -A /run/keys"), "cmd");
     await onHost("rm /run/keys/cmd");
     assert.equal(await fileInfo("/var/lib/app-keys/other"), "missing");

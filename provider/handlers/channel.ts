@@ -4,9 +4,11 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, wit
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
 import { oneCommandLock } from "../host/lock";
-import { pinOwner, readChannel, releaseChannel, restoreChannel, setChannel } from "../host/channel";
+import { readChannel, releaseChannel, restoreChannel, setChannel } from "../host/channel";
+import { resourceOwner } from "../host/owner";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -49,10 +51,10 @@ function diffPin(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
 
 async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
   const conn = normalizeConnection(inputs.connection);
-  const log = resourceLogger(inputs.resource);
+  const log = resourceLogger(inputs.resource, urnOf(inputs));
   return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}` } }, async (s) => {
     const before = await readChannel(s, inputs.channel);
-    const me = pinOwner(inputs.resource);
+    const me = resourceOwner(inputs.resource, inputs);
     // Taking the channel over from another pin at the same URL (a rename or a move without
     // aliases): its first URL is ours to restore, not the URL that pin set.
     const inherited = before.owner && before.owner.owner !== me && before.owner.url === before.url ? before.owner.previous : undefined;
@@ -86,7 +88,7 @@ async function updatePin(_id: string, olds: ChannelOutputs, news: ChannelInputs)
   if (olds.url === news.url && olds.sha256 === news.sha256) {
     // Only the connection changed: record it for later reads and deletes; the channel is not re-pinned.
     const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
-    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
+    resourceLogger(news.resource, urnOf(news))(`connection to ${connectionLabel(connection)} recorded; channel not re-pinned`);
     return { outs: { ...olds, connection } };
   }
   // previousUrl stays what the host had before the pin ever took the channel over.
@@ -104,9 +106,9 @@ async function readPin(id: string, props: ChannelOutputs): Promise<{ id: string;
 async function removePin(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
   const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) },
-    (s) => releaseChannel(s, props.channel, pinOwner(props.resource), props.url, props.previousUrl ?? "")));
-  const log = resourceLogger(props.resource);
-  if (!r.restored) log(`warning: channel ${props.channel} on ${conn.host} left as it is: ${r.why}`);
+    (s) => releaseChannel(s, props.channel, resourceOwner(props.resource, props), props.url, props.previousUrl ?? "")));
+  const log = resourceLogger(props.resource, urnOf(props));
+  if (!r.restored) log.warn(`channel ${props.channel} on ${conn.host} left as it is: ${r.why}`);
   else log(props.previousUrl ? `channel ${props.channel} restored to ${props.previousUrl}` : `channel ${props.channel} removed`);
 }
 

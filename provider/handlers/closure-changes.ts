@@ -17,6 +17,7 @@ import { isValidLocally, realise } from "../nix/closure";
 import { ClosureManifest, derivationManifest, isManifest, localManifest, localManifests, packagesOf } from "../nix/manifest";
 import { diffManifests, formatDiff } from "../nix/closure-diff";
 import { resourceLogger } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { isUnknown } from "./validate";
 
 /** What Check adds to a Machine's inputs. */
@@ -56,7 +57,7 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
     return changes === undefined ? kept : { ...kept, closureChanges: changes };
   } catch (e) {
     const line = `closure changes unavailable: ${(e as Error).message.split("\n")[0]}`;
-    resourceLogger(news.name ?? "machine")(line);
+    resourceLogger(news.name ?? "machine", urnOf(news))(line);
     return dryRun ? { ...kept, closureChanges: [line] } : {};
   }
 }
@@ -68,7 +69,7 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
 async function newSide(news: Side, sys: string, local?: ClosureManifest): Promise<{ manifest: ClosureManifest; direct?: Set<string> }> {
   if (local) return { manifest: local };
   if (news.drvPath && news.previewBuild && !(await isValidLocally(sys))) {
-    resourceLogger(news.name ?? "machine")(`previewBuild: building ${news.drvPath}`);
+    resourceLogger(news.name ?? "machine", urnOf(news))(`previewBuild: building ${news.drvPath}`);
     await realise(news.drvPath);
     return { manifest: await localManifest(sys) };
   }
@@ -106,7 +107,7 @@ async function compare(olds: Side, news: Side, sys: string): Promise<string[] | 
     lines = formatDiff(diffManifests(old, manifest));
   }
   // The plan's value may be shortened by the display: the lines are also logged in full.
-  const log = resourceLogger(news.name ?? "machine");
+  const log = resourceLogger(news.name ?? "machine", urnOf(news));
   for (const l of lines) log(`closure: ${l}`);
   return lines;
 }

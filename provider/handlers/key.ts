@@ -11,6 +11,7 @@ import { oneCommandLock } from "../host/lock";
 import { contentDigest, inspectKey, keyOwner, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -67,12 +68,12 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   let proxyKeys: string[] = [];
   let jumpKeys: Record<string, string> = {};
   const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
-    await uploadKey(s, inputs, content, keyOwner(inputs.resource));
+    await uploadKey(s, inputs, content, keyOwner(inputs));
     proxyKeys = s.proxyHostKeys;
     jumpKeys = s.jumpHostKeys;
     return s.hostPublicKey;
   });
-  resourceLogger(inputs.resource)(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
+  resourceLogger(inputs.resource, urnOf(inputs))(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
   return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys, jumpKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 
@@ -86,7 +87,7 @@ async function updateDeploymentKey(_id: string, olds: KeyOutputs, news: KeyInput
     // Only the connection changed (a rotated SSH key, another port or user): record it, so later
     // reads and deletes log in with it; the file on the host is left as it is.
     const connection = recordedConnection(news.connection, olds.hostPublicKey, olds.connection);
-    resourceLogger(news.resource)(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
+    resourceLogger(news.resource, urnOf(news))(`connection to ${connectionLabel(connection)} recorded; key not re-uploaded`);
     return { outs: { ...olds, connection } };
   }
   return { outs: await upload({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, news.connection.hostPublicKey || olds.hostPublicKey) };
@@ -96,16 +97,16 @@ async function updateDeploymentKey(_id: string, olds: KeyOutputs, news: KeyInput
 async function readDeploymentKey(id: string, props: KeyOutputs): Promise<{ id: string; props: KeyOutputs }> {
   const conn = normalizeConnection(props.connection);
   const st = await withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey }, (s) => inspectKey(s, props));
-  if (!st.exists) resourceLogger(props.resource)(`key file ${props.path} is missing on ${conn.host}`);
+  if (!st.exists) resourceLogger(props.resource, urnOf(props))(`key file ${props.path} is missing on ${conn.host}`);
   return { id, props: { ...props, digest: st.digest, ...(st.exists ? { user: st.user, group: st.group, permissions: normalizeMode(st.permissions, props.permissions) } : {}) } };
 }
 
 async function removeDeploymentKey(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
   const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) },
-    (s) => removeKey(s, props, keyOwner(props.resource), props.digest)));
+    (s) => removeKey(s, props, keyOwner(props), props.digest)));
   // Only what this resource wrote is removed: a file another resource owns now stays, as a changed one does.
-  if (!r.removed && !r.absent) resourceLogger(props.resource)(`warning: key file ${props.path} on ${conn.host} left in place: ${r.why}`);
+  if (!r.removed && !r.absent) resourceLogger(props.resource, urnOf(props)).warn(`key file ${props.path} on ${conn.host} left in place: ${r.why}`);
 }
 
 /** "0600" and "600" are the same mode: keep the spelling the program used. */

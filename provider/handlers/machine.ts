@@ -17,6 +17,7 @@ import { withHost } from "../ssh/pool";
 import { deployLock } from "../host/lock";
 import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger, plural } from "../util/log";
+import { urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
@@ -154,12 +155,12 @@ async function readMachine(id: string, props: MachineOutputs): Promise<{ id: str
 }
 
 async function removeMachine(_id: string, props: MachineOutputs): Promise<void> {
-  resourceLogger(props.name)(`forgotten; ${connectionLabel(normalizeConnection(props.connection))} keeps running ${props.systemPath}`);
+  resourceLogger(props.name, urnOf(props))(`forgotten; ${connectionLabel(normalizeConnection(props.connection))} keeps running ${props.systemPath}`);
 }
 
 /** Connect → realise → query → copy → profile → activate, each phase announced. */
 async function deploy(inputs: MachineInputs, pin: string | undefined, id?: string, previous?: ClosureManifest): Promise<MachineOutputs> {
-  const log = resourceLogger(inputs.name);
+  const log = resourceLogger(inputs.name, urnOf(inputs));
   // switch-to-configuration's NixOS-style unit lines, for the closing summary.
   const units = unitWatcher(log);
   const conn = normalizeConnection(inputs.connection);

@@ -3,6 +3,7 @@
  * drift, restored on delete. One remote script per operation.
  */
 import { parseKeyValues } from "../util/key-values";
+import { ownerName } from "./owner";
 import { SshSession, shq } from "../ssh/session";
 import { tarballUrl } from "../pins/pin";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
@@ -31,17 +32,12 @@ export interface ChannelState {
 }
 
 /**
- * Who pinned a channel last: `/var/lib/pulumi-nixos/channels/<name>` holds `owner=<stack>::<resource>`,
+ * Who pinned a channel last: `/var/lib/pulumi-nixos/channels/<name>` holds `owner=<the pin's URN>`,
  * the URL it set and the URL before the first pin of the chain. A pin that takes a channel over
  * from another pin with the same URL (a rename or a move without aliases) inherits that first URL;
  * a delete restores it only while the channel is still its own, at its URL.
  */
 export const PIN_OWNERS = "/var/lib/pulumi-nixos/channels";
-
-/** The owner string a pin writes (the stack, as the lock names it, and the resource). */
-export function pinOwner(resource: string): string {
-  return `${process.env.PULUMI_NODEJS_STACK ?? "unknown"}::${resource}`;
-}
 
 const CHANNELS = "/nix/var/nix/profiles/per-user/root/channels";
 
@@ -101,7 +97,7 @@ export async function releaseChannel(s: SshSession, name: string, owner: string,
   ].join("\n"), { privileged: true, what: `restoring channel ${name}` });
   const out = r.stdout.trim().split("\n").pop() ?? "";
   if (out === "restored") return { restored: true };
-  if (out.startsWith("other=")) return { restored: false, why: `it is pinned now by ${out.slice(6).replace(/^[^:]*::/, "")} (a rename or move without aliases?)` };
+  if (out.startsWith("other=")) return { restored: false, why: `it is pinned now by ${ownerName(out.slice(6))} (a rename or move without aliases?)` };
   return { restored: false, why: `it points at ${out.slice(8) || "nothing"} now, not at the URL this pin set (changed by hand?)` };
 }
 

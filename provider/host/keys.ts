@@ -7,6 +7,7 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { SshSession, shq } from "../ssh/session";
 import { KeyFileSpec } from "../keys/spec";
+import { ownerName, resourceOwner } from "./owner";
 
 /** sha256 of key content (stored only as a Pulumi secret). */
 export const contentDigest = (content: string): string => crypto.createHash("sha256").update(content, "utf8").digest("hex");
@@ -24,9 +25,12 @@ export const KEY_OWNERS = "/run/pulumi-nixos/keys";
 /** The owner record's path for a key file (computed on the host: no quoting of paths in names). */
 const ownerFile = (dest: string) => `${KEY_OWNERS}/$(printf %s ${shq(dest)} | sha256sum | cut -c1-32)`;
 
-/** The owner string a resource writes: the stack (as the lock names it) and the resource. */
-export function keyOwner(resource: string): string {
-  return `${process.env.PULUMI_NODEJS_STACK ?? "unknown"}::${resource}`;
+/**
+ * The owner a key resource records: its URN (stack, project, parents, type and name: a rename or
+ * a move changes it), else `<stack>::<resource>` for resources recorded before URNs reached handlers.
+ */
+export function keyOwner(inputs: { resource: string; __urn?: unknown }): string {
+  return resourceOwner(inputs.resource, inputs);
 }
 
 /** The upload script; content arrives on stdin. `owner`: recorded as the file's writer. */
@@ -101,6 +105,6 @@ export async function removeKey(s: SshSession, k: Pick<KeyFileSpec, "destDir" | 
   const out = r.stdout.trim();
   if (out === "removed") return { removed: true };
   if (out === "absent") return { removed: false, absent: true };
-  if (out.startsWith("other=")) return { removed: false, absent: false, why: `it was written since by ${out.slice(6).replace(/^[^:]*::/, "")} (a rename or move without aliases?)` };
+  if (out.startsWith("other=")) return { removed: false, absent: false, why: `it was written since by ${ownerName(out.slice(6))} (a rename or move without aliases?)` };
   return { removed: false, absent: false, why: "its content changed since this resource wrote it (replaced by hand?)" };
 }

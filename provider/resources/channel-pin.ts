@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs } from "../connection";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
+import { engineUrn } from "./engine-urn";
 import { checkArgs } from "../schema";
 
 const channelProvider = runtimeProvider("channel");
@@ -36,14 +37,17 @@ export class ChannelPin extends pulumi.dynamic.Resource {
   constructor(name: string, args: ChannelPinArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
     checkArgs("ChannelPin", name, args);
+    const urn = engineUrn();
     super(channelProvider, name, {
       kind: "channelPin",
       resource: name,
+      __urn: urn.input,
       connection: connectionInputs(args.connection),
       url: args.url,
       sha256: args.sha256,
       channel: args.channel ?? "nixos",
       storePath: undefined, nixpkgsVersion: undefined, previousUrl: undefined,
     }, opts);
+    urn.resolve(this, opts);
   }
 }

@@ -6,6 +6,7 @@ import { VaultRef } from "../secrets/vault";
 import { getSecretConfig } from "../util/secret-config";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
+import { engineUrn } from "./engine-urn";
 import { checkArgs } from "../schema";
 
 const keyProvider = runtimeProvider("key");
@@ -61,9 +62,11 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
       ? pulumi.secret(args.text!)
       : pulumi.secret(pulumi.all([config.get("vaultAddr"), vaultToken]).apply(([addr, token]) =>
         readKeySource(resourceName, source, { addr, token })));
+    const urn = engineUrn();
     super(keyProvider, resourceName, {
       kind: "deploymentKey",
       resource: resourceName,
+      __urn: urn.input,
       connection: connectionInputs(args.connection),
       content,
       ...spec,
@@ -71,6 +74,7 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
       path: undefined,
       digest: undefined,
     }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] });
+    urn.resolve(this, opts);
   }
 }
 

@@ -5,6 +5,7 @@ import { evaluateSystem } from "../nix/evaluate";
 import { NixopsNetworkSource } from "../nix/network-expr";
 import { fetchPin, Pin } from "../pins/pin";
 import { runtimeProvider } from "./runtime-provider";
+import { engineUrn } from "./engine-urn";
 import type { HealthCheck } from "../host/health";
 
 const machineProvider = runtimeProvider("machine");
@@ -154,9 +155,11 @@ export class Machine extends pulumi.dynamic.Resource {
         if (args.nixopsNetwork) return evaluateSystem(name, { nixops: { ...args.nixopsNetwork, machine: name }, nixPath: np });
         return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
       });
+    const urn = engineUrn();
     super(machineProvider, name, {
       kind: "machine",
       name,
+      __urn: urn.input,
       connection: connectionInputs(args.connection),
       systemPath: pulumi.all([system.outPath, claimed]).apply(([p]) => p),
       drvPath: system.drvPath,
@@ -181,6 +184,7 @@ export class Machine extends pulumi.dynamic.Resource {
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
     }, opts);
+    urn.resolve(this, opts);
     // Keys and channel pins of a Network wait for this: refused machines stop them too.
     this.evaluated = pulumi.all([system, claimed]).apply(([s]) => s);
   }

@@ -1,8 +1,19 @@
 /**
- * Progress lines. Inside the dynamic-provider plugin there is no engine connection, so Pulumi's
- * log falls back to the console (pulumi#6065): plain lines on stderr, prefixed with the resource.
+ * Progress lines. Inside the SDK's dynamic-provider plugin `pulumi.log` has no engine connection
+ * (pulumi#6065) and the plugin's stderr reaches the CLI as unattributed stack-level diagnostics
+ * (sdk/go/common/resource/plugin/plugin.go: `diag.StreamMessage("", …): no URN`). So a resource's
+ * lines go to the engine's Log with its URN (engine-log.ts: the status line under the resource),
+ * and only without an engine or a URN to plain lines on stderr, prefixed with the resource.
  */
+import { EngineLog, LogMessage, Severity, pluginEngineAddress } from "./engine-log";
+
 export type Logger = (message: string) => void;
+
+/** A resource's logger: progress lines (the engine's ephemeral status), and warnings/errors kept for the end. */
+export interface ResourceLogger extends Logger {
+  warn(message: string): void;
+  error(message: string): void;
+}
 
 /** Bytes of log lines that may wait for a slow reader; past that, lines are dropped and counted. */
 const LOG_BACKLOG = 1 << 20;
@@ -28,11 +39,44 @@ export function writeLogLine(line: string): void {
   process.stderr.write(line);
 }
 
-/** A logger that prefixes every line with `name: `. */
-export function resourceLogger(name: string): Logger {
-  return (message: string) => {
-    for (const line of message.split("\n")) writeLogLine(`${name}: ${line}\n`);
+let engine: EngineLog | undefined | null = null;
+
+/** The engine connection of this plugin process (undefined outside the plugin or without an address). */
+function engineLog(): EngineLog | undefined {
+  if (engine === null) {
+    const address = pluginEngineAddress();
+    engine = address ? new EngineLog(address, (m) => writeLogLine(stderrLine(m.name ?? nameOfUrn(m.urn), m.severity, m.message))) : undefined;
+  }
+  return engine;
+}
+
+const nameOfUrn = (urn: string) => urn.split("::").slice(3).join("::");
+
+function stderrLine(name: string, severity: Severity, line: string): string {
+  return `${severity === "warning" || severity === "error" ? `${severity}: ` : ""}${name}: ${line}\n`;
+}
+
+/** Resolves once every line sent to the engine so far was delivered or fell back to stderr. */
+export function flushLog(): Promise<void> {
+  return engine ? engine.flush() : Promise.resolve();
+}
+
+/**
+ * The logger of resource `name`. With its `urn` (the hidden `__urn` input, engine-log.ts `urnOf`)
+ * inside the plugin, every line is an Engine.Log call under that URN: progress as ephemeral info
+ * (the resource's status, as native providers report progress), warnings and errors as lasting
+ * diagnostics. Otherwise (no URN, no engine, the engine went away) lines on stderr, `name: line`.
+ */
+export function resourceLogger(name: string, urn?: string): ResourceLogger {
+  const emit = (severity: Severity, ephemeral: boolean) => (message: string) => {
+    const e = urn ? engineLog() : undefined;
+    for (const line of message.split("\n")) {
+      const m: LogMessage = { severity, urn: urn ?? "", message: line, ephemeral, name };
+      if (e) e.send(m);
+      else writeLogLine(stderrLine(name, severity, line));
+    }
   };
+  return Object.assign(emit("info", true), { warn: emit("warning", false), error: emit("error", false) });
 }
 
 /** Human-readable byte count (KiB, MiB, GiB). */

@@ -19,10 +19,11 @@ for (const op of ["preview", "up", "refresh", "destroy"] as Operation[]) {
     .option("--continue-on-error", "a failed step does not cancel the others")
     .option("--parallel <n>", "steps at once (default: 4 x CPUs, as the CLI)")
     .option("--yes", "accepted for symmetry with pulumi; the harness never prompts")
+    .option("--engine-log <file>", "append every Engine.Log call received (JSON lines: severity, urn, message, ephemeral) to FILE")
     .action(async (o) => {
       const r = await runEngine(op, {
         cwd: o.cwd, stack: o.stack, stateFile: o.state, targets: o.target, targetDependents: !!o.targetDependents,
-        continueOnError: !!o.continueOnError, parallel: o.parallel ? Number(o.parallel) : undefined,
+        continueOnError: !!o.continueOnError, parallel: o.parallel ? Number(o.parallel) : undefined, engineLogFile: o.engineLog,
       });
       process.exitCode = r.ok ? 0 : 1;
     });

@@ -13,7 +13,7 @@ import { ProjectInfo } from "./project";
 import { Json, annotate, containsSecret, secret, strip } from "./secrets";
 import { StackState, StateResource } from "./state";
 import { Registration, MonitorHost } from "./monitor";
-import { StepKind, SYMBOL, changedKeys, diffDetail, logLine, nameOf } from "./display";
+import { StepKind, SYMBOL, changedKeys, diffDetail, logLine, nameOf, typeOf } from "./display";
 import { Semaphore } from "../../provider/util/semaphore";
 
 /** The four engine operations. */
@@ -34,7 +34,12 @@ export interface DeploymentOptions {
   /** Steps at once. */
   parallel: number;
   out: (line: string) => void;
+  /** Every Engine.Log call received, as it arrives (the harness's `--engine-log FILE`). */
+  onLog?: (call: LogCall) => void;
 }
+
+/** One Engine.Log call as the engine received it. */
+export interface LogCall { severity: number; message: string; urn: string; ephemeral: boolean }
 
 /** What a deployment did. */
 export interface DeploymentResult {
@@ -62,6 +67,10 @@ export class Deployment implements MonitorHost {
   cancelled?: string;
   private stackUrn = "";
   private readonly targets: Set<string>;
+  /** The engine's address given to the plugin (the server of Engine.Log; set by runEngine). */
+  engineAddress = "";
+  /** Lasting (non-ephemeral) diagnostics by URN ("" = the stack), for the closing "Diagnostics:". */
+  private readonly diags = new Map<string, string[]>();
 
   constructor(readonly op: Operation, readonly project: ProjectInfo, readonly state: StackState, private readonly opts: DeploymentOptions) {
     this.limit = new Semaphore(opts.parallel);
@@ -98,7 +107,10 @@ export class Deployment implements MonitorHost {
   /** The plugin process, started on first use and configured with the provider's inputs. */
   provider(): Promise<DynamicProviderPlugin> {
     this.plugin ??= (async () => {
-      const p = await DynamicProviderPlugin.start({ cwd: this.project.pwd, project: this.project.name, stack: this.project.stack, log: (l) => this.out(l) });
+      const p = await DynamicProviderPlugin.start({
+        cwd: this.project.pwd, project: this.project.name, stack: this.project.stack, engine: this.engineAddress || "127.0.0.1:1",
+        log: (l) => this.pluginOutput(l),
+      });
       await p.configure(this.providerInputs());
       return p;
     })();
@@ -202,9 +214,54 @@ export class Deployment implements MonitorHost {
     return `urn:pulumi:${this.project.stack}::${this.project.name}::${qualified}::${r.name}`;
   }
 
-  log(severity: number, message: string, urn: string): void {
+  /**
+   * Engine.Log, rendered as the CLI's display does (pkg/backend/display): every message is the
+   * resource's latest status, shown as it arrives (`name: message`; the CLI shows it in the
+   * resource's row); lasting ones (not ephemeral) are listed again under their resource in the
+   * closing "Diagnostics:" (progress.go `printDiagnostics`); debug only with --debug.
+   */
+  log(severity: number, message: string, urn: string, ephemeral: boolean): void {
+    this.opts.onLog?.({ severity, message, urn, ephemeral });
     if (severity === 0) return; // debug: the CLI shows it only with --debug
-    this.out(logLine(severity, message, urn));
+    const line = logLine(severity, message, urn);
+    this.out(line);
+    if (!ephemeral) this.keepDiag(urn, severity === 1 ? message : `${logLine(severity, message, "")}`);
+  }
+
+  /**
+   * A line of the plugin's stdout/stderr: the engine makes it an info diagnostic of no resource
+   * (plugin.go `runtrace`: `diag.StreamMessage("", …): no URN`), which the display puts on the stack.
+   */
+  private pluginOutput(line: string): void {
+    if (!line.trim()) return;
+    this.out(line);
+    this.keepDiag("", line);
+  }
+
+  private keepDiag(urn: string, line: string): void {
+    const key = urn === this.stackUrn ? "" : urn;
+    const list = this.diags.get(key) ?? [];
+    list.push(line);
+    this.diags.set(key, list);
+  }
+
+  /** The closing "Diagnostics:" section: per resource (the stack first), `  TYPE (NAME):` then its messages. */
+  diagnostics(): string[] {
+    if (!this.diags.size) return [];
+    const stack = `urn:pulumi:${this.project.stack}::${this.project.name}::${STACK_TYPE}::${this.project.name}-${this.project.stack}`;
+    const out = ["Diagnostics:"];
+    for (const [urn, lines] of [...this.diags].sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : 0))) {
+      const u = urn || stack;
+      out.push(`  ${typeOf(u)} (${nameOf(u)}):`);
+      for (const l of lines) for (const part of l.split("\n")) out.push(`    ${part}`.trimEnd());
+      out.push("");
+    }
+    return out;
+  }
+
+  /** A second ^C: the plugin's process group ends now (the program's is the caller's). */
+  async kill(): Promise<void> {
+    if (this.plugin) await (await this.plugin.catch(() => undefined))?.stop();
   }
 
   async waitForShutdown(): Promise<void> {

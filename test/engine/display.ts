@@ -25,9 +25,13 @@ export function changedKeys(a: Record<string, Json>, b: Record<string, Json>): s
   return [...keys].filter((k) => !isDeepStrictEqual(strip(a[k] ?? null), strip(b[k] ?? null))).sort();
 }
 
-/** `[diff: ~a +-b]` plus `old => new` lines, secrets as [secret], like `pulumi preview --diff`. */
+/**
+ * `[diff: ~a +-b]` plus `old => new` lines, secrets as [secret], like `pulumi preview --diff`;
+ * internal keys (`__urn`, any `__` key) are never shown (object_diff.go, IsInternalPropertyKey).
+ */
 export function diffDetail(a: Record<string, Json>, b: Record<string, Json>, replaces: string[]): string {
-  const keys = changedKeys(a, b);
+  const keys = changedKeys(a, b).filter((k) => !k.startsWith("__"));
+  if (!keys.length) return "";
   const redact = (v: Json): Json => isSecret(v) ? "[secret]" : Array.isArray(v) ? v.map(redact)
     : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redact(x)])) : v === UNKNOWN ? "output<unknown>" : v;
   const show = (v: Json | undefined) => v === undefined ? "undefined" : JSON.stringify(redact(v)).slice(0, 160);
@@ -37,7 +41,11 @@ export function diffDetail(a: Record<string, Json>, b: Record<string, Json>, rep
 
 const SEVERITY = ["debug", "info", "warning", "error"];
 
-/** An engine log message (Engine.Log) as the CLI shows it: `<severity>: [name] message`. */
+/**
+ * An engine log message (Engine.Log) as the CLI shows it: `<severity>: [name: ]message` — the
+ * severity prefix only for warnings and errors (diag/sink.go `Stringify`), the resource's name
+ * where the CLI shows the message in the resource's row.
+ */
 export function logLine(severity: number, message: string, urn: string): string {
   const who = urn ? `${nameOf(urn)}: ` : "";
   const sev = SEVERITY[severity] ?? "info";

@@ -1,13 +1,15 @@
 /**
  * The SDK's dynamic-provider plugin (`@pulumi/pulumi/cmd/dynamic-provider`), started as `pulumi up`
- * starts it (cwd = the program's working directory, PULUMI_NODEJS_PROJECT/STACK set; tied to the
- * engine's life) and driven over gRPC with the engine's requests.
+ * starts it (provider_plugin.go `NewProvider`: cwd = the program's working directory, the engine's
+ * address as its argument, PULUMI_NODEJS_PROJECT and PULUMI_PROJECT set; its own
+ * process group, tied to the engine's life) and driven over gRPC with the engine's requests. Its
+ * stdout and stderr are the engine's unattributed diagnostics (plugin.go `runtrace`).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as path from "path";
 import * as readline from "readline";
 import { ChildProcess } from "child_process";
-import { spawnChild } from "./child";
+import { endGroup, spawnChild } from "./child";
 import { Json, strip } from "./secrets";
 
 const pulumiDir = path.dirname(require.resolve("@pulumi/pulumi/package.json"));
@@ -42,12 +44,12 @@ export class DynamicProviderPlugin {
   private constructor(private readonly child: ChildProcess, private readonly client: any) {}
 
   /** Starts the plugin of the program's @pulumi/pulumi; its output goes to `log` line by line. */
-  static async start(opts: { cwd: string; project: string; stack: string; log: (line: string) => void }): Promise<DynamicProviderPlugin> {
+  static async start(opts: { cwd: string; project: string; stack: string; engine: string; log: (line: string) => void }): Promise<DynamicProviderPlugin> {
     const pluginPath = require.resolve("@pulumi/pulumi/cmd/dynamic-provider", { paths: [opts.cwd, __dirname] });
-    const child = spawnChild(process.execPath, [pluginPath, "127.0.0.1:1"], {
-      cwd: opts.cwd,
-      env: { ...process.env, PULUMI_NODEJS_PROJECT: opts.project, PULUMI_NODEJS_STACK: opts.stack },
-    });
+    // The real engine sets no PULUMI_NODEJS_STACK for the plugin; the harness does, because host
+    // locks name their stack from it (provider/host/lock.ts; under the CLI they read "unknown").
+    const env: NodeJS.ProcessEnv = { ...process.env, PULUMI_NODEJS_PROJECT: opts.project, PULUMI_PROJECT: opts.project, PULUMI_NODEJS_STACK: opts.stack };
+    const child = spawnChild(process.execPath, [pluginPath, opts.engine], { cwd: opts.cwd, env });
     const lines = readline.createInterface({ input: child.stdout! });
     const port: string = await new Promise((resolve, reject) => {
       lines.once("line", resolve);
@@ -122,15 +124,10 @@ export class DynamicProviderPlugin {
     await this.call("delete", req);
   }
 
-  /** Closes the client and ends the plugin process (as the engine does at the end of a run). */
+  /** Closes the client and ends the plugin's process group (plugin.go `Close` → `kill`), as the engine does at the end of a run or on a second ^C. */
   async stop(): Promise<void> {
     this.client.close();
-    if (this.child.exitCode === null) {
-      const exited = new Promise((r) => this.child.once("exit", r));
-      this.child.kill("SIGTERM");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      if (this.child.exitCode === null) this.child.kill("SIGKILL");
-    }
+    await endGroup(this.child);
   }
 }
 

@@ -9,7 +9,7 @@
 import * as readline from "readline";
 import { ChildProcess } from "child_process";
 import { ProjectInfo } from "./project";
-import { spawnChild } from "./child";
+import { endGroup, spawnChild } from "./child";
 
 /** The language host's exit code for "the program already told the user" (nodeJSProcessExitedAfterShowingUserActionableMessage). */
 const BAIL = 32;
@@ -69,12 +69,18 @@ export class ProgramRun {
     return new ProgramRun(child, done);
   }
 
-  /** Cancels the program as the language host does: SIGINT, then SIGKILL after 5 s (cmd.WaitDelay). */
+  /**
+   * Cancels the program as the language host does (SIGINT, then SIGKILL after 5 s: cmd.WaitDelay),
+   * to its whole process group: what the program started (nix evaluations) goes with it, as the
+   * language host's group goes when the engine closes it (plugin.go `kill`).
+   */
   async cancel(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGINT");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    await endGroup(this.child, 5000);
     await this.done;
-    clearTimeout(timer);
+  }
+
+  /** Ends the program's process group at once (a second ^C), or what is left of it after the run. */
+  kill(): Promise<void> {
+    return endGroup(this.child, 0);
   }
 }

@@ -27,3 +27,8 @@ export async function stallImport(lab: Lab, host: string, afterMs: number, waitM
 export async function endImport(lab: Lab, host: string, pid: number): Promise<void> {
   await lab.exec(host, ["kill", "-KILL", String(pid)], { allowFailure: true });
 }
+
+/** Lets a stopped import go on (SIGCONT). */
+export async function resumeImport(lab: Lab, host: string, pid: number): Promise<void> {
+  await lab.exec(host, ["kill", "-CONT", String(pid)], { allowFailure: true });
+}
