@@ -8,6 +8,7 @@ export { ChannelPin, ChannelPinArgs } from "./resources/channel-pin";
 export { Network, NetworkArgs } from "./network/network";
 export { NetworkDescription, NetworkNixDescription, MachineSpec, KeySpec, descriptionProblems, validateDescription, networkNixProblems } from "./network/description";
 export { ConnectionArgs, Connection } from "./connection";
+export { CommandConnection, CommandHop } from "./command-connection";
 export { Pin } from "./pins/pin";
 export { VaultRef } from "./secrets/vault";
 export { KeySource } from "./secrets/sources";

@@ -15,6 +15,10 @@ import { spawn } from "child_process";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { closeAllSessions } from "../provider/ssh/pool";
+import { SshSession } from "../provider/ssh/session";
+import { Connection, normalizeConnection } from "../provider/connection";
+import { StackState } from "./engine/state";
+import { strip } from "./engine/secrets";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { nixConfig, writeStack } from "./helpers/stack";
@@ -126,6 +130,34 @@ describe("connections as operators have them: agent, default identity, ssh confi
         assert.equal(c.hostKey, hosts[host].hostPublicKey, `${form}/${r}: the target's key pinned`);
         if (n === "behind" && !c.jumpHostKeys) assert.equal(c.proxy.hostKey, hosts.cgate.hostPublicKey, `${form}/${r}: the bastion's own key pinned`);
         if (c.jumpHostKeys) assert.deepEqual(c.jumpHostKeys, { [`${hosts.cgate.address}:22`]: hosts.cgate.hostPublicKey }, `${form}/${r}: the ProxyJump bastion's key`);
+      }
+    }
+    // commandConnection: what a remote.Command gets, dialled as it would (ssh2, no ssh config; the
+    // agent from the environment when no key is in it), with each hop's pinned key checked.
+    const opened = StackState.load(s.state, undefined).all();
+    for (const [n, host] of Object.entries(targets)) {
+      const m = opened.find((r) => r.urn.endsWith(`::m-${n}`))!;
+      const cc = strip(m.outputs.commandConnection as any) as any;
+      assert.equal(JSON.stringify(m.outputs.commandConnection).includes("4dabf18193072939515e22adb298388d"), true, `${form}/${n}: commandConnection is a secret`);
+      assert.equal(cc.host, n === "direct" ? hosts.cdirect.address : hosts.chidden.address, `${form}/${n}: the address ssh dials (the alias resolved)`);
+      assert.deepEqual([st[`m-${n}`].outputs.host, st[`m-${n}`].outputs.port], [cc.host, 22], `${form}/${n}: plain host and port outputs`);
+      if (n === "behind") assert.equal(cc.proxy.host, hosts.cgate.address, `${form}/${n}: the bastion as its proxy`);
+      // Key material from ~/.ssh never reaches state: with a default identity or an IdentityFile
+      // the connection holds no key, and remote.Command (which reads no ~/.ssh) needs an agent.
+      const given = connections[n];
+      if (!given.privateKeyFile && !given.passwordFile) assert.equal(cc.privateKey, undefined, `${form}/${n}: no key from ~/.ssh in commandConnection`);
+      if (!env.SSH_AUTH_SOCK && !given.privateKeyFile && !given.passwordFile) continue;
+      const saved = process.env.SSH_AUTH_SOCK, savedHome = process.env.HOME;
+      if (env.SSH_AUTH_SOCK) process.env.SSH_AUTH_SOCK = env.SSH_AUTH_SOCK; else delete process.env.SSH_AUTH_SOCK;
+      process.env.HOME = path.join(tmp, "home-empty"); // remote.Command reads no ~/.ssh
+      try {
+        const hop = (c: any): Connection => normalizeConnection({ ...c, sshConfig: false, ...(c.proxy ? { proxy: hop(c.proxy) } : {}) });
+        const conn = hop(cc);
+        const sess = await SshSession.connect(conn, { pin: cc.hostKey });
+        try { assert.equal((await sess.exec("hostname")).stdout.trim(), host, `${form}/${n}: commandConnection reaches the host`); } finally { sess.close(); }
+      } finally {
+        if (saved) process.env.SSH_AUTH_SOCK = saved; else delete process.env.SSH_AUTH_SOCK;
+        process.env.HOME = savedHome;
       }
     }
     const text = fs.readFileSync(s.state, "utf8");

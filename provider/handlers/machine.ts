@@ -3,6 +3,7 @@
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
 import { wired } from "./wire";
+import { commandConnection, CommandConnection } from "../command-connection";
 import { samePath } from "../util/recorded-path";
 import * as fs from "fs";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, portOf, withRecordedProxyKeys } from "../connection";
@@ -63,6 +64,12 @@ export interface MachineInputs {
 
 /** Machine outputs: the inputs plus what the deploy found. */
 export interface MachineOutputs extends MachineInputs {
+  /** Where the host was reached (the ssh config applied): plain outputs, never secret. */
+  host: string;
+  port: number;
+  user: string;
+  /** A ready `remote.Command` connection (a secret: it may hold the private key). */
+  commandConnection: CommandConnection;
   generation: number;
   previousSystemPath: string;
   nixosVersion: string;
@@ -139,7 +146,8 @@ async function updateMachine(id: string, olds: MachineOutputs, news: MachineInpu
   if (!redeploy) {
     // Only connection details or options changed: record them, the host is not touched.
     const { closureManifest: _m, ...rest } = { ...olds, ...news };
-    return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), connection: recordedConnection(news.connection, pin, olds.connection) } };
+    const connection = recordedConnection(news.connection, pin, olds.connection);
+    return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), ...reachedAt(connection) } };
   }
   return { outs: await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest) };
 }
@@ -227,7 +235,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     if (act.armed && armedStep) await confirmOrRollBack(inputs, conn, hostPublicKey, s, armedStep, log);
     const outs: MachineOutputs = {
       ...inputs,
-      connection: pinnedConnection(conn, hostPublicKey, s.proxyHostKeys, s.jumpHostKeys),
+      ...reachedAt(pinnedConnection(conn, hostPublicKey, s.proxyHostKeys, s.jumpHostKeys)),
       generation: act.generation,
       previousSystemPath: act.previousSystemPath,
       nixosVersion: readLocalVersion(inputs.systemPath),
@@ -326,6 +334,12 @@ async function buildOnTarget(s: SshSession, inputs: MachineInputs, drvClosure: C
   if (out !== inputs.systemPath) throw new Error(`Machine ${inputs.name}: build on the host produced ${out}, expected ${inputs.systemPath}`);
   const closure = await readRemoteClosure(s, out);
   return { closureSize: sizeOf(closure), bytesCopied: copied.bytesCopied, manifest: manifestOfClosure(out, closure) };
+}
+
+/** The recorded connection with what a program chains from it: host, port, user, commandConnection. */
+function reachedAt(connection: Connection): Pick<MachineOutputs, "connection" | "host" | "port" | "user" | "commandConnection"> {
+  const commandConn = commandConnection(connection);
+  return { connection, host: commandConn.host, port: commandConn.port, user: commandConn.user, commandConnection: commandConn };
 }
 
 /** `{ [k]: o[k] }` when o has it: never a key with an undefined value. */

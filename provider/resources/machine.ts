@@ -1,6 +1,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionArgs, Connection } from "../connection";
+import type { CommandConnection } from "../command-connection";
 import { evaluateSystem } from "../nix/evaluate";
 import { NixopsNetworkSource } from "../nix/network-expr";
 import { fetchPin, Pin } from "../pins/pin";
@@ -117,6 +118,18 @@ export class Machine extends pulumi.dynamic.Resource {
   declare readonly bytesCopied: pulumi.Output<number>;
   /** Connection with the host key filled in (privateKey stays secret), for chaining other resources. */
   declare readonly connection: pulumi.Output<Connection>;
+  /** The host as the deploy reached it (the ssh config applied): a plain output, e.g. for DNS records. */
+  declare readonly host: pulumi.Output<string>;
+  /** The SSH port the deploy reached. */
+  declare readonly port: pulumi.Output<number>;
+  /** The login user of the deploy. */
+  declare readonly user: pulumi.Output<string>;
+  /**
+   * A ready `@pulumi/command` `remote.Command` connection: the ssh config resolved, the bastion as
+   * its `proxy`, each hop's host key pinned; the private key only when given explicitly (absent
+   * when the agent or ~/.ssh was used). A secret.
+   */
+  declare readonly commandConnection: pulumi.Output<CommandConnection>;
   /** Units the last activation reported failed (exit 4). */
   declare readonly failedUnits: pulumi.Output<string[]>;
   /** The machine's labels (`tags` input); a change is recorded without redeploying. */
@@ -179,11 +192,12 @@ export class Machine extends pulumi.dynamic.Resource {
       tags: args.tags ?? [],
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
+      host: undefined, port: undefined, user: undefined, commandConnection: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
       closureChanges: undefined, closureManifest: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
-    }, opts);
+    }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection"] });
     urn.resolve(this, opts);
     // Keys and channel pins of a Network wait for this: refused machines stop them too.
     this.evaluated = pulumi.all([system, claimed]).apply(([s]) => s);
