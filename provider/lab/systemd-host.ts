@@ -11,6 +11,7 @@ import * as path from "path";
 import { spawn } from "child_process";
 import { run, commandExists } from "../util/run";
 import { packageRoot } from "../util/package-root";
+import { exportNixpkgsLib } from "../nix/nixpkgs-lib";
 import type { HostRecord } from "./lab";
 
 /** How lab hosts boot: systemd as PID 1 (default) or no init at all. */
@@ -47,6 +48,8 @@ export async function systemdRequirements(): Promise<void> {
   }
   if (!fs.existsSync("/lib/systemd/systemd")) throw new Error("systemd lab hosts need systemd (/lib/systemd/systemd) on this machine");
   if (!fs.existsSync(STANDIN_NIXPKGS)) throw new Error(`systemd lab hosts are seeded from the stand-in nixpkgs, missing at ${STANDIN_NIXPKGS}`);
+  // The stand-in runs on the real nixpkgs lib: found (or a clear error) before any host exists.
+  exportNixpkgsLib();
 }
 
 /** Lab units every systemd host has, outside any NixOS generation (in the host's /etc). */

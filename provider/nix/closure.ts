@@ -3,14 +3,13 @@ import { spawn, ChildProcess } from "child_process";
 import { run } from "../util/run";
 import { Logger } from "../util/log";
 import { BuildProgress } from "./build-progress";
+import { nixVersion, parsePathInfo, pathInfoCommand } from "./nix-json";
 
 /** One store path of a closure, in topological order (dependencies first). */
 export interface ClosurePath {
   path: string;
   narSize: number;
 }
-
-const NIX_CMD = ["--extra-experimental-features", "nix-command"];
 
 /**
  * Builds (or finds) the outputs of drvPath; returns the first output path. Progress goes to `log`
@@ -42,9 +41,6 @@ export async function isValidLocally(p: string): Promise<boolean> {
   return (await run(["nix-store", "--check-validity", p], { allowFailure: true })).code === 0;
 }
 
-/** One path as `nix path-info --json` reports it. */
-interface PathInfo { path: string; narSize: number; references?: string[] }
-
 /**
  * The closure of paths with NAR sizes, dependencies before dependents (what `nix-store --import`
  * needs). One `nix path-info --json --recursive` gives paths, sizes and references; the order is
@@ -55,10 +51,15 @@ export async function closureOf(paths: string[]): Promise<ClosurePath[]> {
   // output path under --derivation as its deriver: one call per kind.
   const drvs = paths.filter((p) => p.endsWith(".drv"));
   const outs = paths.filter((p) => !p.endsWith(".drv"));
+  const v = await nixVersion();
   const infos = await Promise.all([[drvs, ["--derivation"]], [outs, []]].filter(([ps]) => ps.length).map(async ([ps, flags]) => {
-    const r = await run(["nix", ...NIX_CMD, "path-info", "--json", "--recursive", ...flags, ...ps], { allowFailure: true });
+    const r = await run(pathInfoCommand(v, ["--recursive", ...flags, ...ps]), { allowFailure: true });
     if (r.code !== 0) throw new Error(`cannot read the closure of ${ps.join(", ")}: ${r.stderr.trim().split("\n").slice(-3).join(" ")}`);
-    return JSON.parse(r.stdout) as PathInfo[];
+    // Any Nix's shape (a list ≤ 2.18, a map since 2.19, …): see nix-json.ts.
+    const got = parsePathInfo(r.stdout);
+    const missing = ps.filter((p) => !p.endsWith(".drv") && !got.some((i) => i.path === p));
+    if (missing.length) throw new Error(`cannot read the closure of ${missing.join(", ")}: not valid in the local store`);
+    return got;
   }));
   const info = new Map(infos.flat().map((i) => [i.path, i]));
   const order: ClosurePath[] = [];

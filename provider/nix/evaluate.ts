@@ -122,10 +122,23 @@ function validateSource(name: string, s: SystemSource): void {
   if (s.flake && !s.flake.includes("#")) throw new Error(`Machine ${name}: flake must be '<flakeref>#<name>', got '${s.flake}'`);
 }
 
-function flakeRef(ref: string): string {
-  // A bare local path is taken as a `path:` flake (all files, no git filtering).
-  if (ref.startsWith("/") || ref.startsWith(".")) return `path:${path.resolve(ref)}`;
-  return ref;
+/**
+ * A local flake as nixos-rebuild (Nix's own parsing of a bare path, flakeref.cc
+ * parsePathFlakeRefWithFragment) evaluates it: in a git work tree, `git+file:` of the work tree's
+ * root (with `?dir=` for a flake below it), so only tracked files reach the store (untracked ones,
+ * secrets included, stay out) and `self.rev` is set for a clean tree; outside git, `path:`.
+ */
+export function flakeRef(ref: string): string {
+  if (!(ref.startsWith("/") || ref.startsWith("."))) return ref;
+  const dir = path.resolve(ref);
+  // `.git` is a directory, or a file in a linked worktree or submodule.
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, ".git"))) {
+      const sub = path.relative(d, dir);
+      return `git+file://${encodeURI(d)}${sub ? `?dir=${encodeURIComponent(sub)}` : ""}`;
+    }
+    if (path.dirname(d) === d) return `path:${dir}`;
+  }
 }
 
 function toplevelExpr(s: SystemSource): string {

@@ -13,23 +13,33 @@
 { config, lib, pkgs, ... }:
 let
   keys = config.deployment.keys;
-  keyPath = name: k: "${k.destDir or "/run/keys"}/${k.name or name}";
 in {
+  # Declared once, as NixOps's nix/keys.nix does (the same sub-options, types and defaults; `name`
+  # added: the file name, the attribute name by default). `text`, `keyFile`, `keyCommand` say where
+  # the deployer reads the content (a NixOps network's files; see nixops/eval-network.nix): none
+  # of them reaches the system, which gets only names, owners and modes.
   options.deployment.keys = lib.mkOption {
     default = { };
-    description = "Deployment keys uploaded by pulumi-nixos (metadata only: the content never enters the Nix store).";
-    type = lib.types.attrsOf (lib.types.submodule ({ name, ... }: {
+    example = { password.text = "foobar"; };
+    description = "The set of keys to be deployed to the machine (uploaded by pulumi-nixos into destDir/name; never into the Nix store).";
+    type = lib.types.attrsOf (lib.types.submodule ({ name, config, ... }: {
       options = {
         name = lib.mkOption { type = lib.types.str; default = name; description = "File name of the key."; };
-        destDir = lib.mkOption { type = lib.types.str; default = "/run/keys"; description = "Directory of the key."; };
+        text = lib.mkOption { type = lib.types.nullOr lib.types.str; default = null; description = "The key's content (in a NixOps network: literal text or a builtins.extraBuiltins reference)."; };
+        keyFile = lib.mkOption { type = lib.types.nullOr lib.types.path; default = null; apply = v: if v == null then null else toString v; description = "A file on the deployer's machine holding the content (its path only: never copied into the store)."; };
+        keyCommand = lib.mkOption { type = lib.types.nullOr (lib.types.listOf lib.types.str); default = null; description = "A command run on the deployer's machine; its stdout is the content."; };
+        destDir = lib.mkOption { type = lib.types.path; default = "/run/keys"; description = "Directory of the key."; };
+        path = lib.mkOption { type = lib.types.path; default = "${config.destDir}/${config.name}"; readOnly = true; internal = true; description = "The key's path: destDir + / + name."; };
         user = lib.mkOption { type = lib.types.str; default = "root"; description = "Owner of the key file."; };
         group = lib.mkOption { type = lib.types.str; default = "root"; description = "Group of the key file."; };
-        permissions = lib.mkOption { type = lib.types.str; default = "0600"; description = "Mode of the key file."; };
+        permissions = lib.mkOption { type = lib.types.str; default = "0600"; example = "0640"; description = "Mode of the key file (chmod's format)."; };
       };
     }));
   };
 
   config = {
+    # NixOS declares the keys group (gid 96, nixos/modules/config/users-groups.nix); defining it
+    # here too merges (and keeps the module usable on its own).
     users.groups.keys = { };
 
     # /run/keys lives in RAM: a ramfs, so keys are never swapped out or left on disk.
@@ -43,32 +53,32 @@ in {
     '';
 
     # <name>-key.service is active while the key file exists (NixOps semantics).
-    systemd.services = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name or name}-key" {
-      description = "pulumi-nixos deployment key ${k.name or name}";
+    systemd.services = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name}-key" {
+      description = "pulumi-nixos deployment key ${k.name}";
       wantedBy = [ "keys.target" ];
       path = [ pkgs.inotify-tools ];
       serviceConfig = { TimeoutStartSec = "infinity"; Restart = "always"; RestartSec = "100ms"; };
       preStart = ''
         # Wait until the key appears.
-        (while read f; do if [ "$f" = "${k.name or name}" ]; then break; fi; done \
-          < <(inotifywait -qm --format '%f' -e create,move ${k.destDir or "/run/keys"})) &
-        if [[ -e "${keyPath name k}" ]]; then kill %1; exit 0; fi
+        (while read f; do if [ "$f" = "${k.name}" ]; then break; fi; done \
+          < <(inotifywait -qm --format '%f' -e create,move ${k.destDir})) &
+        if [[ -e "${k.path}" ]]; then kill %1; exit 0; fi
         wait %1
       '';
       script = ''
         # Stay active until the key is deleted.
-        inotifywait -qq -e delete_self "${keyPath name k}" &
-        if [[ ! -e "${keyPath name k}" ]]; then echo 'key ${k.name or name} is gone'; kill %1; exit 0; fi
+        inotifywait -qq -e delete_self "${k.path}" &
+        if [[ ! -e "${k.path}" ]]; then echo 'key ${k.name} is gone'; kill %1; exit 0; fi
         wait %1
       '';
     }) keys;
 
     # As NixOps: a path unit starts <name>-key.service as soon as the key file appears.
-    systemd.paths = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name or name}-key" {
+    systemd.paths = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name}-key" {
       wantedBy = [ "paths.target" ];
-      pathConfig = { PathExists = keyPath name k; };
+      pathConfig = { PathExists = k.path; };
     }) keys;
 
-    systemd.targets.keys = { description = "pulumi-nixos deployment keys"; };
+    # keys.target itself is NixOS's ("Security Keys", nixos/modules/system/boot/systemd.nix).
   };
 }

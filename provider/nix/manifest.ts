@@ -9,6 +9,7 @@ import * as fs from "fs";
 import { run } from "../util/run";
 import { ClosurePath, closureOf } from "./closure";
 import { parseStoreName } from "./names";
+import { derivationShowCommand, nixVersion, parseDerivations, parsePathInfo, pathInfoCommand } from "./nix-json";
 
 /** The recorded manifest (plain JSON, stored in state). */
 export interface ClosureManifest {
@@ -80,9 +81,6 @@ export async function localManifest(system: string): Promise<ClosureManifest> {
   return manifestOf(system, await closureOf([system]), true);
 }
 
-/** One path as `nix path-info --json` reports it. */
-interface PathInfo { path: string; narSize: number; references?: string[] }
-
 /**
  * Exact manifests of those `systems` that are valid in the local store, in one
  * `nix path-info --json --recursive` (each closure walked from the references); a system that is
@@ -93,13 +91,14 @@ export async function localManifests(systems: string[]): Promise<Map<string, Clo
   // Not on disk: certainly not valid (no process spent on asking the store).
   systems = systems.filter((p) => fs.existsSync(p));
   if (!systems.length) return out;
-  const r = await run(["nix", "--extra-experimental-features", "nix-command", "path-info", "--json", "--recursive", ...systems], { allowFailure: true, timeoutMs: 120_000 });
+  const r = await run(pathInfoCommand(await nixVersion(), ["--recursive", ...systems]), { allowFailure: true, timeoutMs: 120_000 });
   if (r.code !== 0) {
     if (systems.length > 1) for (const s of systems) for (const [k, v] of await localManifests([s])) out.set(k, v);
     return out;
   }
-  const info = new Map((JSON.parse(r.stdout) as PathInfo[]).map((i) => [i.path, i]));
-  for (const sys of systems) {
+  // Any Nix's shape (a list ≤ 2.18, a map since 2.19, …): see nix-json.ts.
+  const info = new Map(parsePathInfo(r.stdout).map((i) => [i.path, i]));
+  for (const sys of systems.filter((s) => info.has(s))) {
     const seen = new Set([sys]);
     const todo = [sys];
     while (todo.length) for (const ref of info.get(todo.pop()!)?.references ?? []) if (!seen.has(ref)) { seen.add(ref); todo.push(ref); }
@@ -122,23 +121,24 @@ export interface ApproximateManifest {
 
 /**
  * The approximate manifest of `system` from its derivation closure (what `nix-store -qR <drvPath>`
- * lists), read in one `nix show-derivation --recursive`: the outputs of every derivation (their
+ * lists), read in one `nix derivation show --recursive` (`nix show-derivation` before Nix 2.15): the outputs of every derivation (their
  * paths are known before building) and the sources. A superset of the runtime closure:
  * build-time-only inputs are listed too.
  */
 export async function derivationManifest(system: string, drvPath: string): Promise<ApproximateManifest> {
-  const r = await run(["nix", "--extra-experimental-features", "nix-command", "show-derivation", "--recursive", drvPath], { timeoutMs: 120_000 });
-  const drvs = JSON.parse(r.stdout) as Record<string, { outputs: Record<string, { path?: string }>; inputSrcs?: string[]; inputDrvs?: Record<string, string[]> }>;
+  const r = await run(derivationShowCommand(await nixVersion(), ["--recursive", drvPath]), { timeoutMs: 120_000 });
+  // Full paths or basenames (2.32), inputs flat or nested (2.33): see nix-json.ts.
+  const drvs = parseDerivations(r.stdout);
   const paths = new Set<string>();
-  for (const d of Object.values(drvs)) {
-    for (const o of Object.values(d.outputs ?? {})) if (o.path) paths.add(o.path);
-    for (const src of d.inputSrcs ?? []) paths.add(src);
+  for (const d of drvs.values()) {
+    for (const o of Object.values(d.outputs)) if (o) paths.add(o);
+    for (const src of d.inputSrcs) paths.add(src);
   }
   // NixOS puts systemPackages in a `system-path` env: its inputs are what the operator selected.
   const direct = new Set<string>();
-  for (const [p, d] of Object.entries(drvs)) {
+  for (const [p, d] of drvs) {
     if (p !== drvPath && parseStoreName(p).name !== "system-path") continue;
-    for (const input of Object.keys(d.inputDrvs ?? {})) direct.add(parseStoreName(input).name);
+    for (const input of d.inputDrvs) direct.add(parseStoreName(input).name);
   }
   return { manifest: manifestOf(system, [...paths].map((path) => ({ path })), false), direct };
 }

@@ -3,6 +3,7 @@
  * server for pins, and a stack config that points an example program at them.
  */
 import * as fs from "fs";
+import { randomBytes } from "crypto";
 import * as path from "path";
 import YAML from "yaml";
 import { Lab } from "../../provider/lab/lab";
@@ -11,11 +12,17 @@ import { startChannelServer, ChannelServer } from "../channels/server";
 import { StackRef } from "../helpers/engine";
 import { ROOT } from "../helpers/env";
 
+/**
+ * Unique to this run: the tests search the whole store for these values, and the store holds
+ * copies of this repository's tracked files (a flake in a git work tree is copied whole, as
+ * nixos-rebuild copies it), so a literal here would be found in them; a leak is this run's.
+ */
+const RUN = randomBytes(6).toString("hex");
 /** Secrets of the seed's Vault, as the test Vault serves them. */
 export const THEDRONEELY_SECRETS = {
-  cockpit_api_token: "cockpit-token-from-vault",
-  pgsql_database_password: "pgsql-password-from-vault",
-  ssh_known_hosts: "heron.local ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKnownHost",
+  cockpit_api_token: `cockpit-token-from-vault-${RUN}`,
+  pgsql_database_password: `pgsql-password-from-vault-${RUN}`,
+  ssh_known_hosts: `heron.local ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKnownHost run-${RUN}`,
 };
 
 /** Everything a bed runs; stop() ends it all. */

@@ -6,8 +6,14 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { packageRoot } from "../../provider/util/package-root";
+import { exportNixpkgsLib } from "../../provider/nix/nixpkgs-lib";
 
 process.env.NIX_CONFIG = "substituters =\nexperimental-features = nix-command flakes";
+// The stand-in nixpkgs runs on the real nixpkgs lib ($PULUMI_NIXOS_NIXPKGS_LIB, else
+// <root>/../shared/nixpkgs-lib/lib, else NIX_PATH's): found once, or every test fails saying how to
+// provide it; exported so that store copies of the stand-in (channel tarballs, flakes, clones and
+// packed copies of the project) evaluate with it too.
+exportNixpkgsLib();
 process.env.PULUMI_CONFIG_PASSPHRASE ??= "pulumi-nixos-tests";
 // The SDK's runner type-checks TypeScript programs (~5 s a run here); `npm run build` already
 // type-checks stacks/ and examples/, so test runs transpile only, as the SDK allows. One test

@@ -63,7 +63,7 @@ let
   reserved = [ "network" "defaults" "resources" "require" "nixpkgs" "_file" ];
   machineNames = attrNames (removeAttrs network reserved);
   lib = (import <nixpkgs> { inherit system; }).lib;
-  low = v: if lib ? mkOverride then lib.mkOverride 900 v else v;
+  low = lib.mkOverride 900;
   defaults = map loadModule (network.defaults or [ ]);
   evalConfig = import <nixpkgs/nixos/lib/eval-config.nix>;
 
@@ -71,7 +71,6 @@ let
     inherit name;
     value = evalConfig {
       inherit system;
-      # Ours first: in NixOS priorities decide; in a module system without them, later wins.
       modules = [
         { key = "pulumi-nixos-nixops"; networking.hostName = low name; deployment = { name = deploymentName; arguments = args; inherit uuid; }; }
         ./deployment.nix
@@ -86,27 +85,16 @@ let
 
   resources = { machines = mapAttrs (n: v: v.config) nodes; sshKeyPairs = { }; commandOutput = { }; };
 
+  # Every field is declared (keys.nix, deployment.nix), with NixOps's defaults.
   keyInfo = name: k: {
-    name = k.name or name;
-    text = k.text or null;
-    # toString: the file's path, never copied into the store.
-    keyFile = if (k.keyFile or null) == null then null else toString k.keyFile;
-    keyCommand = k.keyCommand or null;
-    user = k.user or "root";
-    group = k.group or "root";
-    permissions = k.permissions or "0600";
-    destDir = toString (k.destDir or "/run/keys");
+    inherit (k) name text keyCommand user group permissions;
+    # keyFile: its path (keys.nix applies toString), never copied into the store.
+    inherit (k) keyFile;
+    destDir = toString k.destDir;
   };
-  machineInfo = name: node: let d = node.config.deployment or { }; in {
-    targetEnv = d.targetEnv or "none";
-    targetHost = d.targetHost or name;
-    targetPort = d.targetPort or 22;
-    targetUser = d.targetUser or "root";
-    hasFastConnection = d.hasFastConnection or false;
-    alwaysActivate = d.alwaysActivate or true;
-    tags = d.tags or [ ];
-    sshOptions = d.sshOptions or [ ];
-    keys = mapAttrs keyInfo (d.keys or { });
+  machineInfo = name: node: let d = node.config.deployment; in {
+    inherit (d) targetEnv targetHost targetPort targetUser hasFastConnection alwaysActivate tags sshOptions;
+    keys = mapAttrs keyInfo d.keys;
     # Every deployment.* name the machine has, so unsupported ones are named, not ignored.
     options = attrNames d;
   };
