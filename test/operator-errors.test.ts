@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, StackRef } from "./helpers/engine";
+import { stackConfigProblems } from "../provider/stack-config";
 
 const tmp = tempDir("operator-errors");
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -50,4 +51,16 @@ describe("operator errors: refused before anything runs, named", () => {
     const r = await engine("preview", stack("inline-key2", { web: { host: "10.9.0.7", keys: { k: { destDir: "relative" } } } }));
     failsWith(r, /Machine web keys\.k: destDir 'relative' must be an absolute, normalized path/, "bad destDir");
   });
+
+  test("stack config: unknown keys named with did-you-mean, a missing or doubled network said plainly", () => {
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:netwrok", "pulumi-nixos:sshPrivateKeyFile", "aws:region"]), [
+      "pulumi-nixos:netwrok: not a setting of pulumi-nixos (did you mean 'network'?)",
+      "no network in the stack config: set pulumi-nixos:network (a description), pulumi-nixos:networkFile (a YAML file), pulumi-nixos:networkNix (NixOps's network files) or pulumi-nixos:machines (see `pulumi-nixos import-nixops` for a NixOps deployment)",
+    ]);
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:network", "pulumi-nixos:sshPrivateKey.heron", "pulumi-nixos:vaultTokn"]), ["pulumi-nixos:vaultTokn: not a setting of pulumi-nixos (did you mean 'vaultToken'?)"]);
+    assert.match(stackConfigProblems(["pulumi-nixos:networkNix", "pulumi-nixos:networkFile"])[0], /gives the network 2 ways .*keep one/);
+    // A key's `config:` source in a project itself named pulumi-nixos lives in our namespace.
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:machines", "pulumi-nixos:dbPassword"], ["dbPassword"]), []);
+  });
 });
+

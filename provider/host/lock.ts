@@ -261,6 +261,6 @@ export async function breakLock(s: SshSession, opts: { force?: boolean } = {}): 
 }
 
 /** A Machine deploy: held from the first command to the activation, whose script releases it. */
-export const deployLock = (machine: string): LockRequest => ({ machine, op: "deploy", releaseWith: (script) => script.includes("/bin/switch-to-configuration") });
+export const deployLock = (machine: string, stack?: string): LockRequest => ({ machine, op: "deploy", ...(stack ? { stack } : {}), releaseWith: (script) => script.includes("/bin/switch-to-configuration") });
 /** A one-command change (a key upload or removal, a channel restore): that command releases it. */
-export const oneCommandLock = (machine: string, op: string): LockRequest => ({ machine, op, releaseWith: () => true });
+export const oneCommandLock = (machine: string, op: string, stack?: string): LockRequest => ({ machine, op, ...(stack ? { stack } : {}), releaseWith: () => true });
