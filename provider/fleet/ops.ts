@@ -5,7 +5,9 @@ import { portOf } from "../connection";
 import { applySshConfig } from "../ssh/ssh-config";
 import { SshSession } from "../ssh/session";
 import { readFacts } from "../host/facts";
-import { SYSTEM_PROFILE } from "../host/activate";
+import { SYSTEM_PROFILE, switchFunction } from "../host/activate";
+import { STATE_DIR } from "../host/rollback";
+import { parseKeyValues } from "../util/key-values";
 import { sendKeys } from "../handlers/key";
 import type { KeyInputs } from "../handlers/key";
 import { HostLockedError, withHostLock } from "../host/lock";
@@ -98,14 +100,32 @@ export async function listGenerations(m: FleetMachine): Promise<Generation[]> {
   });
 }
 
-/** Switches to the previous (or given) generation; returns the system now running. */
+/** Seconds a `rollback`'s switch may take (then its unit is stopped). */
+const ROLLBACK_SWITCH_SEC = 300;
+
+/**
+ * Switches to the previous (or given) generation; returns the system now running. The switch
+ * runs as a deploy's does (activate.ts's run_switch: in a transient unit where the host runs
+ * systemd), so a generation whose switch restarts sshd cannot kill it half-way (nixpkgs#39118);
+ * its output goes to the log, its exit code is reported.
+ */
 export async function rollback(m: FleetMachine, generation?: number): Promise<{ generation: number; system: string }> {
   return withLockedSession(m, "rollback", () => true, async (s) => {
     const sw = generation ? `--switch-generation ${Number(generation)}` : "--rollback";
-    const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch >/dev/null && readlink ${SYSTEM_PROFILE} && readlink -f /run/current-system`,
-      { privileged: true, what: "rollback" });
-    const [link, system] = r.stdout.trim().split("\n");
-    return { generation: Number(/system-(\d+)-link/.exec(link)?.[1]), system };
+    const r = await s.exec([
+      switchFunction(ROLLBACK_SWITCH_SEC),
+      `nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null || exit 90`,
+      `run_switch "$(readlink -f ${SYSTEM_PROFILE})" switch rollback-$$ >&2; rm -f ${STATE_DIR}/switch-rollback-$$.rc`,
+      `echo "rc=$rc"; echo "link=$(readlink ${SYSTEM_PROFILE})"; echo "system=$(readlink -f /run/current-system)"`,
+    ].join("\n"), { privileged: true, what: "rollback", timeoutMs: (ROLLBACK_SWITCH_SEC + 60) * 1000 });
+    const f = parseKeyValues(r.stdout);
+    const gen = Number(/system-(\d+)-link/.exec(f.link ?? "")?.[1]);
+    if (f.rc !== "0") {
+      const tail = r.stderr.trim().split("\n").slice(-3).join(" | ");
+      throw new Error(`${m.name}: rollback: the system profile is now generation ${gen}, but its switch-to-configuration switch exited ${f.rc}` +
+        `${f.rc === "124" ? ` (timed out after ${ROLLBACK_SWITCH_SEC} s)` : ""}; the host runs ${f.system || "no system"}. Last output: ${tail}`);
+    }
+    return { generation: gen, system: f.system ?? "" };
   });
 }
 
