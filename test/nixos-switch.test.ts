@@ -11,6 +11,7 @@ import { buildSystem, copyToHost, switchTo } from "./helpers/standin";
 import { SshSession } from "../provider/ssh/session";
 import { activate } from "../provider/host/activate";
 import { rollback } from "../provider/fleet/ops";
+import { run } from "../provider/util/run";
 import type { Connection } from "../provider/connection";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
@@ -109,6 +110,27 @@ describe("switch-to-configuration on NixOS-like hosts", { skip }, () => {
     assert.equal(await current(), before);
     assert.equal(await generation(), gen);
     assert.equal(lab.bootDefault("host1"), before, "the boot default is the running system");
+  });
+
+  test("exit 1 after \"activating the configuration...\" (ng's internal errors) counts as activated: the previous generation is re-activated", async () => {
+    const before = await current();
+    const gen = await generation();
+    // A toplevel whose switch fails as ng does on an internal error once it has started activating.
+    const drv = `derivation { name = "nixos-system-nx-ng-internal-error"; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin";
+      args = [ "-c" "mkdir -p $out/bin && printf '#!/bin/sh\\necho activating the configuration... >&2\\necho Failed to reset failed units >&2\\nexit 1\\n' > $out/bin/switch-to-configuration && chmod +x $out/bin/switch-to-configuration" ]; }`;
+    const sys = (await run(["nix-build", "--no-out-link", "-E", drv])).stdout.trim();
+    await copyToHost(lab, "host1", sys);
+    const ssh = await SshSession.connect(conn, { pin: h.hostPublicKey, timeoutMs: 10_000 });
+    try {
+      const r = await activate(ssh, sys, "switch", { timeoutSec: 60 });
+      assert.equal(r.exitCode, 1, r.tail.join("\n"));
+      assert.deepEqual(r.reactivated, { generation: gen, system: before, rc: 0 }, "re-activated with switch");
+    } finally {
+      ssh.close();
+    }
+    assert.equal(await current(), before);
+    assert.equal(await generation(), gen);
+    assert.equal(lab.bootDefault("host1"), before);
   });
 
   test("progress on stderr; a closed stderr ends the stand-in with 101 as ng's panic; the lock gives 11", async () => {
