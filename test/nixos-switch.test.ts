@@ -101,6 +101,7 @@ describe("switch-to-configuration on NixOS-like hosts", { skip }, () => {
       const r = await activate(ssh, sys, "switch", { timeoutSec: 60 });
       assert.equal(r.exitCode, 2, r.tail.join("\n"));
       assert.ok(r.tail.includes("This is not a NixOS installation!"), r.tail.join("\n"));
+      assert.equal(r.activated, false);
       assert.equal(r.reactivated, undefined, "nothing was activated: nothing to re-activate");
       assert.equal(r.rolledBackTo, gen);
     } finally {
@@ -124,6 +125,7 @@ describe("switch-to-configuration on NixOS-like hosts", { skip }, () => {
     try {
       const r = await activate(ssh, sys, "switch", { timeoutSec: 60 });
       assert.equal(r.exitCode, 1, r.tail.join("\n"));
+      assert.equal(r.activated, true);
       assert.deepEqual(r.reactivated, { generation: gen, system: before, rc: 0 }, "re-activated with switch");
     } finally {
       ssh.close();

@@ -20,6 +20,8 @@ export interface ActivationResult {
   missing: string[];
   /** switch-to-configuration's exit code: 0 ok, 4 some units failed, other = failure. */
   exitCode: number;
+  /** Whether the switch got as far as running `activate` (it printed "activating the configuration..."). */
+  activated?: boolean;
   /** The system that ran before. */
   previousSystemPath: string;
   /** Generation of the system profile after the step. */
@@ -256,6 +258,7 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
       return {
         missing,
         exitCode: Number(fields.rc),
+        activated: fields.activated === "1",
         previousSystemPath: fields.prev ?? "",
         generation: Number(fields.gen) || 0,
         failedUnits,
