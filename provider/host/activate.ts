@@ -118,7 +118,8 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `  case "$st" in active|activating|deactivating|reloading) echo "${MARK} busy=$(systemctl show -p ExecMainStartTimestamp --value ${SWITCH_UNIT}.service)"; exit 0 ;; esac`,
     // Another deploy awaits its confirmation (or rolls back): its rollback must not hit our switch.
     `  rb=$(systemctl list-units --all --plain --no-legend --no-pager '${ROLLBACK_PREFIX}*' 2>/dev/null | awk '$3 == "active" || $3 == "activating" { print $1; exit }')`,
-    `  if [ -n "$rb" ]; then echo "${MARK} armedbusy=$rb"; exit 0; fi`,
+    // Until when: the earliest of its timers (list-timers' JSON gives realtime µs; empty while it rolls back).
+    `  if [ -n "$rb" ]; then echo "${MARK} armedbusy=$rb until=$(systemctl list-timers --all -o json '${ROLLBACK_PREFIX}*' 2>/dev/null | grep -o '"next":[0-9]*' | cut -d: -f2 | grep -v '^0$' | sort -n | head -1)"; exit 0; fi`,
     `fi`,
     switchFunction(timeoutSec),
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
@@ -250,8 +251,11 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
           `(systemctl status ${SWITCH_UNIT}), then run again: refresh shows what the host runs.`);
       }
       if (fields.armedbusy !== undefined) {
-        throw new Error(`${label}: another deploy there awaits its confirmation or rolls back (${fields.armedbusy}); nothing was changed. ` +
-          "Run again once it is over: refresh shows what the host runs.");
+        const [unit, until] = fields.armedbusy.split(" until=");
+        const at = Number(until) > 0 ? new Date(Number(until) / 1000) : undefined;
+        const when = at ? ` until ${at.toISOString().slice(11, 19)} UTC (${Math.max(0, Math.round((at.getTime() - Date.now()) / 1000))} s from now), then it rolls back unless confirmed` : ": it is rolling back now";
+        throw new Error(`${label}: another deploy there awaits its confirmation${when} (${unit}); nothing was changed. ` +
+          `Run again ${at ? `after ${at.toISOString().slice(11, 19)} UTC` : "in a few seconds"}: refresh shows what the host runs.`);
       }
       if (fields.armfailed !== undefined) throw new Error(`${label}: could not arm the magic rollback (systemd-run --on-active failed); nothing was activated`);
       if (fields.rc === undefined) throw new Error(`activation on ${label} ended without a result`);

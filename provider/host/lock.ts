@@ -87,7 +87,8 @@ export function describeHolder(h: LockHolder, hostNow: number, where: string): {
   // A holder from this very machine whose process is gone: say so (the host may still be running
   // what it started, e.g. an activation, so the lock is not broken by itself).
   const gone = h.user === identity().user && !pidAlive(h.pid)
-    ? `; pid ${h.pid} no longer runs on this machine: once nothing runs on ${where} for it, \`pulumi-nixos unlock ${h.machine} --stack ${h.stack} --force\` (or wait ${h.expires - hostNow} s for the lock to expire)`
+    ? `; pid ${h.pid} no longer runs on this machine: the lock expires at ${clock(h.expires)} (${h.expires - hostNow} s; what it started, e.g. an activation, may still run on ${where}), ` +
+      `then run again; or, once you know nothing runs there for it, \`pulumi-nixos unlock ${h.machine} --stack ${h.stack} --force\``
     : "";
   return { expired: false, message: `${h.machine} is being deployed by ${who}; ${where} is locked until it finishes${gone}` };
 }
