@@ -3,6 +3,7 @@ import { ConnectionArgs } from "../connection";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
 import { checkArgs } from "../schema";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 const channelProvider = runtimeProvider("channel");
 
@@ -16,6 +17,11 @@ export interface ChannelPinArgs {
   sha256: pulumi.Input<string>;
   /** Channel name (default `nixos`). */
   channel?: pulumi.Input<string>;
+  /**
+   * How logs, errors and `pulumi-nixos targets` name the pin (default: the resource name). A
+   * {@link Network} names its pins `<network>-<machine>-channel` and labels them `<machine>/channel`.
+   */
+  label?: string;
 }
 
 /**
@@ -38,12 +44,12 @@ export class ChannelPin extends pulumi.dynamic.Resource {
     checkArgs("ChannelPin", name, args);
     super(channelProvider, name, {
       kind: "channelPin",
-      resource: name,
+      resource: args.label ?? name,
       connection: connectionInputs(args.connection),
       url: args.url,
       sha256: args.sha256,
       channel: args.channel ?? "nixos",
       storePath: undefined, nixpkgsVersion: undefined, previousUrl: undefined,
-    }, opts);
+    }, withOldTypeAlias(opts), TYPE_MODULE, "ChannelPin");
   }
 }

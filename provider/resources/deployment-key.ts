@@ -7,6 +7,7 @@ import { getSecretConfig } from "../util/secret-config";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
 import { checkArgs } from "../schema";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 const keyProvider = runtimeProvider("key");
 
@@ -22,6 +23,11 @@ export interface DeploymentKeyArgs extends KeyPlacement {
   command?: string[];
   /** A field of a Vault KV secret (VAULT_ADDR / VAULT_TOKEN, or stack config pulumi-nixos:vaultAddr / vaultToken). */
   vault?: VaultRef;
+  /**
+   * How logs, errors and `pulumi-nixos targets` name the key (default: the resource name). A
+   * {@link Network} names its keys `<network>-<machine>-<key>` and labels them `<machine>/<key>`.
+   */
+  label?: string;
 }
 
 /**
@@ -43,6 +49,7 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
   constructor(resourceName: string, args: DeploymentKeyArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
     checkArgs("DeploymentKey", resourceName, args);
+    const label = args.label ?? resourceName;
     const spec = {
       name: args.name ?? resourceName,
       destDir: args.destDir ?? "/run/keys",
@@ -51,26 +58,26 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
       permissions: args.permissions ?? "0600",
     };
     // Bad input fails the program before anything reaches a host.
-    const problems = keySpecProblems(resourceName, spec);
+    const problems = keySpecProblems(label, spec);
     if (problems.length) throw new Error(problems.map((p) => p.reason).join("; "));
     const source: KeySource = { text: args.text as string | undefined, file: args.file, command: args.command, vault: args.vault };
-    const kind = sourceKind(resourceName, source);
+    const kind = sourceKind(label, source);
     const config = new pulumi.Config("pulumi-nixos");
     const vaultToken = getSecretConfig(config, "vaultToken", "the Vault token");
     const content: pulumi.Output<string> = kind === "text"
       ? pulumi.secret(args.text!)
       : pulumi.secret(pulumi.all([config.get("vaultAddr"), vaultToken]).apply(([addr, token]) =>
-        readKeySource(resourceName, source, { addr, token })));
+        readKeySource(label, source, { addr, token })));
     super(keyProvider, resourceName, {
       kind: "deploymentKey",
-      resource: resourceName,
+      resource: label,
       connection: connectionInputs(args.connection),
       content,
       ...spec,
       uploadAt: args.uploadAt ?? "pre-activation",
       path: undefined,
       digest: undefined,
-    }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] });
+    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] }), TYPE_MODULE, "DeploymentKey");
   }
 }
 

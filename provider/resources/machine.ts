@@ -10,6 +10,7 @@ import type { HealthCheck } from "../host/health";
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
 import { checkArgs } from "../schema";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
 export interface MachineArgs {
@@ -84,6 +85,12 @@ export interface MachineArgs {
    * read from the derivations (default: stack config `pulumi-nixos:previewBuild`, else false).
    */
   previewBuild?: pulumi.Input<boolean>;
+  /**
+   * The machine's own name (default: the resource name): the deployment's id, its lock on the host,
+   * log lines, the NixOps machine of `nixopsNetwork`, and what `pulumi-nixos` commands select with
+   * --include. A {@link Network} names its Machines `<network>-<machine>` and sets this to `<machine>`.
+   */
+  machineName?: string;
 }
 
 /**
@@ -130,9 +137,10 @@ export class Machine extends pulumi.dynamic.Resource {
    */
   readonly evaluated: pulumi.Output<{ outPath: string; drvPath: string }>;
 
-  constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
+  constructor(resourceName: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
-    checkArgs("Machine", name, args);
+    checkArgs("Machine", resourceName, args);
+    const name = args.machineName ?? resourceName;
     const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
       async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
         const modules = configuration || imports?.length || args.nixopsNetwork;
@@ -147,7 +155,7 @@ export class Machine extends pulumi.dynamic.Resource {
         if (args.nixopsNetwork) return evaluateSystem(name, { nixops: { ...args.nixopsNetwork, machine: name }, nixPath: np });
         return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
       });
-    super(machineProvider, name, {
+    super(machineProvider, resourceName, {
       kind: "machine",
       name,
       connection: connectionInputs(args.connection),
@@ -172,7 +180,7 @@ export class Machine extends pulumi.dynamic.Resource {
       closureChanges: undefined, closureManifest: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
-    }, opts);
+    }, withOldTypeAlias(opts), TYPE_MODULE, "Machine");
     this.evaluated = system;
   }
 }

@@ -67,3 +67,13 @@ function runKeyCommand(keyName: string, argv: string[]): Promise<string> {
     });
   });
 }
+
+/**
+ * A key's `config:` source in a network description, as the config key it names: `ns:name` as
+ * written; a bare `name` is in the project's namespace (`namespace` undefined), where
+ * `pulumi config set --secret name` stores it, whatever the project is called.
+ */
+export function configSecretRef(ref: string): { namespace?: string; key: string } {
+  const i = ref.indexOf(":");
+  return i < 0 ? { key: ref } : { namespace: ref.slice(0, i), key: ref.slice(i + 1) };
+}
