@@ -224,7 +224,7 @@ describe("a user's own project with the package's stack program", { skip }, () =
     assert.equal(tsc.code, 0, tsc.stdout + tsc.stderr);
     // Its stack program (stacks/index.ts then), in a user's project, reaching the old package by name.
     const oldProgram = (await run(["git", "-C", ROOT, "show", `${base}:stacks/index.ts`])).stdout
-      .replace(`from "../provider/util/secret-config"`, `from "pulumi-nixos/dist/provider/util/secret-config"`).replace(`from "../provider"`, `from "pulumi-nixos"`);
+      .replace(`from "../provider/util/secret-config"`, `from "pulumi-nixos/dist/provider/util/secret-config.js"`).replace(`from "../provider"`, `from "pulumi-nixos"`);
     const prog = path.join(tmp, "upgraded");
     fs.mkdirSync(prog);
     linkNodeModules(prog, old);

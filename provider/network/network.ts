@@ -56,8 +56,11 @@ export interface NetworkArgs {
 
 /**
  * A NixOps network as Pulumi resources: a Machine per machine, a DeploymentKey per key (pre-activation
- * keys before the machine, post-activation keys after it) and a ChannelPin per pinned machine.
- * One stack = one deployment.
+ * keys before the machine, post-activation keys after it) and a ChannelPin per pinned machine,
+ * named `<name>-<machine>`, `<name>-<machine>-<key>`, `<name>-<machine>-channel` (so two networks
+ * never collide), aliased to the names they had before (`<machine>`, `<machine>/<key>`).
+ * The package's settings (`sshConfig`, `hostKeyPolicy`, `vaultAddr`, `vaultToken`) are read from
+ * `pulumi-nixos:` stack config whatever the project is called. One stack = one deployment.
  */
 export class Network extends pulumi.ComponentResource {
   /** Machines by name. */
