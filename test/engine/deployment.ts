@@ -59,6 +59,12 @@ export class Deployment implements MonitorHost {
   /** URNs the program registered, in order (the new state's order). */
   readonly registered: string[] = [];
   private readonly registeredSet = new Set<string>();
+  /**
+   * Old URNs a registration claimed through an alias: not deletes, also in a preview, where the old
+   * entry keeps its URN (step_generator.go: getOldResource records sg.aliased; GenerateDeletes skips
+   * what isOperatedOn finds operated on under its new URN).
+   */
+  private readonly aliasedOld = new Set<string>();
   /** New resources not created because they were not targeted (step_generator's skippedCreates). */
   private readonly skippedCreates = new Set<string>();
   private readonly limit: Semaphore;
@@ -249,7 +255,7 @@ export class Deployment implements MonitorHost {
     if (direct) return direct;
     for (const a of r.aliasURNs) {
       const old = this.state.get(a);
-      if (old && !this.registeredSet.has(a)) return old;
+      if (old && !this.registeredSet.has(a)) { this.aliasedOld.add(a); return old; }
     }
     return undefined;
   }
@@ -487,7 +493,7 @@ export class Deployment implements MonitorHost {
 
   /** After the program: resources it no longer declares and replaced ones waiting in the state (GenerateDeletes). */
   async deleteUndeclared(): Promise<void> {
-    await this.deleteTargeted(this.state.all().filter((r) => r.delete || !this.registeredSet.has(r.urn)));
+    await this.deleteTargeted(this.state.all().filter((r) => r.delete || (!this.registeredSet.has(r.urn) && !this.aliasedOld.has(r.urn))));
   }
 
   /** `pulumi destroy` (the program does not run): every resource, or the targets (see deleteTargeted). */
