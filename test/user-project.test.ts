@@ -264,6 +264,29 @@ describe("a user's own project with the package's stack program", { skip }, () =
     assert.equal((await lab.exec("talon", ["sh", "-c", "test -e /run/keys/db && echo present || echo gone"])).stdout.trim(), "gone");
   });
 
+  test("two Networks with the same machine, and a key named channel beside the pin, preview side by side", async () => {
+    const prog = project(path.join(tmp, "two-networks"), "two-networks", installed, `import * as pulumi from "@pulumi/pulumi";
+import { Network } from "pulumi-nixos";
+
+const config = new pulumi.Config();
+for (const name of ["blue", "green"]) {
+  new Network(name, { baseDir: __dirname, network: { pins: { p: config.requireObject("pin") }, machines: {
+    db: { targetHost: config.require("host"), configuration: "./db.nix", pin: "p", keys: { channel: { text: \`\${name} channel key\\n\` } } },
+  } } });
+}
+`);
+    fs.writeFileSync(path.join(prog, "db.nix"), nixConfig("db"));
+    const c = channels.channels["24.05.7376"];
+    const s: StackRef = { cwd: prog, stack: "t", state: path.join(prog, "t.state.json") };
+    writeConfig(s, { "two-networks:host": hosts.heron.address, "two-networks:pin": { url: c.url, sha256: c.sha256 } });
+    const pv = await engine("preview", s);
+    expectExit(pv, 0, "preview");
+    for (const n of ["blue", "green"]) {
+      for (const [t, r] of [[M, `${n}-db`], [K, `${n}-db-channel`], [C, `${n}-db-channel`]]) assert.match(pv.stdout, new RegExp(`\\+\\s+${t.replace(/\//g, "\\/")} ${r} create`));
+    }
+    assert.match(pv.stdout, /\+ 9 to create/, "the Stack, two components and their six children");
+  });
+
   test("a Machine and a DeploymentKey both named db deploy side by side", async () => {
     const prog = project(path.join(tmp, "pair"), "pair", installed, `import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
