@@ -155,7 +155,7 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       const d = await engine("destroy", s);
       assert.equal(d.code, 1);
       const out = lines(d);
-      assert.ok(out.some((l) => /^error: b\/k \(urn:[^)]+\): deleting failed: cannot connect to root@/.test(l)), out.join("\n"));
+      assert.ok(out.some((l) => /^error: network-b-k \(urn:[^)]+\): deleting failed: cannot connect to root@/.test(l)), out.join("\n"));
       assert.ok(out.some((l) => l.endsWith(": nothing was removed; the resource stays in the state and the next destroy or up tries again")), out.join("\n"));
       assert.ok(!out.some((l) => /^\s+at .*(\.ts|\.js):\d+/.test(l)), `no stack trace:\n${out.join("\n")}`);
     } finally {
