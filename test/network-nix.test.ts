@@ -171,7 +171,7 @@ describe("networkNix through the stack program (preview, no host contacted)", ()
     assert.match(out, /networkNix \S+network\.nix: not supported here:/);
     assert.match(out, /resources\.sshKeyPairs\.kp: NixOps resources are not supported/);
     assert.match(out, /web: deployment\.targetEnv = "virtualbox" is not supported/);
-    assert.doesNotMatch(out, /Resource (web|db) create/);
+    assert.doesNotMatch(out, /nixos:\w+ network-(web|db)\S* create/);
   });
 
   test("a machine whose system does not evaluate: the run fails naming it, and no key goes to any host", async () => {
