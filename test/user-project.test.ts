@@ -265,12 +265,14 @@ describe("a user's own project with the package's stack program", { skip }, () =
   });
 
   test("two Networks with the same machine, and a key named channel beside the pin, preview side by side", async () => {
-    const prog = project(path.join(tmp, "two-networks"), "two-networks", installed, `import * as pulumi from "@pulumi/pulumi";
+    const prog = project(path.join(tmp, "two-networks"), "two-networks", installed, `import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
 import { Network } from "pulumi-nixos";
 
 const config = new pulumi.Config();
+const privateKey = pulumi.secret(fs.readFileSync(config.require("keyFile"), "utf8"));
 for (const name of ["blue", "green"]) {
-  new Network(name, { baseDir: __dirname, network: { pins: { p: config.requireObject("pin") }, machines: {
+  new Network(name, { baseDir: __dirname, privateKey, network: { pins: { p: config.requireObject("pin") }, machines: {
     db: { targetHost: config.require("host"), configuration: "./db.nix", pin: "p", keys: { channel: { text: \`\${name} channel key\\n\` } } },
   } } });
 }
@@ -278,7 +280,7 @@ for (const name of ["blue", "green"]) {
     fs.writeFileSync(path.join(prog, "db.nix"), nixConfig("db"));
     const c = channels.channels["24.05.7376"];
     const s: StackRef = { cwd: prog, stack: "t", state: path.join(prog, "t.state.json") };
-    writeConfig(s, { "two-networks:host": hosts.heron.address, "two-networks:pin": { url: c.url, sha256: c.sha256 } });
+    writeConfig(s, { "two-networks:host": hosts.heron.address, "two-networks:keyFile": lab.privateKeyPath, "two-networks:pin": { url: c.url, sha256: c.sha256 } });
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview");
     for (const n of ["blue", "green"]) {
