@@ -168,11 +168,11 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     const r = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--tag", "web"]);
     const urns = r.stdout.trim().split(/ (?=--target)/);
     assert.equal(urns.length, 12, "the Stack, the Network, heron and talon, each with 3 keys and a channel");
-    assert.match(r.stdout, /--target urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic:Resource::heron( |$)/);
-    assert.match(r.stdout, /::talon\/thedroneely_cockpit_api_token( |$)/);
+    assert.match(r.stdout, /--target urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic\/nixos:Machine::nixos-heron( |$)/);
+    assert.match(r.stdout, /DeploymentKey::nixos-talon-thedroneely_cockpit_api_token( |$)/);
     assert.doesNotMatch(r.stdout, /tiger|hound|pigeon/);
     const inc = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--include", "pigeon"]);
-    assert.match(inc.stdout, /::pigeon( |$)/);
+    assert.match(inc.stdout, /::nixos-pigeon( |$)/);
     // The URNs are the ones the stack really has.
     const st = JSON.parse(fs.readFileSync(bed.stack.state, "utf8")).deployment.resources.map((x: any) => x.urn.replace("urn:pulumi:lab::", "urn:pulumi:targets::").replace(/::nixops-network-lab$/, "::nixops-network-targets"));
     // (The root Stack is recorded by the real engine; a runner that does not record it is not asked for it.)

@@ -52,6 +52,22 @@ describe("operator errors: refused before anything runs, named", () => {
     failsWith(r, /Machine web keys\.k: destDir 'relative' must be an absolute, normalized path/, "bad destDir");
   });
 
+  test("the stack program: a misspelt key, a missing network file, a plain secret: one named message each", async () => {
+    const dir = (name: string, cfg: Record<string, unknown>): StackRef => {
+      const d = path.join(tmp, name);
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, "Pulumi.yaml"), `name: pulumi-nixos\nruntime: nodejs\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
+      fs.writeFileSync(path.join(d, "Pulumi.t.yaml"), "config:\n" + Object.entries(cfg).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join("\n") + "\n");
+      return { cwd: d, stack: "t", state: path.join(d, "t.state.json") };
+    };
+    failsWith(await engine("preview", dir("typo", { "pulumi-nixos:netwrok": { machines: { a: { targetHost: "10.9.0.1", configuration: "./a.nix" } } } })),
+      /pulumi-nixos:netwrok: not a setting of pulumi-nixos \(did you mean 'network'\?\)/, "a misspelt key");
+    failsWith(await engine("preview", dir("nofile", { "pulumi-nixos:networkFile": "./missing.yaml" })),
+      /pulumi-nixos:networkFile: no such file .*missing\.yaml \(relative paths are from the project root/, "a missing networkFile");
+    failsWith(await engine("preview", dir("plain", { "pulumi-nixos:machines": { a: { targetHost: "10.9.0.1", configuration: "./a.nix" } }, "pulumi-nixos:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----" })),
+      /config pulumi-nixos:sshPrivateKey: .* is a secret but is set as plain text/, "a plain secret");
+  });
+
   test("stack config: unknown keys named with did-you-mean, a missing or doubled network said plainly", () => {
     assert.deepEqual(stackConfigProblems(["pulumi-nixos:netwrok", "pulumi-nixos:sshPrivateKeyFile", "aws:region"]), [
       "pulumi-nixos:netwrok: not a setting of pulumi-nixos (did you mean 'network'?)",
