@@ -58,7 +58,13 @@ export function agentSocket(hop: Pick<Connection, "agentSocketPath">): string | 
 export function authPlan(hop: Connection, username: string): AuthPlan {
   const attempts: Attempt[] = [];
   const skipped: string[] = [];
-  if (hop.privateKey) attempts.push({ label: "connection.privateKey", auth: { type: "publickey", username, key: hop.privateKey, passphrase: hop.privateKeyPassword } });
+  if (hop.privateKey) {
+    // An explicit key that cannot be read is the operator's mistake, said at once (ssh2 would
+    // skip it silently and report only that authentication failed).
+    const parsed = utils.parseKey(hop.privateKey, hop.privateKeyPassword);
+    if (parsed instanceof Error) throw new Error(parsed.message);
+    attempts.push({ label: "connection.privateKey", auth: { type: "publickey", username, key: hop.privateKey, passphrase: hop.privateKeyPassword } });
+  }
   const sock = agentSocket(hop);
   if (sock) attempts.push({ label: `ssh-agent (${tildify(sock)})`, auth: { type: "agent", username, agent: sock } });
   const configured = !!hop.identityFiles?.length;
