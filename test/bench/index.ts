@@ -23,6 +23,7 @@ import { endImport, stallImport } from "../helpers/stall";
 import { closureDiffScenario } from "./closure-diff";
 import { confirmScenario } from "./confirm";
 import { bastionScenario } from "./bastion";
+import { configErrorScenario } from "./config-error";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -138,6 +139,8 @@ async function main(): Promise<void> {
   if (process.argv.includes("--bastion")) return bastionScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --confirm` runs only (m) (its own one-host lab).
   if (process.argv.includes("--confirm")) return confirmScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  // `npm run bench -- --config-error` runs only (n) (no lab).
+  if (process.argv.includes("--config-error")) return configErrorScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --closure-diff` runs only (k) (no lab).
   if (process.argv.includes("--closure-diff")) return closureDiffScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   console.error(`bench: building closures and a ${stallOnly ? 2 : HOSTS + 1}-host lab in ${tmp}`);
@@ -218,6 +221,7 @@ async function main(): Promise<void> {
     emit({ scenario: "f-evaluate-ten", ours_s: round(oursF), baseline_s: round(baseF), ratio: round(oursF / baseF),
       evaluations: evaluationStats.evaluations - evalsBefore, target: "one evaluation" });
     await closureDiffScenario(tmp, emit);
+    await configErrorScenario(tmp, emit);
     await closeAllSessions();
     await linkScenarios(lab, hosts, key, tmp);
     await confirmScenario(tmp, emit);
