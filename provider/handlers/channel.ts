@@ -1,5 +1,6 @@
 /** What the ChannelPin dynamic resource does (loaded at run time by its serialized provider). */
 import { wired } from "./wire";
+import { withReadInputs } from "./read-inputs";
 import { Connection, connectionLabel, normalizeConnection, pinnedConnection, withRecordedProxyKeys } from "../connection";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { withHost } from "../ssh/pool";
@@ -113,6 +114,6 @@ async function removePin(_id: string, props: ChannelOutputs): Promise<void> {
 }
 
 /** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */
-export const { check, diff, create, update, read, remove } = wired("ChannelPin", {
+export const { check, diff, create, update, read, remove } = wired("ChannelPin", withReadInputs(["storePath", "nixpkgsVersion", "previousUrl", "hostPublicKey"], {
   check: checkPin, diff: diffPin, create: createPin, update: updatePin, read: readPin, remove: removePin,
-});
+}));

@@ -3,6 +3,7 @@
  * serialized provider (see resources/machine-provider.ts), so none of this lands in `__provider`.
  */
 import { wired } from "./wire";
+import { withReadInputs } from "./read-inputs";
 import { commandConnection, CommandConnection } from "../command-connection";
 import { samePath } from "../util/recorded-path";
 import * as fs from "fs";
@@ -350,6 +351,6 @@ function readLocalVersion(systemPath: string): string {
 }
 
 /** The handlers the serialized provider calls, every result checked before Pulumi records it (wire.ts). */
-export const { check, diff, create, update, read, remove } = wired("Machine", {
+export const { check, diff, create, update, read, remove } = wired("Machine", withReadInputs(["generation", "previousSystemPath", "nixosVersion", "hostPublicKey", "activatedAt", "closureSize", "bytesCopied", "failedUnits", "host", "port", "user", "commandConnection"], {
   check: checkMachine, diff: diffMachine, create: createMachine, update: updateMachine, read: readMachine, remove: removeMachine,
-});
+}));

@@ -53,7 +53,8 @@ export class ChannelPin extends pulumi.dynamic.Resource {
       sha256: args.sha256,
       channel: args.channel ?? "nixos",
       storePath: undefined, nixpkgsVersion: undefined, previousUrl: undefined,
-    }, withOldTypeAlias(opts), TYPE_MODULE, "ChannelPin");
+    // The connection as given, recorded beside the pinned one for refresh (handlers/read-inputs.ts): a secret.
+    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "__inputConnection"] }), TYPE_MODULE, "ChannelPin");
     urn.resolve(this, opts);
   }
 }

@@ -83,7 +83,7 @@ export interface MachineArgs {
   healthChecks?: pulumi.Input<HealthCheck[]>;
   /**
    * Metadata of this machine's deployment keys (names, owners, modes: never content), given to its
-   * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<name>-key.service` units.
+   * evaluation as `deployment.keys` so provider/nix/keys.nix can create `<attr>-key.service` units.
    */
   keys?: pulumi.Input<Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>>;
   /**
@@ -205,7 +205,7 @@ export class Machine extends pulumi.dynamic.Resource {
       closureChanges: undefined, closureManifest: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
-    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection"] }), TYPE_MODULE, "Machine");
+    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection", "__inputConnection"] }), TYPE_MODULE, "Machine");
     urn.resolve(this, opts);
     // Keys and channel pins of a Network wait for this: refused machines stop them too.
     this.evaluated = pulumi.all([system, claimed]).apply(([s]) => s);
