@@ -113,6 +113,8 @@ export const networkNixSchema = fields({
   rootAuthorizedKeys: record(z.array(publicKey, { error: "a list of public keys ('ssh-ed25519 AAAA… comment')" }), "an object of key lists by machine"),
   extraBuiltinsFile: text("a file path"), pins: record(pinSchema, "an object of pins by name"), pin: text("the name of a pin in pins"), channel: bool,
   hosts: record(text("a host name or address"), "an object of host names by machine"),
+  deploymentUuid: text("a UUID"), deploymentName: z.string({ error: "a string" }),
+  stateVersions: record(text("a NixOS release such as 20.09"), "an object of NixOS releases by machine"),
 }, ["files"]).superRefine((n, ctx) => {
     if (!isObj(n)) return;
     const pins = isObj(n.pins) ? n.pins : {};
