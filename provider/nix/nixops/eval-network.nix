@@ -33,13 +33,16 @@ let
     else throw "network.nixpkgs must be a nixpkgs package set (e.g. `network.nixpkgs = import ./nixpkgs { };`), as NixOps 2 uses it";
 
   ref = kind: value: "@@pulumi-nixos-ref${builtins.toJSON { inherit kind value; }}@@";
-  # The nixpkgs trees (the network's own, NIX_PATH's): read without failing when <nixpkgs> is absent
-  # (a network that brings its own nixpkgs may be evaluated with an empty NIX_PATH).
-  nixpkgsRoots = (if networkNixpkgs == null then [ ] else [ networkNixpkgs ])
-    ++ concatMap (e: if e.prefix == "nixpkgs" then [ e.path ] else if e.prefix == "" then [ (e.path + "/nixpkgs") ] else [ ]) builtins.nixPath;
+  # NIX_PATH's nixpkgs trees, read without failing when <nixpkgs> is absent (a network that brings
+  # its own nixpkgs may be evaluated with an empty NIX_PATH).
+  nixpkgsRoots = concatMap (e: if e.prefix == "nixpkgs" then [ e.path ] else if e.prefix == "" then [ (e.path + "/nixpkgs") ] else [ ]) builtins.nixPath;
   under = dir: p: let s = toString p; in builtins.substring 0 (builtins.stringLength dir + 1) s == dir + "/";
+  # Inside a nixpkgs tree (an ancestor with nixos/lib/eval-config.nix): a checkout that
+  # `network.nixpkgs = import ./nixpkgs { }` names, which cannot be known before the network is read.
+  inNixpkgsTree = p: let d = dirOf (toString p); in
+    d != "/" && (builtins.pathExists (d + "/nixos/lib/eval-config.nix") || inNixpkgsTree d);
   # nixpkgs (and anything in the store) is imported as usual; the user's files through the scope.
-  external = p: under "/nix/store" p || builtins.any (r: under r p) nixpkgsRoots;
+  external = p: under "/nix/store" p || builtins.any (r: under r p) nixpkgsRoots || inNixpkgsTree p;
 
   fakeExec = argv: ref "exec" (map toString argv);
   userExtra = if extraBuiltinsFile == null then { }
