@@ -4,8 +4,8 @@
  * (../shared/nixops-state/deployments.nixops, copied) — the deployment's UUID and name, each
  * machine's recorded stateVersion —, NixOps 2's `network.storage`/`lock`/`nixpkgs` (a second
  * stand-in nixpkgs), NixOps's `networking.*IPv4` and 1.7 options, string keys, `<attr>-key` units.
- * Preview only: no host is contacted (the recorded *.local hosts are overridden with lab-subnet
- * addresses, and a preview dials nothing).
+ * Previews contact no host (the recorded *.local hosts are overridden with lab-subnet addresses,
+ * and a preview dials nothing); one systemd lab host runs a network's system and its key's unit.
  */
 import "./helpers/env";
 import { describe, test, after } from "node:test";
@@ -15,7 +15,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
+import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
+import { Lab } from "../provider/lab/lab";
 import { engine, expectExit, StackRef } from "./helpers/engine";
 import { evaluateNetworkNix, networkNotes, unsupportedProblems } from "../provider/network/network-nix";
 import { networkExpr } from "../provider/nix/network-expr";
@@ -262,5 +263,52 @@ describe("NixOps 2 networks and NixOps's options (real module system)", () => {
     assert.equal(stackDeploymentUuid("proj", "prod"), a);
     assert.notEqual(stackDeploymentUuid("proj", "staging"), a);
     assert.notEqual(stackDeploymentUuid("other", "prod"), a);
+  });
+});
+
+describe("a NixOps network on a systemd lab host", { skip: canRunLab ? false : "the lab needs root on Linux" }, () => {
+  test("db-key.service for a key whose file is named otherwise; the host runs the system with NixOps's UUID and stateVersion", async () => {
+    const tmp = dirWith({});
+    const lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["db"] });
+    try {
+      const [h] = await lab.status();
+      const uuid = "10d7070e-ef98-11f1-8393-02fc00000001";
+      fs.writeFileSync(path.join(tmp, "network.nix"), `{
+  network.storage.legacy = { };
+  db = { config, uuid, ... }: {
+    deployment.targetHost = "db.local";
+    deployment.keys.db = { name = "db-password"; keyCommand = [ "printf" "pw-${RUN}" ]; user = "root"; };
+    systemd.services.app = {
+      wantedBy = [ "multi-user.target" ]; wants = [ "db-key.service" ]; after = [ "db-key.service" ];
+      script = "cat \${config.deployment.keys.db.path} > /run/app.out; exec sleep infinity";
+    };
+    environment.etc.ids.text = "\${uuid} \${config.system.stateVersion}";
+  };
+}
+`);
+      fs.writeFileSync(path.join(tmp, "Pulumi.yaml"), `name: fidelity\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "stacks/index.ts")}\n`);
+      // What import-nixops writes for the shared deployment (tested above), with the lab's address for db.local.
+      fs.writeFileSync(path.join(tmp, "Pulumi.lab.yaml"), YAML.stringify({ config: {
+        "pulumi-nixos:networkNix": "./network.nix", "pulumi-nixos:nixPath": NIXPKGS, "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
+        "pulumi-nixos:hosts": { db: h.address }, "pulumi-nixos:hostPublicKeys": { db: h.hostPublicKey },
+        "pulumi-nixos:deploymentUuid": uuid, "pulumi-nixos:deploymentName": "nixos", "pulumi-nixos:stateVersions": { db: "20.03" },
+      } }));
+      const stack: StackRef = { cwd: tmp, stack: "lab", state: path.join(tmp, "lab.state.json") };
+      expectExit(await engine("up", stack), 0, "up");
+      const ex = async (cmd: string) => (await lab.exec("db", ["sh", "-c", cmd], { allowFailure: true })).stdout.trim();
+      assert.equal(await ex("cat /etc/ids"), `${uuid} 20.03`);
+      assert.equal(await ex("cat /run/keys/db-password"), `pw-${RUN}`);
+      let state = "";
+      for (let i = 0; i < 100 && state !== "active active active"; i++) {
+        state = (await ex("systemctl is-active db-key.path db-key.service app")).split("\n").join(" ");
+        if (state !== "active active active") await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state, "active active active", "the key's unit is named after its attribute");
+      assert.equal(await ex("systemctl list-unit-files 'db-password-key*' --no-legend | wc -l"), "0", "no unit after the file name");
+      assert.equal(await ex("cat /run/app.out"), `pw-${RUN}`, "the service that wants db-key.service found its key");
+      expectExit(await engine("destroy", stack), 0, "destroy");
+    } finally {
+      await lab.down();
+    }
   });
 });
