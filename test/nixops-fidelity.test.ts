@@ -215,6 +215,12 @@ describe("NixOps 2 networks and NixOps's options (real module system)", () => {
       assert.doesNotMatch(own.stdout, /db\/channel/);
       const ownDrv = await machineDrv({ files: [path.join(dir, "network.nix")], uuid: stackDeploymentUuid("netnix2", "t"), deploymentName: "t" }, "db", `nixpkgs=${second}`);
       assert.equal(fs.existsSync(ownDrv), true, `the preview evaluated ${ownDrv} (<nixpkgs> = network.nixpkgs)`);
+      // Neither a pin nor network.nixpkgs: refused before anything runs, saying how to pin.
+      fs.writeFileSync(path.join(dir, "network.nix"), `{ db = { deployment.targetHost = "10.231.99.9"; }; }`);
+      const bare = await engine("preview", stack);
+      expectExit(bare, 1, "preview of an unpinned network");
+      assert.match(bare.stdout + bare.stderr, /networkNix: not pinned: set pin \(pulumi-nixos:pin, one of pulumi-nixos:pins\), a nixpkgs= entry in nixPath, network\.nixpkgs in the network, or allowUnpinned: true/);
+      assert.doesNotMatch(bare.stdout, /Resource db create/);
     } finally {
       await ch.close();
     }
