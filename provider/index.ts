@@ -1,6 +1,9 @@
 /**
  * pulumi-nixos: deploy NixOS fleets with Pulumi. Machines, deployment keys and channel pins are
- * dynamic resources; the work happens in plain modules (nix/, ssh/, host/) loaded at run time.
+ * dynamic resources (`pulumi-nodejs:dynamic/nixos:Machine`, `…:DeploymentKey`, `…:ChannelPin`);
+ * the work happens in plain modules (nix/, ssh/, host/) loaded at run time. The stack program that
+ * reads a network from stack config is `pulumi-nixos/stack` (provider/stack.ts), not exported here:
+ * importing it declares the resources.
  */
 export { Machine, MachineArgs } from "./resources/machine";
 export { DeploymentKey, DeploymentKeyArgs, vault } from "./resources/deployment-key";

@@ -197,7 +197,7 @@ describe("bastions and the connection shape of @pulumi/command", { skip }, () =>
     await setChannelByHand(lab, "deep", ch.channels["24.05.1"].url);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh through two bastions");
-    assert.match(rf.stdout, /deep\/channel drift \[diff: .*~url/);
+    assert.match(rf.stdout, /ChannelPin network-deep-channel drift \[diff: .*~url/);
     expectExit(await engine("up", s), 0, "converge");
     assert.equal(await channelOf("deep"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
 

@@ -178,7 +178,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     // A new machine has nothing to compare with: the preview works and shows no closureChanges.
     const pv0 = await engine("preview", s);
     expectExit(pv0, 0, "preview of a new machine");
-    assert.match(pv0.stdout, /\+ {2}pulumi-nodejs:dynamic:Resource heron create/);
+    assert.match(pv0.stdout, /\+ {2}pulumi-nodejs:dynamic\/nixos:Machine network-heron create/);
     assert.doesNotMatch(pv0.stdout + pv0.stderr, /closureChanges|heron: closure/);
     const up1 = await engine("up", s);
     expectExit(up1, 0, "first up");
@@ -199,7 +199,7 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     s = stack(V2);
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview v2 unbuilt");
-    assert.match(pv.stdout, /~ {2}pulumi-nodejs:dynamic:Resource heron \[diff: .*~closureChanges/);
+    assert.match(pv.stdout, /~ {2}pulumi-nodejs:dynamic\/nixos:Machine network-heron \[diff: .*~closureChanges/);
     assert.match(pv.stdout, /~ closureChanges: undefined => \["approximate: not built yet — set previewBuild for the exact list","nginx 1\.24\.0 → 1\.26\.1"/);
     assert.doesNotMatch(pv.stdout, /closureManifest|dryRun/, "the plan shows the lines, not the manifest nor the preview flag");
     const approx = closureLines(pv);

@@ -12,6 +12,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { spawn } from "child_process";
+import * as YAML from "yaml";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { run } from "../provider/util/run";
 import { closeAllSessions } from "../provider/ssh/pool";
@@ -237,8 +238,14 @@ describe("connections as operators have them: agent, default identity, ssh confi
     // Renamed without aliases: the new resources are created (writing the same file and URL), then the old deleted.
     fs.copyFileSync(path.join(s.cwd, "a.nix"), path.join(s.cwd, "b.nix"));
     const cfg = path.join(s.cwd, "Pulumi.t.yaml");
-    const swap = (from: string, to: string, extra = "") => fs.writeFileSync(cfg, fs.readFileSync(cfg, "utf8")
-      .replace(new RegExp(`"${from}":`, "g"), `"${to}":`).replace(/\n  connections-test:renamedFrom: .*/, "") + extra);
+    const swap = (from: string, to: string, renamedFrom?: Record<string, string>) => {
+      const doc = YAML.parse(fs.readFileSync(cfg, "utf8"));
+      for (const k of ["connections-test:connections", "connections-test:machineConfigs"]) {
+        doc.config[k] = Object.fromEntries(Object.entries(doc.config[k]).map(([n, v]) => [n === from ? to : n, v]));
+      }
+      if (renamedFrom) doc.config["connections-test:renamedFrom"] = renamedFrom; else delete doc.config["connections-test:renamedFrom"];
+      fs.writeFileSync(cfg, YAML.stringify(doc));
+    };
     swap("a", "b");
     const r = await engine("up", s, [], env);
     expectExit(r, 0, "rename without aliases");
@@ -248,7 +255,7 @@ describe("connections as operators have them: agent, default identity, ssh confi
     assert.match(await hostChannel(lab, "cdirect"), /24\.05\.1$/, "the channel stays pinned");
     // Renamed back with aliases: the same resources, nothing created, deleted or uploaded.
     const beforeAlias = await keyStat("cdirect");
-    swap("b", "c", `  connections-test:renamedFrom: {"c":"b"}\n`);
+    swap("b", "c", { c: "b" });
     fs.copyFileSync(path.join(s.cwd, "b.nix"), path.join(s.cwd, "c.nix"));
     const ra = await engine("up", s, [], env);
     expectExit(ra, 0, "rename with aliases");

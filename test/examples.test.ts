@@ -37,7 +37,7 @@ describe("examples against the lab", { skip: canRunLab ? false : "the lab needs 
       try {
         const pv = await engine("preview", bed.stack);
         expectExit(pv, 0, "preview");
-        for (const m of machines) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${m} create`));
+        for (const m of machines) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine ${name === "flake" ? m : `nixos-${m}`} create`));
         expectExit(await engine("up", bed.stack), 0, "up");
         const st = stateResources(bed.stack.state);
         for (const m of machines) assert.equal((await bed.lab.exec(m, ["readlink", "/run/current-system"])).stdout.trim(), st[m].outputs.systemPath, m);
@@ -45,7 +45,7 @@ describe("examples against the lab", { skip: canRunLab ? false : "the lab needs 
         expectExit(rf, 0, "refresh");
         assert.doesNotMatch(rf.stdout, /drift/);
         expectExit(await engine("destroy", bed.stack), 0, "destroy");
-        assert.deepEqual(Object.values(stateResources(bed.stack.state)).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource"), []);
+        assert.deepEqual(Object.values(stateResources(bed.stack.state)).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")), []);
       } finally {
         await bed.stop();
       }

@@ -100,7 +100,7 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     }
   });
 
-  test("list-generations after two deploys; rollback; refresh shows the drift; up converges", async () => {
+  test("list-generations after two deploys; rollback recorded in the state; refresh shows no drift; up redeploys the program's system", async () => {
     // A second deploy: change heron's configuration (a copy of the example, so the repo stays as it is).
     const example = path.join(ROOT, "examples/nixops-network");
     // A copy beside links to the repo's provider/ and node_modules/, so its imports resolve as in the repo.
@@ -125,11 +125,18 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     const rb = await fleet("rollback", "--include", "heron");
     assert.equal(rb.code, 0, rb.stderr);
     assert.match(rb.stdout, new RegExp(`heron: now generation ${seed() + 1}`));
-    assert.match(rb.stdout, /pulumi refresh` will show this as drift/);
+    assert.match(rb.stdout, /the stack's state records it: `pulumi up` redeploys the program's system, `pulumi refresh` shows no drift/);
+    const rolled = (await bed.lab.exec("heron", ["readlink", "-f", "/run/current-system"])).stdout.trim();
+    const recorded = Object.values(stateResources(bed.stack.state)).find((r) => r.outputs?.kind === "machine" && r.urn.endsWith("heron"))!;
+    assert.deepEqual([recorded.outputs.systemPath, recorded.outputs.generation], [rolled, seed() + 1], "the state records what the host runs");
+    assert.equal((await json("info", "--include", "heron")).data[0].status, "Up / Up-to-date", "info agrees");
     const rf = await engine("refresh", bed.stack);
     expectExit(rf, 0, "refresh");
-    assert.match(rf.stdout, /heron drift \[diff: .*~systemPath/);
-    expectExit(await engine("up", bed.stack), 0, "converge");
+    assert.doesNotMatch(rf.stdout, /heron drift/, "no drift: state and host agree");
+    const up3 = await engine("up", bed.stack);
+    expectExit(up3, 0, "up after the rollback");
+    assert.match(up3.stdout, /~ 1 updated/, "the program's system is deployed again");
+    assert.notEqual((await bed.lab.exec("heron", ["readlink", "-f", "/run/current-system"])).stdout.trim(), rolled);
     assert.equal((await json("info", "--include", "heron")).data[0].status, "Up / Up-to-date");
   });
 
@@ -161,11 +168,11 @@ describe("the seed's network and the fleet CLI", { skip }, () => {
     const r = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--tag", "web"]);
     const urns = r.stdout.trim().split(/ (?=--target)/);
     assert.equal(urns.length, 12, "the Stack, the Network, heron and talon, each with 3 keys and a channel");
-    assert.match(r.stdout, /--target urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic:Resource::heron( |$)/);
-    assert.match(r.stdout, /::talon\/thedroneely_cockpit_api_token( |$)/);
+    assert.match(r.stdout, /--target urn:pulumi:targets::nixops-network::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic\/nixos:Machine::nixos-heron( |$)/);
+    assert.match(r.stdout, /DeploymentKey::nixos-talon-thedroneely_cockpit_api_token( |$)/);
     assert.doesNotMatch(r.stdout, /tiger|hound|pigeon/);
     const inc = await run([...CLI, "targets", "--stack", "targets", "--cwd", bed.stack.cwd, "--include", "pigeon"]);
-    assert.match(inc.stdout, /::pigeon( |$)/);
+    assert.match(inc.stdout, /::nixos-pigeon( |$)/);
     // The URNs are the ones the stack really has.
     const st = JSON.parse(fs.readFileSync(bed.stack.state, "utf8")).deployment.resources.map((x: any) => x.urn.replace("urn:pulumi:lab::", "urn:pulumi:targets::").replace(/::nixops-network-lab$/, "::nixops-network-targets"));
     // (The root Stack is recorded by the real engine; a runner that does not record it is not asked for it.)

@@ -155,7 +155,7 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       const d = await engine("destroy", s);
       assert.equal(d.code, 1);
       const out = lines(d);
-      assert.ok(out.some((l) => /^error: b\/k \(urn:[^)]+\): deleting failed: cannot connect to root@/.test(l)), out.join("\n"));
+      assert.ok(out.some((l) => /^error: network-b-k \(urn:[^)]+\): deleting failed: cannot connect to root@/.test(l)), out.join("\n"));
       assert.ok(out.some((l) => l.endsWith(": nothing was removed; the resource stays in the state and the next destroy or up tries again")), out.join("\n"));
       assert.ok(!out.some((l) => /^\s+at .*(\.ts|\.js):\d+/.test(l)), `no stack trace:\n${out.join("\n")}`);
     } finally {
@@ -304,7 +304,7 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       const st = { cwd: proj, stack: "lab", state: path.join(tmp, "proj-lab.state.json") };
       const pv = await engine("preview", st);
       expectExit(pv, 0, "preview of the written lab stack");
-      assert.match(pv.stdout, / \+ +pulumi-nodejs:dynamic:Resource host2 create/);
+      assert.match(pv.stdout, / \+ +pulumi-nodejs:dynamic\/nixos:Machine lab-host2 create/);
       expectExit(await engine("up", st), 0, "up of the written lab stack");
     } finally {
       await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "lab", "down", "--dir", labDir], { allowFailure: true });
@@ -380,7 +380,7 @@ if (kind === "ChannelPin") new ChannelPin("box/channel", args);
       assert.ok(i >= 0, o.join("\n"));
       assert.deepEqual(o.slice(i + 1, i + 1 + want.length).map((l) => l.trim()).sort(), [...want].sort(), kind);
       assert.doesNotMatch(pr.stdout, /^\s+at .*\.(ts|js):\d+/m, "no stack trace");
-      assert.doesNotMatch(pr.stdout, / \+ +pulumi-nodejs:dynamic:Resource/, "nothing registered");
+      assert.doesNotMatch(pr.stdout, / \+ +pulumi-nodejs:dynamic/, "nothing registered");
     }
   });
 });

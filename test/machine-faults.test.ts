@@ -169,7 +169,7 @@ describe("machines: faults and bad input", { skip }, () => {
     if (r2.code !== 0 && /pid \d+ no longer runs on this machine/.test(r2.stdout)) {
       // The cut deploy's lock (kept: the host may still have run its import) has not expired yet:
       // what the message tells the operator to do, once nothing runs for it on the host.
-      assert.match(r2.stdout, /`pulumi-nixos unlock a --stack t --force` \(or wait \d+ s for the lock to expire\)/);
+      assert.match(r2.stdout, /the lock expires at \d\d:\d\d:\d\d \(\d+ s; .*then run again; or, once you know nothing runs there for it, `pulumi-nixos unlock a --stack t --force`/);
       for (let i = 0; i < 100 && (await lab.exec("host3", ["sh", "-c", "grep -l 'nix-store.--import' /proc/[0-9]*/cmdline 2>/dev/null || true"])).stdout.trim(); i++) await new Promise((res) => setTimeout(res, 100));
       const u = await run([process.execPath, path.join(ROOT, "bin/pulumi-nixos.js"), "unlock", "a", "--state", s.state, "--force"], { allowFailure: true });
       assert.equal(u.code, 0, u.stdout + u.stderr);
@@ -182,7 +182,7 @@ describe("machines: faults and bad input", { skip }, () => {
     assert.equal(await current("host3"), m.systemPath);
   });
 
-  test("non-root deployer with sudo; two machines on one host", async () => {
+  test("non-root deployer with sudo; two machines on one host are refused", async () => {
     const s = stack({
       d1: { targetHost: hosts[1].address, targetUser: "deployer", config: nixConfig("viasudo") },
     });
@@ -203,12 +203,12 @@ describe("machines: faults and bad input", { skip }, () => {
       x: { targetHost: hosts[0].address, config: nixConfig("x") },
       y: { targetHost: hosts[0].address, config: nixConfig("y") },
     });
+    // Two machines on one host would overwrite each other: refused before anything runs (#32).
+    const before = await current("host1");
     const r3 = await engine("up", two);
-    expectExit(r3, 0, "two machines, one host");
-    const st = stateResources(two.state);
-    const gens = [st.x.outputs.generation, st.y.outputs.generation].sort();
-    assert.equal(gens[1] - gens[0], 1, "serialized: consecutive generations");
-    const last = st.x.outputs.generation > st.y.outputs.generation ? st.x : st.y;
-    assert.equal(await current("host1"), last.outputs.systemPath);
+    expectExit(r3, 1, "two machines, one host");
+    assert.match(r3.stdout, /Machine (\S+-)?y: reaches the same host as Machine (\S+-)?x \(10\.231\.\d+\.2:22\)/);
+    assert.deepEqual(Object.keys(stateResources(two.state)).filter((k) => k === "x" || k === "y"), [], "neither is recorded");
+    assert.equal(await current("host1"), before, "the host is untouched");
   });
 });

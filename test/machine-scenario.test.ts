@@ -68,7 +68,7 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     const pv2 = await engine("preview", s);
     expectExit(pv2, 0, "preview after change");
     assert.match(pv2.stdout, /~ 1 to update/);
-    assert.match(pv2.stdout, /~ {2}pulumi-nodejs:dynamic:Resource host2 \[diff: .*~systemPath/);
+    assert.match(pv2.stdout, /~ {2}pulumi-nodejs:dynamic\/nixos:Machine network-host2 \[diff: .*~systemPath/);
     const newPath = /systemPath: "[^"]+" => "([^"]+)"/.exec(pv2.stdout)?.[1];
     assert.match(newPath ?? "", /^\/nix\/store\/.*-nixos-system-host2-/);
     const oldPath = st.host2.outputs.systemPath;
@@ -89,7 +89,7 @@ test("machines: preview → up → no-op → change one → up → hand rollback
     await lab.exec("host2", ["sh", "-c", `/nix/var/nix/profiles/system-${seedGen + 1}-link/bin/switch-to-configuration test >/dev/null`]);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
-    assert.match(rf.stdout, /~ {2}pulumi-nodejs:dynamic:Resource host2 drift \[diff: ~systemPath\]/);
+    assert.match(rf.stdout, /~ {2}pulumi-nodejs:dynamic\/nixos:Machine network-host2 drift \[diff: ~systemPath\]/);
     assert.equal(stateResources(s.state).host2.outputs.systemPath, oldPath);
     const up3 = await engine("up", s);
     expectExit(up3, 0, "up converges");

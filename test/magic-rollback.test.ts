@@ -151,12 +151,17 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
   test("switch-to-configuration failing: exit 2 rolls back at once; 100 (reboot needed) and 11 (its lock busy) are reported as such; nothing left armed", async () => {
     const old = recorded();
     const noTimer = async () => assert.equal(await ex("host1", "systemctl list-units --all --plain --no-legend 'pulumi-nixos-rollback-*' | grep -c . || true"), "0");
-    // Any other failure with a rollback armed: the previous generation is re-activated at once.
+    // Exit 2 (the activation script failed: the new system is half active) with a rollback armed:
+    // the previous generation is re-activated at once. That re-activation starts the old system's
+    // slow unit again (the failed switch stopped it): let it finish at once.
+    await ex("host1", "touch /run/slow.go");
     write("fails", "test.activation.exitCode = 2;");
     const r3 = await engine("up", s);
     expectExit(r3, 1, "exit 2");
     assert.match(r3.stdout, new RegExp(`Machine heron: switch-to-configuration switch failed with exit 2; the host rolled back to generation ${old.generation} and re-activated it;`));
+    assert.match(r3.stdout, /heron: activation: activating the configuration\.\.\.\n[\s\S]*Failed to run activate script/, "it failed after activating");
     assert.equal(await current(), old.systemPath);
+    assert.equal(lab.bootDefault("host1"), old.systemPath, "its boot loader entry was installed again: the boot default is the running generation");
     await noTimer();
     assert.equal(await generation(), old.generation);
     write("reboot", "test.activation.exitCode = 100;");
@@ -165,6 +170,7 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     assert.match(r.stdout, /Machine heron: switch-to-configuration switch exited 100: the new system needs a reboot .*it is the boot default, reboot the host to run it/);
     assert.equal(await current(), old.systemPath);
     assert.equal(await generation(), old.generation + 1, "the new generation stays the boot default");
+    assert.notEqual(lab.bootDefault("host1"), old.systemPath, "its boot loader step ran before the 100");
     await noTimer();
     write("busy", "test.activation.exitCode = 11;");
     const r2 = await engine("up", s);
@@ -176,6 +182,7 @@ describe("magic rollback, recovery after a lost connection, health checks", { sk
     assert.equal(recorded().systemPath, old.systemPath, "the state keeps the old system");
     write("v5");
     expectExit(await engine("up", s), 0, "up after both");
+    await ex("host1", "rm -f /run/slow.go /run/slow.done");
     assert.equal(await current(), recorded().systemPath);
   });
 

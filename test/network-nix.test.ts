@@ -171,7 +171,7 @@ describe("networkNix through the stack program (preview, no host contacted)", ()
     assert.match(out, /networkNix \S+network\.nix: not supported here:/);
     assert.match(out, /resources\.sshKeyPairs\.kp: NixOps resources are not supported/);
     assert.match(out, /web: deployment\.targetEnv = "virtualbox" is not supported/);
-    assert.doesNotMatch(out, /Resource (web|db) create/);
+    assert.doesNotMatch(out, /nixos:\w+ network-(web|db)\S* create/);
   });
 
   test("a machine whose system does not evaluate: the run fails naming it, and no key goes to any host", async () => {
@@ -190,8 +190,8 @@ describe("networkNix through the stack program (preview, no host contacted)", ()
     const dir = network({ "network.nix": `{ db = { deployment.targetHost = "10.0.0.9"; deployment.keys.pw = { text = "literal-pw-in-nix"; user = "postgres"; }; }; }` });
     const pv = await engine("preview", nixStack(dir, ["./network.nix"]));
     expectExit(pv, 0, "preview");
-    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db create/);
-    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db\/pw create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:Machine network-db create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:DeploymentKey network-db-pw create/);
     assert.match(pv.stdout + pv.stderr, /db\/pw: deployment\.keys\.pw\.text is written in a Nix file; it is kept as a Pulumi secret/);
     assert.ok(!(pv.stdout + pv.stderr).includes("literal-pw-in-nix"), "the text is not printed");
   });
@@ -211,9 +211,9 @@ describe("networkNix deployed to the lab", { skip: canRunLab ? false : "the lab 
       const pv = await engine("preview", stack, [], env);
       expectExit(pv, 0, "preview");
       for (const m of SEED_MACHINES) {
-        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${m} create`));
-        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${m}/thedroneely_pgsql_database_password create`));
-        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${m}/channel create`));
+        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine network-${m} create`));
+        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:DeploymentKey network-${m}-thedroneely_pgsql_database_password create`));
+        assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:ChannelPin network-${m}-channel create`));
       }
 
       const up = await engine("up", stack, [], env);
@@ -242,7 +242,7 @@ describe("networkNix deployed to the lab", { skip: canRunLab ? false : "the lab 
       const again = await engine("up", stack, [], env);
       expectExit(again, 0, "second up");
       assert.match(again.stdout, /unchanged/);
-      assert.doesNotMatch(again.stdout, /Resource \S+ update/);
+      assert.doesNotMatch(again.stdout, /dynamic\/nixos:\w+ \S+ update/);
 
       // The Vault's secret strings: nowhere in the operator's store, the state file or the run output.
       const secrets = Object.values(THEDRONEELY_SECRETS);
@@ -255,7 +255,7 @@ describe("networkNix deployed to the lab", { skip: canRunLab ? false : "the lab 
       }
 
       expectExit(await engine("destroy", stack, [], env), 0, "destroy");
-      assert.deepEqual(Object.values(stateResources(stack.state)).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource"), []);
+      assert.deepEqual(Object.values(stateResources(stack.state)).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")), []);
     } finally {
       await bed.stop();
     }

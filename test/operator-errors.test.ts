@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, StackRef } from "./helpers/engine";
+import { stackConfigProblems } from "../provider/stack-config";
 
 const tmp = tempDir("operator-errors");
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -50,4 +51,32 @@ describe("operator errors: refused before anything runs, named", () => {
     const r = await engine("preview", stack("inline-key2", { web: { host: "10.9.0.7", keys: { k: { destDir: "relative" } } } }));
     failsWith(r, /Machine web keys\.k: destDir 'relative' must be an absolute, normalized path/, "bad destDir");
   });
+
+  test("the stack program: a misspelt key, a missing network file, a plain secret: one named message each", async () => {
+    const dir = (name: string, cfg: Record<string, unknown>): StackRef => {
+      const d = path.join(tmp, name);
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, "Pulumi.yaml"), `name: pulumi-nixos\nruntime: nodejs\nmain: ${path.join(ROOT, "stacks", "index.ts")}\n`);
+      fs.writeFileSync(path.join(d, "Pulumi.t.yaml"), "config:\n" + Object.entries(cfg).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join("\n") + "\n");
+      return { cwd: d, stack: "t", state: path.join(d, "t.state.json") };
+    };
+    failsWith(await engine("preview", dir("typo", { "pulumi-nixos:netwrok": { machines: { a: { targetHost: "10.9.0.1", configuration: "./a.nix" } } } })),
+      /pulumi-nixos:netwrok: not a setting of pulumi-nixos \(did you mean 'network'\?\)/, "a misspelt key");
+    failsWith(await engine("preview", dir("nofile", { "pulumi-nixos:networkFile": "./missing.yaml" })),
+      /pulumi-nixos:networkFile: no such file .*missing\.yaml \(relative paths are from the project root/, "a missing networkFile");
+    failsWith(await engine("preview", dir("plain", { "pulumi-nixos:machines": { a: { targetHost: "10.9.0.1", configuration: "./a.nix" } }, "pulumi-nixos:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----" })),
+      /config pulumi-nixos:sshPrivateKey: .* is a secret but is set as plain text/, "a plain secret");
+  });
+
+  test("stack config: unknown keys named with did-you-mean, a missing or doubled network said plainly", () => {
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:netwrok", "pulumi-nixos:sshPrivateKeyFile", "aws:region"]), [
+      "pulumi-nixos:netwrok: not a setting of pulumi-nixos (did you mean 'network'?)",
+      "no network in the stack config: set pulumi-nixos:network (a description), pulumi-nixos:networkFile (a YAML file), pulumi-nixos:networkNix (NixOps's network files) or pulumi-nixos:machines (see `pulumi-nixos import-nixops` for a NixOps deployment)",
+    ]);
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:network", "pulumi-nixos:sshPrivateKey.heron", "pulumi-nixos:vaultTokn"]), ["pulumi-nixos:vaultTokn: not a setting of pulumi-nixos (did you mean 'vaultToken'?)"]);
+    assert.match(stackConfigProblems(["pulumi-nixos:networkNix", "pulumi-nixos:networkFile"])[0], /gives the network 2 ways .*keep one/);
+    // A key's `config:` source in a project itself named pulumi-nixos lives in our namespace.
+    assert.deepEqual(stackConfigProblems(["pulumi-nixos:machines", "pulumi-nixos:dbPassword"], ["dbPassword"]), []);
+  });
 });
+

@@ -7,7 +7,6 @@
 import "./helpers/env";
 import { describe, test, before, after } from "node:test";
 import * as assert from "node:assert/strict";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
@@ -16,48 +15,9 @@ import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { nixConfig } from "./helpers/stack";
 import { writeUserProgram } from "./helpers/program-dir";
+import { installOffline as install, packTarball, writeManifests } from "./helpers/tarball";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
-
-/** What the user program depends on besides pulumi-nixos, at our lockfile's versions. */
-const PEERS = ["@pulumi/pulumi", "typescript", "ts-node"];
-
-/**
- * package.json + package-lock.json of the user program: the tarball and PEERS, every other entry
- * taken from our lockfile, so `npm ci --offline` installs from npm's cache (filled by our own
- * `npm ci`) with no network at all; npm drops what nothing needs. Our lockfile records no
- * `resolved` URLs; each entry gets its registry tarball URL, so npm finds the tarball in the cache
- * by its integrity without asking for the package's metadata.
- */
-function writeManifests(dir: string, tarball: string, registry: string): void {
-  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, "package-lock.json"), "utf8"));
-  const ours = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
-  const deps: Record<string, string> = { "pulumi-nixos": `file:${tarball}` };
-  for (const p of PEERS) deps[p] = lock.packages[`node_modules/${p}`].version;
-  const packages: Record<string, unknown> = { "": { name: "packaged-user", version: "1.0.0", dependencies: deps } };
-  for (const [k, v] of Object.entries<Record<string, unknown>>(lock.packages)) {
-    if (!k) continue;
-    const { dev: _dev, devOptional: _devOptional, ...rest } = v;
-    if (!rest.resolved && !rest.link && !rest.inBundle && rest.version) {
-      const name = String(rest.name ?? k.slice(k.lastIndexOf("node_modules/") + "node_modules/".length));
-      rest.resolved = `${registry}${name}/-/${name.split("/").pop()}-${rest.version}.tgz`;
-    }
-    packages[k] = rest;
-  }
-  packages["node_modules/pulumi-nixos"] = {
-    version: ours.version, resolved: `file:${tarball}`,
-    integrity: `sha512-${crypto.createHash("sha512").update(fs.readFileSync(tarball)).digest("base64")}`,
-    dependencies: ours.dependencies, bin: ours.bin, engines: ours.engines,
-  };
-  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "packaged-user", version: "1.0.0", private: true, dependencies: deps }, null, 2));
-  fs.writeFileSync(path.join(dir, "package-lock.json"), JSON.stringify({ name: "packaged-user", version: "1.0.0", lockfileVersion: 3, requires: true, packages }, null, 2));
-}
-
-/** `npm ci --offline`: from the cache only; a missing package fails instead of reaching a network. */
-async function install(dir: string): Promise<void> {
-  const r = await run(["npm", "ci", "--offline", "--no-audit", "--no-fund"], { cwd: dir, allowFailure: true, timeoutMs: 300_000 });
-  assert.equal(r.code, 0, `npm ci --offline in ${dir}:\n${r.stdout}\n${r.stderr}`);
-}
 
 describe("pulumi-nixos packaged as a user gets it", { skip }, () => {
   let tmp = "";
@@ -67,8 +27,7 @@ describe("pulumi-nixos packaged as a user gets it", { skip }, () => {
 
   before(async () => {
     tmp = tempDir("packaged");
-    const packed = await run(["npm", "pack", "--json", "--pack-destination", tmp], { cwd: ROOT, timeoutMs: 120_000 });
-    tarball = path.join(tmp, JSON.parse(packed.stdout)[0].filename);
+    tarball = await packTarball(tmp);
     lab = await Lab.up({ dir: path.join(tmp, "lab"), hosts: 1 });
     [h] = await lab.status();
     // As on a NixOS host booted with provider/nix/keys.nix: activation keeps the ramfs it finds.
@@ -87,20 +46,33 @@ describe("pulumi-nixos packaged as a user gets it", { skip }, () => {
       assert.ok(files.includes(f), `${f} is in the package`);
     }
     assert.ok(!files.some((f) => /^(stacks|examples|dist\/examples|dist\/stacks|dist\/test)\/|\.test\.js$/.test(f)), "no stacks, examples or tests");
+    assert.ok(files.includes("dist/provider/stack.js") && files.includes("dist/provider/stack.d.ts"), "the stack program is in the package");
+
+    // The manifest a user installs: @pulumi/pulumi is the program's own (a peer range, one SDK
+    // copy), the engine harness's gRPC is not shipped, the public API is what `exports` lists.
+    const manifest = JSON.parse((await run(["tar", "-xzOf", tarball, "package/package.json"])).stdout);
+    assert.deepEqual(Object.keys(manifest.peerDependencies), ["@pulumi/pulumi"]);
+    assert.match(manifest.peerDependencies["@pulumi/pulumi"], /^>=3\.\d+\.\d+ <4$/);
+    for (const dev of ["@pulumi/pulumi", "@grpc/grpc-js"]) assert.equal(manifest.dependencies[dev], undefined, `${dev} is not a dependency`);
+    assert.equal(manifest.scripts.prepack, "npm run build --silent");
+    assert.deepEqual(Object.keys(manifest.exports), [".", "./stack", "./package.json", "./dist/provider/handlers/*.js"]);
+    const shipped = files.filter((f) => /^(dist\/provider|bin)\/.*\.js$/.test(f));
+    const grpc = await run(["sh", "-c", `tar -xzOf ${tarball} ${shipped.map((f) => `package/${f}`).join(" ")} | grep -c '@grpc/grpc-js' || true`]);
+    assert.equal(grpc.stdout.trim(), "0", "nothing shipped loads @grpc/grpc-js");
   });
 
   test("preview and up from a fresh program dir; moved and reinstalled: refresh and destroy", async () => {
     const prog = path.join(tmp, "user-program");
     fs.mkdirSync(prog);
-    const registry = (await run(["npm", "config", "get", "registry"])).stdout.trim().replace(/\/?$/, "/");
-    writeManifests(prog, tarball, registry);
+    await writeManifests(prog, tarball, "packaged-user");
     await install(prog);
     assert.ok(fs.existsSync(path.join(prog, "node_modules/pulumi-nixos/dist/provider/handlers/machine.js")));
     writeUserProgram(prog, "packaged", "t", { host: h.address, keyFile: lab.privateKeyPath, nixpkgs: STANDIN_NIXPKGS }, nixConfig("box"));
     const s: StackRef = { cwd: prog, stack: "t", state: path.join(prog, "state.json") };
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview");
-    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource box create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:Machine box create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:DeploymentKey app-token create/);
     const up = await engine("up", s);
     expectExit(up, 0, "up");
     let st = stateResources(s.state);
@@ -120,7 +92,7 @@ describe("pulumi-nixos packaged as a user gets it", { skip }, () => {
     const ds = await engine("destroy", m);
     expectExit(ds, 0, "destroy after the move");
     st = stateResources(m.state);
-    assert.deepEqual(Object.values(st).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource"), []);
+    assert.deepEqual(Object.values(st).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")), []);
     assert.equal((await lab.exec("host1", ["sh", "-c", "test -e /run/keys/app-token && echo present || echo gone"])).stdout.trim(), "gone");
   });
 });

@@ -71,7 +71,7 @@ describe("channel pins", { skip }, () => {
     // Change host1's pin: its channel and system follow.
     writeNetwork(s.cwd, { pins: pins(), machines: machines("v2", "v2") });
     const pv = await engine("preview", s);
-    assert.match(pv.stdout, /host1\/channel \[diff: .*~url/);
+    assert.match(pv.stdout, /ChannelPin network-host1-channel \[diff: .*~url/);
     const up2 = await engine("up", s);
     expectExit(up2, 0, "pin change");
     assert.equal(await channelOf("host1"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
@@ -83,7 +83,7 @@ describe("channel pins", { skip }, () => {
     await setChannelByHand(lab, "host2", ch.channels["24.05.1"].url);
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
-    assert.match(rf.stdout, /host2\/channel drift \[diff: .*~url/);
+    assert.match(rf.stdout, /ChannelPin network-host2-channel drift \[diff: .*~url/);
     expectExit(await engine("up", s), 0, "converge");
     assert.equal(await channelOf("host2"), `nixos ${ch.channels["24.11.2"].url}\n24.11.2`);
 

@@ -51,7 +51,7 @@ describe("secrets in plain config are refused", () => {
     const out = r.stdout + r.stderr;
     assert.ok(out.includes(`config ${key}:`), `names the config key ${key}:\n${out}`);
     assert.ok(out.includes(`pulumi config set --secret ${setKey}`), `says to use pulumi config set --secret:\n${out}`);
-    assert.deepEqual(Object.values(stateResources(s.state)).filter((x) => x.type === "pulumi-nodejs:dynamic:Resource"), [], "nothing deployed");
+    assert.deepEqual(Object.values(stateResources(s.state)).filter((x) => x.type.startsWith("pulumi-nodejs:dynamic")), [], "nothing deployed");
   }
 
   test("pulumi-nixos:sshPrivateKey as plain text is refused; set with --secret it is taken", async () => {
@@ -63,7 +63,7 @@ describe("secrets in plain config are refused", () => {
     await setSecret(ok, "pulumi-nixos:sshPrivateKey", sshKey);
     const pv = await engine("preview", ok);
     expectExit(pv, 0, "preview with a secret sshPrivateKey");
-    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource m1 create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:Machine network-m1 create/);
   });
 
   test("a key's text: in plain network config is refused; config: must name a secret", async () => {
@@ -74,7 +74,7 @@ describe("secrets in plain config are refused", () => {
     await setSecret(ok, "pulumi-nixos:tokenText", "hunter2");
     const pv = await engine("preview", ok);
     expectExit(pv, 0, "preview with a secret key text");
-    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource m1\/token create/);
+    assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:DeploymentKey network-m1-token create/);
   });
 
   test("pulumi-nixos:vaultToken as plain text is refused", async () => {

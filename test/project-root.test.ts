@@ -49,10 +49,10 @@ describe("the repo's stack program under the CLI's rules", () => {
     const s = rootProject(path.join(tmp, "mocks"), "mocked", ["10.231.250.2", "10.231.251.2", "10.231.252.2"], path.join(tmp, "id"));
     const r = await runUnderMocks(s.cwd, s.stack);
     assert.equal(r.code, 0, r.stderr);
-    const machines = r.registrations.filter((x) => x.type === "pulumi-nodejs:dynamic:Resource" && x.inputs.kind === "machine");
-    assert.deepEqual(machines.map((m) => m.name).sort(), ["host1", "host2", "host3"]);
+    const machines = r.registrations.filter((x) => x.type === "pulumi-nodejs:dynamic/nixos:Machine" && x.inputs.kind === "machine");
+    assert.deepEqual(machines.map((m) => m.name).sort(), ["lab-host1", "lab-host2", "lab-host3"], "named <network>-<machine>");
     for (const m of machines) {
-      assert.equal(m.inputs.configuration, `./test/fixtures/lab-network/${m.name}.nix`, "configuration from the project root, recorded relative to it (the same on every checkout)");
+      assert.equal(m.inputs.configuration, `./test/fixtures/lab-network/${m.inputs.name}.nix`, "configuration from the project root, recorded relative to it (the same on every checkout)");
       assert.match(m.inputs.systemPath, /^\/nix\/store\/\S+-nixos-system-/, "evaluated with nixPath from the project root");
       // The mocks see the connection as one secret (it holds the key): { <sig>, value }.
       const conn = m.inputs.connection.value ?? m.inputs.connection;
@@ -80,7 +80,7 @@ describe("the repo's stack against lab hosts", { skip: canRunLab ? false : "the 
     const s = rootProject(path.join(tmp, "repo"), "lab", hosts.map((h) => h.address), lab.privateKeyPath);
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview");
-    for (const h of ["host1", "host2", "host3"]) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${h} create`));
+    for (const h of ["host1", "host2", "host3"]) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine lab-${h} create`));
     expectExit(await engine("up", s), 0, "up");
     const st = stateResources(s.state);
     for (const h of ["host1", "host2", "host3"]) {
@@ -92,6 +92,6 @@ describe("the repo's stack against lab hosts", { skip: canRunLab ? false : "the 
     expectExit(rf, 0, "refresh");
     assert.doesNotMatch(rf.stdout, /drift/);
     expectExit(await engine("destroy", s), 0, "destroy");
-    assert.deepEqual(Object.values(stateResources(s.state)).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource"), []);
+    assert.deepEqual(Object.values(stateResources(s.state)).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")), []);
   });
 });

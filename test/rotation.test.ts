@@ -81,8 +81,8 @@ describe("connection changes after an SSH key rotation", { skip }, () => {
     writeStack(dir, keyB, ["db"]);
     const pv = await engine("preview", s);
     expectExit(pv, 0, "preview");
-    assert.match(pv.stdout, /host1\/k \[diff: .*~connection/);
-    assert.match(pv.stdout, /host1\/channel \[diff: .*~connection/);
+    assert.match(pv.stdout, /DeploymentKey rot-host1-k \[diff: .*~connection/);
+    assert.match(pv.stdout, /ChannelPin rot-host1-channel \[diff: .*~connection/);
     assert.match(pv.stdout, /~ 3 to update/);
     const up = await engine("up", s);
     expectExit(up, 0, "up after rotation");

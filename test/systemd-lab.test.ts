@@ -92,6 +92,26 @@ describe("systemd lab hosts", { skip }, () => {
     console.log(`# ${hosts.length} systemd hosts up in ${bootMs} ms (seed build included); PSS ${Math.round(pssKB(pids) / hosts.length / 1024)} MB a host (${pids.length} processes)`);
   });
 
+  test("a host looks like NixOS to a program: /etc/NIXOS, os-release, systemd-only unit PATH, NixOS's login PATH with sudo in /run/wrappers/bin", async () => {
+    const [h1] = hosts;
+    assert.equal(await ex(h1.name, "test -f /etc/NIXOS && . /etc/os-release && echo $ID $NAME"), "nixos NixOS");
+    // A transient unit's environment as on NixOS: PATH is systemd's own bin/ (no coreutils there).
+    const unitPath = await ex(h1.name, "systemd-run --quiet --wait --pipe --collect /bin/sh -c 'echo $PATH'");
+    assert.match(unitPath, /^\/nix\/store\/[a-z0-9]{32}-systemd-lab-tools\/bin$/);
+    assert.equal(await ex(h1.name, `ls ${unitPath}/systemctl ${unitPath}/systemd-run >/dev/null && ls ${unitPath} | grep -cxE 'cat|ls|sh|sed|readlink|timeout' || true`), "0", "systemd's tools only");
+    const inUnit = await lab.exec(h1.name, ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "/bin/sh", "-c", "cat /etc/hostname"], { allowFailure: true });
+    assert.notEqual(inUnit.code, 0, "cat is not found in a transient unit");
+    assert.match(inUnit.stderr + inUnit.stdout, /cat: not found/);
+    // Units NixOS generates carry their own PATH (the system's sshd.service runs).
+    assert.match(await ex(h1.name, "systemctl show -p Environment --value sshd.service"), /PATH=/);
+    // SSH sessions: NixOS's login PATH, sudo from the setuid wrappers' directory.
+    const login = await ssh(lab, h1.address, 'echo "$PATH"; command -v sudo', "deployer");
+    const [pathLine, sudo] = login.stdout.trim().split("\n");
+    assert.match(pathLine, /^\/run\/wrappers\/bin:.*:\/run\/current-system\/sw\/bin:/);
+    assert.equal(sudo, "/run/wrappers/bin/sudo");
+    assert.equal((await ssh(lab, h1.address, "sudo -n id -u", "deployer")).stdout.trim(), "0");
+  });
+
   test("systemctl reboot inside a host restarts that host only: new boot id, empty /run/keys, the profile's default generation", async () => {
     const [h1, h2] = hosts;
     const machineBoot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8");

@@ -41,8 +41,10 @@ describe("targets from stack config (a fresh stack)", () => {
         b: { targetHost: "b.lan", configuration: "./b.nix", tags: ["db"] },
       },
     });
-    const child = "urn:pulumi:fresh::tgt::pulumi-nixos:index:Network$pulumi-nodejs:dynamic:Resource::";
-    const want = ["urn:pulumi:fresh::tgt::pulumi:pulumi:Stack::tgt-fresh", "urn:pulumi:fresh::tgt::pulumi-nixos:index:Network::fleet", `${child}a`, `${child}a/k1`, `${child}a/channel`];
+    // The Network's children by type, named <network>-<machine>[-<key>|-channel].
+    const child = (t: string, n: string) => `urn:pulumi:fresh::tgt::pulumi-nixos:index:Network$pulumi-nodejs:dynamic/nixos:${t}::fleet-${n}`;
+    const want = ["urn:pulumi:fresh::tgt::pulumi:pulumi:Stack::tgt-fresh", "urn:pulumi:fresh::tgt::pulumi-nixos:index:Network::fleet",
+      child("Machine", "a"), child("DeploymentKey", "a-k1"), child("ChannelPin", "a-channel")];
     const r = await targets("--stack", "fresh", "--cwd", s.cwd, "--tag", "web");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), want.map((u) => `--target ${u}`).join(" "));
@@ -53,14 +55,14 @@ describe("targets from stack config (a fresh stack)", () => {
     const js = await targets("--stack", "fresh", "--cwd", s.cwd, "--include", "a", "--json");
     assert.deepEqual(JSON.parse(js.stdout), want);
     const np = await targets("--stack", "fresh", "--cwd", s.cwd, "--exclude", "a", "--no-parents", "--json");
-    assert.deepEqual(JSON.parse(np.stdout), [`${child}b`]);
+    assert.deepEqual(JSON.parse(np.stdout), [child("Machine", "b")]);
   });
 
   test("names that would not survive unquoted are refused; unknown machines and no stack are errors", async () => {
     const s = project(path.join(tmp, "bad"), "tgt", "bad", { machines: { a: { targetHost: "a.lan", configuration: "./a.nix", keys: { "db password": { config: "x" } } } } });
     const r = await targets("--stack", "bad", "--cwd", s.cwd);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /a\/db password' has a space or a shell character/);
+    assert.match(r.stderr, /network-a-db password' has a space or a shell character/);
     const unknown = await targets("--stack", "bad", "--cwd", s.cwd, "--include", "nope");
     assert.equal(unknown.code, 2, "a usage error (README: exit codes)");
     assert.match(unknown.stderr, /no machine named nope \(machines: a\)/);

@@ -6,6 +6,7 @@ import { closeAllSessions } from "../ssh/pool";
 import { connect } from "../fleet/ops";
 import { printTable } from "./table";
 import { drift } from "../fleet/drift";
+import { recordSystems } from "../fleet/record";
 import { targetArgs, targetsFor } from "./targets";
 import { noMatch, withExamples } from "./usage";
 
@@ -83,9 +84,19 @@ export function registerFleetCommands(program: Command): void {
   withExamples(fleetCommand(program, "rollback [generation]", "switch machines to the previous (or given) generation"),
     "npx pulumi-nixos rollback --stack nixos --include heron", "npx pulumi-nixos rollback 202 --stack nixos").action(async (gen: string | undefined, o: FleetOpts) => {
     const res = await onMachines(o, (m) => ops.rollback(m, gen ? Number(gen) : undefined));
+    // The state records what the hosts run now: refresh shows no drift, the next up redeploys the program's system.
+    const done = res.filter((x) => x.r);
+    let recorded = "";
+    try {
+      recordSystems(o, done.map((x) => ({ urn: x.m.urn, systemPath: x.r!.system, generation: x.r!.generation })));
+      recorded = done.length ? "the stack's state records it: `pulumi up` redeploys the program's system, `pulumi refresh` shows no drift" : "";
+    } catch (e) {
+      process.exitCode = 1;
+      recorded = `the state was not updated: ${(e as Error).message}`;
+    }
     if (o.json) return console.log(JSON.stringify(res.map((x) => ({ name: x.m.name, ...x.r, error: x.error })), null, 2));
     for (const x of res) console.log(x.error ? `${x.m.name}: rollback failed: ${x.error}` : `${x.m.name}: now generation ${x.r!.generation} (${x.r!.system})`);
-    console.log("Note: the stack still records the deployed system: `pulumi refresh` will show this as drift, and `pulumi up` will redeploy the stack's system unless the program changes.");
+    if (recorded) console.log(`Note: ${recorded}.`);
   });
 
   withExamples(fleetCommand(program, "reboot", "reboot machines, wait until they are back, re-upload their keys"),

@@ -4,6 +4,7 @@ import YAML from "yaml";
 import { stackConfigFile } from "./stack-file";
 import { NetworkDescription } from "../network/description";
 import { noMatch, UsageError } from "./usage";
+import { ResourceTypeName, typeToken } from "../resources/type-tokens";
 
 /** What to target: the stack (config, works on a fresh stack) or a state file, and the machine selection. */
 export interface TargetsOptions {
@@ -23,7 +24,7 @@ export interface TargetsOptions {
 }
 
 const NETWORK_TYPE = "pulumi-nixos:index:Network";
-const CHILD_TYPE = `${NETWORK_TYPE}$pulumi-nodejs:dynamic:Resource`;
+const childType = (t: ResourceTypeName) => `${NETWORK_TYPE}$${typeToken(t)}`;
 // A URN printed unquoted inside $(...) must be one shell word with no glob or quote characters.
 const SAFE_URN = /^urn:pulumi:[A-Za-z0-9_.:\/$@+=,-]+$/;
 
@@ -67,15 +68,16 @@ function fromConfig(o: TargetsOptions): string[] {
   if (cfg["pulumi-nixos:networkFile"]) net = YAML.parse(fs.readFileSync(path.resolve(o.cwd ?? ".", cfg["pulumi-nixos:networkFile"]), "utf8"));
   const prefix = `urn:pulumi:${o.stack}::${project}::`;
   const netName = o.network ?? net.description ?? "network";
-  const child = (name: string) => `${prefix}${CHILD_TYPE}::${name}`;
+  // As provider/network/network.ts names a Network's children: `<network>-<machine>[-<key>|-channel]`.
+  const child = (t: ResourceTypeName, name: string) => `${prefix}${childType(t)}::${netName}-${name}`;
   const machines = net.machines ?? {};
   checkNames(Object.keys(machines), o);
   const out: string[] = [];
   for (const [name, m] of Object.entries(machines)) {
     if (!selected(name, m.tags ?? net.defaults?.tags ?? [], o)) continue;
-    out.push(child(name));
-    for (const k of Object.keys({ ...(net.defaults?.keys ?? {}), ...(m.keys ?? {}) })) out.push(child(`${name}/${k}`));
-    if ((m.pin ?? net.defaults?.pin) && (m.channel ?? net.defaults?.channel) !== false) out.push(child(`${name}/channel`));
+    out.push(child("Machine", name));
+    for (const k of Object.keys({ ...(net.defaults?.keys ?? {}), ...(m.keys ?? {}) })) out.push(child("DeploymentKey", `${name}-${k}`));
+    if ((m.pin ?? net.defaults?.pin) && (m.channel ?? net.defaults?.channel) !== false) out.push(child("ChannelPin", `${name}-channel`));
   }
   if (!out.length) throw noMatch(o, Object.entries(machines).map(([name, m]) => ({ name, tags: m.tags ?? net.defaults?.tags ?? [] })));
   return [...(o.parents === false ? [] : [`${prefix}pulumi:pulumi:Stack::${project}-${o.stack}`, `${prefix}${NETWORK_TYPE}::${netName}`]), ...out];
@@ -86,20 +88,28 @@ function fromState(o: TargetsOptions): string[] {
   const data = JSON.parse(fs.readFileSync(o.state!, "utf8"));
   const resources: { urn: string; parent?: string; inputs?: any; outputs?: any }[] = (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
   const byUrn = new Map(resources.map((r) => [r.urn, r]));
+  // Resources are told apart by their inputs, not their type or URN name, so a state written before
+  // the typed tokens (`pulumi-nodejs:dynamic:Resource`, children named `m`, `m/k`) reads the same.
   const kindOf = (r: { inputs?: any; outputs?: any }) => r.outputs?.kind ?? r.inputs?.kind;
-  const nameOf = (urn: string) => urn.split("::").slice(3).join("::");
+  const urnName = (urn: string) => urn.split("::").slice(3).join("::");
+  // A machine's own name (its `name` input: a Network's `<network>-heron` is `heron`).
+  const nameOf = (r: { urn: string; inputs?: any; outputs?: any }) => String(r.inputs?.name ?? r.outputs?.name ?? urnName(r.urn));
+  // A key's or pin's label (`heron/<key>`, `heron/channel`, as a Network labels them).
+  const labelOf = (r: { urn: string; inputs?: any; outputs?: any }) => String(r.inputs?.resource ?? r.outputs?.resource ?? urnName(r.urn));
   const machines = resources.filter((r) => kindOf(r) === "machine");
-  checkNames(machines.map((r) => nameOf(r.urn)), o);
+  checkNames(machines.map(nameOf), o);
   const picked = new Set<string>();
   for (const m of machines) {
-    const name = nameOf(m.urn);
+    const name = nameOf(m);
     const tags = m.outputs?.tags ?? m.inputs?.tags;
     if (!selected(name, Array.isArray(tags) ? tags : [], o)) continue;
     picked.add(m.urn);
-    // Keys (`heron/<key>`) and the channel pin (`heron/channel`) of this machine.
-    for (const r of resources) if (["deploymentKey", "channelPin"].includes(kindOf(r)) && nameOf(r.urn).startsWith(`${name}/`)) picked.add(r.urn);
+    // Keys (`heron/<key>`) and the channel pin (`heron/channel`) of this machine, in its network.
+    for (const r of resources) {
+      if (["deploymentKey", "channelPin"].includes(kindOf(r)) && r.parent === m.parent && labelOf(r).startsWith(`${name}/`)) picked.add(r.urn);
+    }
   }
-  if (!picked.size) throw noMatch(o, machines.map((m) => ({ name: nameOf(m.urn), tags: (m.outputs?.tags ?? m.inputs?.tags) ?? [] })));
+  if (!picked.size) throw noMatch(o, machines.map((m) => ({ name: nameOf(m), tags: (m.outputs?.tags ?? m.inputs?.tags) ?? [] })));
   const ancestors = new Set<string>();
   if (o.parents !== false) for (const u of picked) for (let p = byUrn.get(u)?.parent; p && !ancestors.has(p); p = byUrn.get(p)?.parent) ancestors.add(p);
   // Ancestors first (outermost first), then the resources in state order.

@@ -3,9 +3,12 @@ import * as net from "net";
 import { FleetMachine } from "./state";
 import { portOf } from "../connection";
 import { applySshConfig } from "../ssh/ssh-config";
-import { SshSession } from "../ssh/session";
+import * as crypto from "crypto";
+import { ConnectionLostError, SshSession } from "../ssh/session";
 import { readFacts } from "../host/facts";
-import { SYSTEM_PROFILE } from "../host/activate";
+import { SWITCH_UNIT, SYSTEM_PROFILE, switchFunction } from "../host/activate";
+import { STATE_DIR } from "../host/rollback";
+import { parseKeyValues } from "../util/key-values";
 import { sendKeys } from "../handlers/key";
 import type { KeyInputs } from "../handlers/key";
 import { HostLockedError, withHostLock } from "../host/lock";
@@ -118,15 +121,64 @@ export async function listGenerations(m: FleetMachine): Promise<Generation[]> {
   });
 }
 
-/** Switches to the previous (or given) generation; returns the system now running. */
+/** Seconds a `rollback`'s switch may take (then its unit is stopped). */
+const ROLLBACK_SWITCH_SEC = 300;
+
+/**
+ * Switches to the previous (or given) generation; returns the system now running. The switch
+ * runs as a deploy's does (activate.ts's run_switch: in a transient unit where the host runs
+ * systemd), so a generation whose switch restarts sshd cannot kill it half-way (nixpkgs#39118);
+ * its output goes to the log, its exit code is reported.
+ */
 export async function rollback(m: FleetMachine, generation?: number): Promise<{ generation: number; system: string }> {
+  const tag = `rollback-${crypto.randomBytes(6).toString("hex")}`;
+  const rcFile = `${STATE_DIR}/switch-${tag}.rc`;
+  const report = (f: Record<string, string>, tail: string) => {
+    const gen = Number(/system-(\d+)-link/.exec(f.link ?? "")?.[1]);
+    if (f.rc !== "0") {
+      throw new Error(`${m.name}: rollback: the system profile is now generation ${gen}, but its switch-to-configuration switch ` +
+        `${f.rc ? `exited ${f.rc}${f.rc === "124" ? ` (timed out after ${ROLLBACK_SWITCH_SEC} s)` : ""}` : "left no exit code"}; the host runs ${f.system || "no system"}.` +
+        `${tail ? ` Last output: ${tail}` : ""}`);
+    }
+    return { generation: gen, system: f.system ?? "" };
+  };
+  const facts = `echo "link=$(readlink ${SYSTEM_PROFILE})"; echo "system=$(readlink -f /run/current-system)"`;
   return withLockedSession(m, "rollback", () => true, async (s) => {
     const sw = generation ? `--switch-generation ${Number(generation)}` : "--rollback";
-    const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch >/dev/null && readlink ${SYSTEM_PROFILE} && readlink -f /run/current-system`,
-      { privileged: true, what: "rollback" });
-    const [link, system] = r.stdout.trim().split("\n");
-    return { generation: Number(/system-(\d+)-link/.exec(link)?.[1]), system };
+    try {
+      const r = await s.exec([
+        switchFunction(ROLLBACK_SWITCH_SEC),
+        `nix-env -p ${SYSTEM_PROFILE} ${sw} >/dev/null || exit 90`,
+        `run_switch "$(readlink -f ${SYSTEM_PROFILE})" switch ${tag} >&2`,
+        // Removed only once printed: a session gone by now leaves it for afterDrop to read.
+        `echo "rc=$rc"`, facts, `rm -f ${rcFile}`,
+      ].join("\n"), { privileged: true, what: "rollback", timeoutMs: (ROLLBACK_SWITCH_SEC + 60) * 1000 });
+      return report(parseKeyValues(r.stdout), r.stderr.trim().split("\n").slice(-3).join(" | "));
+    } catch (e) {
+      if (!(e instanceof ConnectionLostError)) throw e;
+      // The session went (e.g. the generation's switch restarted sshd or the network): the switch
+      // goes on in its unit; a new connection reads how it ended.
+      return report(await afterDrop(m, rcFile, facts), "");
+    }
   });
+}
+
+/** After a rollback's session dropped: reconnects (bounded), waits for the switch unit to end, reads its exit code. */
+async function afterDrop(m: FleetMachine, rcFile: string, facts: string): Promise<Record<string, string>> {
+  const deadline = Date.now() + (ROLLBACK_SWITCH_SEC + 60) * 1000;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const f = await withSession(m, async (s) => parseKeyValues((await s.exec([
+        `st=$(systemctl show -p ActiveState --value ${SWITCH_UNIT}.service 2>/dev/null); echo "state=$st"`,
+        `echo "rc=$(cat ${rcFile} 2>/dev/null)"`, facts,
+        `case "$st" in active|activating|deactivating) ;; *) rm -f ${rcFile} ;; esac`,
+      ].join("\n"), { privileged: true, what: "reading the rollback's outcome", timeoutMs: 30_000 })).stdout));
+      if (!["active", "activating", "deactivating"].includes(f.state ?? "")) return f;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`${m.name}: rollback: the connection was lost during the switch and the host could not be read again in time${last ? ` (${(last as Error).message})` : ""}; run list-generations once it answers`);
 }
 
 /** Prints `systemctl is-system-running`'s state (N/A on a host without systemd). */

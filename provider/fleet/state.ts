@@ -55,8 +55,9 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
     const inputs = open(r.inputs ?? {});
     const outputs = open(r.outputs ?? {});
     const kind = outputs.kind ?? inputs.kind;
-    const name = String(r.urn).split("::").pop()!;
     if (kind === "machine") {
+      // The machine's own name (a Network's `<network>-heron` is `heron`; before typed tokens, the URN's name).
+      const name = String(inputs.name ?? outputs.name ?? String(r.urn).split("::").pop());
       machines.push({
         name, urn: r.urn,
         connection: normalizeConnection({ ...(outputs.connection ?? inputs.connection), privateKey: (inputs.connection ?? outputs.connection)?.privateKey }),

@@ -8,7 +8,7 @@ import { readChannel, releaseChannel, restoreChannel, setChannel } from "../host
 import { resourceOwner } from "../host/owner";
 import { pinProblems } from "../pins/pin";
 import { resourceLogger } from "../util/log";
-import { urnOf } from "../util/engine-log";
+import { stackOf, urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -52,7 +52,7 @@ function diffPin(_id: string, olds: ChannelOutputs, news: ChannelInputs) {
 async function apply(inputs: ChannelInputs, pin: string | undefined, previousUrl?: string): Promise<ChannelOutputs> {
   const conn = normalizeConnection(inputs.connection);
   const log = resourceLogger(inputs.resource, urnOf(inputs));
-  return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}` } }, async (s) => {
+  return withHost(conn, { pin, lock: { machine: inputs.resource, op: `channel pin ${inputs.channel}`, stack: stackOf(inputs) } }, async (s) => {
     const before = await readChannel(s, inputs.channel);
     const me = resourceOwner(inputs.resource, inputs);
     // Taking the channel over from another pin at the same URL (a rename or a move without
@@ -105,7 +105,7 @@ async function readPin(id: string, props: ChannelOutputs): Promise<{ id: string;
 /** Delete: the channel goes back to its previous URL, or is removed if there was none. */
 async function removePin(_id: string, props: ChannelOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`) },
+  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `channel restore ${props.channel}`, stackOf(props)) },
     (s) => releaseChannel(s, props.channel, resourceOwner(props.resource, props), props.url, props.previousUrl ?? "")));
   const log = resourceLogger(props.resource, urnOf(props));
   if (!r.restored) log.warn(`channel ${props.channel} on ${conn.host} left as it is: ${r.why}`);

@@ -11,7 +11,7 @@ import { oneCommandLock } from "../host/lock";
 import { contentDigest, inspectKey, keyOwner, removeKey, uploadKey } from "../host/keys";
 import { keySpecProblems } from "../keys/spec";
 import { resourceLogger } from "../util/log";
-import { urnOf } from "../util/engine-log";
+import { stackOf, urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { DELETE_FAILED, withoutTrace } from "../util/quiet-error";
 
@@ -67,7 +67,7 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   const { content, ...rest } = inputs;
   let proxyKeys: string[] = [];
   let jumpKeys: Record<string, string> = {};
-  const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`) }, async (s) => {
+  const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`, stackOf(inputs)) }, async (s) => {
     await uploadKey(s, inputs, content, keyOwner(inputs));
     proxyKeys = s.proxyHostKeys;
     jumpKeys = s.jumpHostKeys;
@@ -103,7 +103,7 @@ async function readDeploymentKey(id: string, props: KeyOutputs): Promise<{ id: s
 
 async function removeDeploymentKey(_id: string, props: KeyOutputs): Promise<void> {
   const conn = normalizeConnection(props.connection);
-  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`) },
+  const r = await withoutTrace(DELETE_FAILED, () => withHost(conn, { pin: conn.hostPublicKey || props.hostPublicKey, lock: oneCommandLock(props.resource, `key removal ${props.name}`, stackOf(props)) },
     (s) => removeKey(s, props, keyOwner(props), props.digest)));
   // Only what this resource wrote is removed: a file another resource owns now stays, as a changed one does.
   if (!r.removed && !r.absent) resourceLogger(props.resource, urnOf(props)).warn(`key file ${props.path} on ${conn.host} left in place: ${r.why}`);

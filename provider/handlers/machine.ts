@@ -18,7 +18,7 @@ import { withHost } from "../ssh/pool";
 import { deployLock } from "../host/lock";
 import { SshSession, shq } from "../ssh/session";
 import { resourceLogger, formatBytes, Logger, plural } from "../util/log";
-import { urnOf } from "../util/engine-log";
+import { stackOf, urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
@@ -177,7 +177,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   local.catch(() => undefined);
   log(`connecting to ${connectionLabel(conn)}`);
   // The host stays locked against other deployers from the first command to the activation.
-  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name) }, async (s) => {
+  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name, stackOf(inputs)) }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
     const activation = { timeoutSec: inputs.activationTimeout, log: units.log, magicRollback: magicOption(inputs) };
     let act: ActivationResult | undefined;

@@ -6,7 +6,7 @@
 import { SshSession, shq } from "../ssh/session";
 import { PRINT_MISSING_PATHS } from "./copy";
 import { Logger } from "../util/log";
-import { ROLLBACK_PREFIX, STATE_DIR, armLines, confirmWindowArgs, disarmLines, parseRollback, rollbackOnFailureLines, switchRcFile } from "./rollback";
+import { ROLLBACK_PREFIX, STATE_DIR, armLines, confirmWindowArgs, disarmLines, parseRollback, rollbackOnFailureLines, rollbackResultFile, switchRcFile } from "./rollback";
 import * as crypto from "crypto";
 
 /** What switch-to-configuration should do (nixos-rebuild's verbs). */
@@ -20,6 +20,8 @@ export interface ActivationResult {
   missing: string[];
   /** switch-to-configuration's exit code: 0 ok, 4 some units failed, other = failure. */
   exitCode: number;
+  /** Whether the switch got as far as running `activate` (it printed "activating the configuration..."). */
+  activated?: boolean;
   /** The system that ran before. */
   previousSystemPath: string;
   /** Generation of the system profile after the step. */
@@ -39,6 +41,8 @@ export interface ActivationResult {
 const MARK = "@@pulumi-nixos";
 /** The transient unit activations run in on systemd hosts (one at a time per host). */
 export const SWITCH_UNIT = "pulumi-nixos-switch-to-configuration";
+/** The line both switch-to-configuration implementations print (stderr) right before running `activate`. */
+export const ACTIVATING_LINE = "activating the configuration...";
 
 /**
  * Magic rollback of one attempt: its nonce, the backstop timer's deadline (activation + confirm,
@@ -46,12 +50,62 @@ export const SWITCH_UNIT = "pulumi-nixos-switch-to-configuration";
  */
 export interface ArmOptions { nonce: string; deadlineSec: number; confirmSec: number }
 
+/**
+ * What runs inside the switch unit: `/bin/sh -c WRAPPER wrapper SWITCH ACTION RCFILE ACTFILE
+ * [SYSTEMD_RUN SCRIPT SECS UNIT]`. On NixOS a transient unit's PATH is systemd's own bin/ only
+ * (nixpkgs's systemd: the patch "path-util.h: add placeholder for DEFAULT_PATH_NORMAL", filled in
+ * by pkgs/os-specific/linux/systemd/default.nix; transient units get no Environment=PATH), so
+ * it uses shell builtins and absolute paths only: no cat, no coreutils. The switch's output
+ * (stderr included) passes through a `read` loop that marks the activation as started when the
+ * switch prints {@link ACTIVATING_LINE} and, once our session is gone, drains to nowhere: the switch
+ * never writes into a dead pipe (switch-to-configuration-ng panics on that: main.rs ignores
+ * SIGPIPE, eprintln! aborts). Its exit code goes to RCFILE (read after a dropped connection).
+ * Ended with 0 or 4 and a rollback armed: the confirmation window opens from inside the unit (a
+ * deployer cut off mid-switch still gets the host back confirmTimeout after it).
+ */
+const WRAPPER = [
+  `trap '' PIPE`,
+  `{ "$1" "$2"; echo $? > "$3"; } 2>&1 | { o=1; while IFS= read -r l || [ -n "$l" ]; do ` +
+    `case $l in "${ACTIVATING_LINE}"*) : > "$4" ;; esac; ` +
+    `if [ $o = 1 ]; then printf '%s\\n' "$l" 2>/dev/null || o=0; fi; done; }`,
+  `rc=; read -r rc < "$3"; rc=\${rc:-99}`,
+  `if [ -n "$5" ] && [ -e "$6" ] && { [ "$rc" = 0 ] || [ "$rc" = 4 ]; }; then "$5" --quiet --collect --unit="$8" --description="pulumi-nixos magic rollback (confirmation window)" --on-active="$7"s --timer-property=AccuracySec=100ms -p Type=oneshot /bin/sh "$6" >/dev/null 2>&1; fi`,
+  `exit $rc`,
+].join("\n");
+
+/**
+ * Shell: defines `run_switch SYSTEM ACTION TAG [SYSTEMD_RUN SCRIPT SECS UNIT]`, which runs
+ * SYSTEM's switch-to-configuration ACTION — where the host runs systemd, in the transient unit
+ * {@link SWITCH_UNIT} (`systemd-run --wait --pipe`, as nixos-rebuild does: a dropped SSH session or
+ * an sshd restarted by the switch cannot kill it half-way, nixpkgs#39118) — within timeoutSec,
+ * and sets `$rc` (124: timed out, the unit stopped) and `$activated` (1 when the switch got to
+ * running `activate`). Files: STATE_DIR/switch-TAG.rc and .activating.
+ */
+export function switchFunction(timeoutSec: number): string {
+  return [
+    `run_switch() {`,
+    `  rs_sys=$1 rs_act=$2 rs_rc=${STATE_DIR}/switch-$3.rc rs_on=${STATE_DIR}/switch-$3.activating; shift 3`,
+    `  mkdir -p -m 0755 ${STATE_DIR}; rm -f "$rs_rc" "$rs_on"`,
+    `  if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
+    `    timeout ${timeoutSec} systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait \\`,
+    `      /bin/sh -c ${shq(WRAPPER)} wrapper "$rs_sys/bin/switch-to-configuration" "$rs_act" "$rs_rc" "$rs_on" "$@" 2>&1; rc=$?`,
+    // Timed out: systemd-run is gone but the switch runs on in its unit (holding our output open).
+    `    if [ $rc -eq 124 ]; then systemctl stop ${SWITCH_UNIT}.service >/dev/null 2>&1; fi`,
+    `  else`,
+    `    timeout ${timeoutSec} /bin/sh -c ${shq(WRAPPER)} wrapper "$rs_sys/bin/switch-to-configuration" "$rs_act" "$rs_rc" "$rs_on" "$@" 2>&1; rc=$?`,
+    `  fi`,
+    `  activated=; if [ -e "$rs_on" ]; then activated=1; fi; rm -f "$rs_on"`,
+    `}`,
+  ].join("\n");
+}
+
 /** The remote script; exported for tests of its shape. */
 export function activationScript(systemPath: string, action: Action, timeoutSec: number, rollbackOnFailure: boolean, checkStdinPaths = false,
   arm?: ArmOptions, nonce = arm?.nonce ?? crypto.randomBytes(8).toString("hex")): string {
   const setProfile = action === "switch" || action === "boot";
   // `boot` activates nothing now: no magic rollback (as deploy-rs).
   const armed = arm && (action === "switch" || action === "test") ? arm : undefined;
+  const reactivate = rollbackOnFailure && (action === "switch" || action === "test");
   return [
     // The paths on stdin must all be valid, else report them and change nothing.
     ...(checkStdinPaths ? [
@@ -64,8 +118,10 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `  case "$st" in active|activating|deactivating|reloading) echo "${MARK} busy=$(systemctl show -p ExecMainStartTimestamp --value ${SWITCH_UNIT}.service)"; exit 0 ;; esac`,
     // Another deploy awaits its confirmation (or rolls back): its rollback must not hit our switch.
     `  rb=$(systemctl list-units --all --plain --no-legend --no-pager '${ROLLBACK_PREFIX}*' 2>/dev/null | awk '$3 == "active" || $3 == "activating" { print $1; exit }')`,
-    `  if [ -n "$rb" ]; then echo "${MARK} armedbusy=$rb"; exit 0; fi`,
+    // Until when: the earliest of its timers (list-timers' JSON gives realtime µs; empty while it rolls back).
+    `  if [ -n "$rb" ]; then echo "${MARK} armedbusy=$rb until=$(systemctl list-timers --all -o json '${ROLLBACK_PREFIX}*' 2>/dev/null | grep -o '"next":[0-9]*' | cut -d: -f2 | grep -v '^0$' | sort -n | head -1)"; exit 0; fi`,
     `fi`,
+    switchFunction(timeoutSec),
     `out=${shq(systemPath)}; action=${action}; profile=${SYSTEM_PROFILE}`,
     `gen_of() { readlink "$profile" 2>/dev/null | sed -n 's/.*system-\\([0-9]*\\)-link$/\\1/p'; }`,
     `prevsys=$(test -e /run/current-system && readlink -f /run/current-system); echo "${MARK} prev=$prevsys"`,
@@ -74,37 +130,41 @@ export function activationScript(systemPath: string, action: Action, timeoutSec:
     `gen=$(gen_of); echo "${MARK} gen=$gen"`,
     // Armed before the switch: whatever happens to it or to us, the host can go back by itself.
     ...(armed ? armLines(MARK, armed.nonce, action as "switch" | "test", armed.deadlineSec, SWITCH_UNIT) : []),
-    `unit=`,
-    `if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
-    `  unit=${SWITCH_UNIT}.service`,
-    // The unit records its exit code: read after a dropped connection (truthful recovery).
-    `  mkdir -p -m 0755 ${STATE_DIR}`,
-    `  timeout ${timeoutSec} systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --same-dir --service-type=exec --unit=${SWITCH_UNIT} --wait \\`,
-    // Its output passes through a cat that, once our session is gone, drains to /dev/null:
-    // switch-to-configuration itself never writes into a dead pipe (it would fail on that alone).
-    // Then, when it ended with 0 or 4 and a rollback is armed, the confirmation window opens (in
-    // the unit: a deployer cut off mid-switch still gets the host back confirmTimeout after it).
-    `    /bin/sh -c '{ "$0" "$1"; echo $? > "$2"; } 2>&1 | { cat 2>/dev/null; cat >/dev/null; }; rc=$(cat "$2"); ` +
-      `if [ -n "$3" ] && [ -e "$4" ] && { [ "$rc" = 0 ] || [ "$rc" = 4 ]; }; then "$3" --quiet --collect --unit="$6" --description="pulumi-nixos magic rollback (confirmation window)" --on-active="$5"s --timer-property=AccuracySec=100ms -p Type=oneshot /bin/sh "$4" >/dev/null 2>&1; fi; exit $rc' ` +
-      `"$out/bin/switch-to-configuration" "$action" ${switchRcFile(nonce)} ${armed ? confirmWindowArgs(armed.nonce, armed.confirmSec) : `"" "" "" ""`} 2>&1; rc=$?`,
-    `else`,
-    `  timeout ${timeoutSec} "$out/bin/switch-to-configuration" "$action" 2>&1; rc=$?`,
-    `fi`,
-    // Timed out: systemd-run is gone but the switch runs on in its unit (holding our output open).
-    `if [ $rc -eq 124 ] && [ -n "$unit" ]; then systemctl stop "$unit" >/dev/null 2>&1; fi`,
-    `echo "${MARK} rc=$rc"`,
+    `run_switch "$out" "$action" ${nonce} ${armed ? confirmWindowArgs(armed.nonce, armed.confirmSec) : ""}`,
+    `echo "${MARK} rc=$rc"; echo "${MARK} activated=$activated"`,
     armed ? ":" : `rm -f ${switchRcFile(nonce)}`,
-    // The switch failed on its own (not 0, not 4): nothing to confirm, the timer goes.
-    // 1 (usage, pre-switch check, boot loader), 100, 11: nothing was activated. Any other failure
-    // (2: activation script, 124: timeout, …) with a rollback armed: roll back now (the new system
-    // may be half active), so that the host runs its previous system again.
-    `case $rc in 0|4) ;; 1|100|11) ${disarmLines(nonce)} ;; *) ${rollbackOnFailureLines(MARK, nonce)}; ${disarmLines(nonce)} ;; esac`,
+    // After a failed switch the host and the record must agree: as deploy-rs's `deactivate`
+    // (src/bin/activate.rs: nix-env --rollback, delete the generation, re-activate), the
+    // previous system is activated again with the same action when this switch got as far as
+    // running `activate` (whatever its exit code: ng exits 1 for internal errors after it),
+    // which also re-installs its boot loader entry. 100 (reboot needed) keeps the new generation
+    // as the boot default, by design. With a rollback armed, its own script does that.
+    `case $rc in`,
+    `  0|4|100) ;;`,
+    ...(reactivate ? [
+      `  *) if [ -n "$activated" ]; then`,
+      ...(armed ? [`    ${rollbackOnFailureLines(MARK, nonce)}`] : []),
+      `    if [ ! -e ${rollbackResultFile(nonce)} ]; then`,
+      `      if [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ] && [ "$(gen_of)" = "$gen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; fi`,
+      `      if [ "$action" = switch ] && [ -n "$prevgen" ]; then target=$(readlink -f "$profile"); else target=$prevsys; fi`,
+      `      failrc=$rc; rrc=99; if [ -x "$target/bin/switch-to-configuration" ]; then run_switch "$target" "$action" ${nonce}-back; rrc=$rc; rm -f ${STATE_DIR}/switch-${nonce}-back.rc; fi; rc=$failrc`,
+      `      echo "${MARK} reactivated=gen=$(gen_of) system=$target rc=$rrc"`,
+      `    fi`,
+      `  fi ;;`,
+    ] : [`  *) ;;`]),
+    `esac`,
+    // Nothing to confirm unless the switch ended with 0 or 4: the timers go.
+    armed ? `case $rc in 0|4) ;; *) ${disarmLines(nonce)} ;; esac` : ":",
     // Exit 4: the failed units as systemd reports them (besides what switch-to-configuration
     // printed); not the switch's own unit, failed by that very exit code until it is collected.
     `if [ $rc -eq 4 ] && [ -d /run/systemd/system ]; then systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '$1 != "${SWITCH_UNIT}.service" { print "${MARK} failed=" $1 }'; fi`,
-    // 100 (reboot needed): the new generation stays the boot default.
+    // Failed before activating anything (usage, not NixOS, lock busy, boot loader): this deploy's
+    // own profile change is undone and, but for 11 (lock taken before the boot loader step in
+    // ng's do_system_switch), the previous generation's boot loader entry is installed again.
     rollbackOnFailure && setProfile
-      ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ $rc -ne 100 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ]; then nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; fi`
+      ? `if [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ $rc -ne 100 ] && [ -n "$prevgen" ] && [ "$gen" != "$prevgen" ] && [ "$(gen_of)" = "$gen" ]; then ` +
+        `nix-env -p "$profile" --switch-generation "$prevgen" >/dev/null 2>&1 && nix-env -p "$profile" --delete-generations "$gen" >/dev/null 2>&1; echo "${MARK} rolledback=$prevgen"; ` +
+        `t=$(readlink -f "$profile"); if [ $rc -ne 11 ] && [ -x "$t/bin/switch-to-configuration" ]; then "$t/bin/switch-to-configuration" boot 2>&1; fi; fi`
       : ":",
     `exit 0`,
   ].join("\n");
@@ -168,8 +228,8 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
     script: activationScript(systemPath, action, opts.timeoutSec, true, check, arm, nonce),
     stdin: check ? opts.requirePaths!.join("\n") + "\n" : undefined,
     what: `switch-to-configuration ${action}`,
-    // A failed switch with a rollback armed is followed by the rollback's own switch.
-    timeoutMs: (opts.timeoutSec * (arm ? 2 : 1) + 30) * 1000,
+    // A failed switch is followed by the previous system's own switch.
+    timeoutMs: (opts.timeoutSec * 2 + 30) * 1000,
     onLine: (line) => {
       const m = new RegExp(`^${MARK} (\\w+)=(.*)$`).exec(line);
       if (m?.[1] === "missing") { missing.push(m[2]); return; }
@@ -191,14 +251,18 @@ export function activationStep(systemPath: string, action: Action, opts: Activat
           `(systemctl status ${SWITCH_UNIT}), then run again: refresh shows what the host runs.`);
       }
       if (fields.armedbusy !== undefined) {
-        throw new Error(`${label}: another deploy there awaits its confirmation or rolls back (${fields.armedbusy}); nothing was changed. ` +
-          "Run again once it is over: refresh shows what the host runs.");
+        const [unit, until] = fields.armedbusy.split(" until=");
+        const at = Number(until) > 0 ? new Date(Number(until) / 1000) : undefined;
+        const when = at ? ` until ${at.toISOString().slice(11, 19)} UTC (${Math.max(0, Math.round((at.getTime() - Date.now()) / 1000))} s from now), then it rolls back unless confirmed` : ": it is rolling back now";
+        throw new Error(`${label}: another deploy there awaits its confirmation${when} (${unit}); nothing was changed. ` +
+          `Run again ${at ? `after ${at.toISOString().slice(11, 19)} UTC` : "in a few seconds"}: refresh shows what the host runs.`);
       }
       if (fields.armfailed !== undefined) throw new Error(`${label}: could not arm the magic rollback (systemd-run --on-active failed); nothing was activated`);
       if (fields.rc === undefined) throw new Error(`activation on ${label} ended without a result`);
       return {
         missing,
         exitCode: Number(fields.rc),
+        activated: fields.activated === "1",
         previousSystemPath: fields.prev ?? "",
         generation: Number(fields.gen) || 0,
         failedUnits,

@@ -87,7 +87,8 @@ export function describeHolder(h: LockHolder, hostNow: number, where: string): {
   // A holder from this very machine whose process is gone: say so (the host may still be running
   // what it started, e.g. an activation, so the lock is not broken by itself).
   const gone = h.user === identity().user && !pidAlive(h.pid)
-    ? `; pid ${h.pid} no longer runs on this machine: once nothing runs on ${where} for it, \`pulumi-nixos unlock ${h.machine} --stack ${h.stack} --force\` (or wait ${h.expires - hostNow} s for the lock to expire)`
+    ? `; pid ${h.pid} no longer runs on this machine: the lock expires at ${clock(h.expires)} (${h.expires - hostNow} s; what it started, e.g. an activation, may still run on ${where}), ` +
+      `then run again; or, once you know nothing runs there for it, \`pulumi-nixos unlock ${h.machine} --stack ${h.stack} --force\``
     : "";
   return { expired: false, message: `${h.machine} is being deployed by ${who}; ${where} is locked until it finishes${gone}` };
 }
@@ -261,6 +262,6 @@ export async function breakLock(s: SshSession, opts: { force?: boolean } = {}): 
 }
 
 /** A Machine deploy: held from the first command to the activation, whose script releases it. */
-export const deployLock = (machine: string): LockRequest => ({ machine, op: "deploy", releaseWith: (script) => script.includes("/bin/switch-to-configuration") });
+export const deployLock = (machine: string, stack?: string): LockRequest => ({ machine, op: "deploy", ...(stack ? { stack } : {}), releaseWith: (script) => script.includes("/bin/switch-to-configuration") });
 /** A one-command change (a key upload or removal, a channel restore): that command releases it. */
-export const oneCommandLock = (machine: string, op: string): LockRequest => ({ machine, op, releaseWith: () => true });
+export const oneCommandLock = (machine: string, op: string, stack?: string): LockRequest => ({ machine, op, ...(stack ? { stack } : {}), releaseWith: () => true });

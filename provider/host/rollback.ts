@@ -70,6 +70,8 @@ export function armLines(mark: string, nonce: string, action: "switch" | "test",
     `if [ "$(test -e /run/current-system && readlink -f /run/current-system)" != "$out" ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then`,
     `  mkdir -p -m 0755 ${STATE_DIR}`,
     // The values as they are now, then the fixed body (a file: no quoting through systemd's ExecStart).
+    // PATH too: the timer's service gets NixOS's unit PATH (systemd's bin/ only, no coreutils),
+    // so the script carries the session's (and systemctl/nix-env by absolute path).
     `  { printf 'export PATH=%s\\nprofile=%s\\nprevgen=%s\\ngen=%s\\nprevsys=%s\\nnixenv=%s\\nsystemctl=%s\\nraction=${action}\\n' "$PATH" "$profile" "$prevgen" "$gen" "$prevsys" "$(command -v nix-env)" "$(command -v systemctl)"`,
     `    cat <<'PNX_ROLLBACK_EOF'`,
     body,

@@ -1,7 +1,7 @@
 #!/bin/bash
 # PID 1 of one lab host. Runs inside the host's own network, mount and PID namespaces
 # (started by lab.ts through `ip netns exec NS unshare --mount --pid --fork --mount-proc`).
-# It gives the host its own /nix, /etc, /run, /run/keys, /root, /home and /tmp, emulates a
+# It gives the host its own /nix, /etc, /boot, /run, /run/keys, /root, /home and /tmp, emulates a
 # boot id, intercepts reboot/poweroff, and supervises sshd. A real reboot(2) from inside a
 # non-initial PID namespace only kills this process, so the machine itself cannot be rebooted.
 set -eu
@@ -15,6 +15,8 @@ mount --bind "$HOSTDIR/nix" /nix
 mount --bind "$HOSTDIR/etc" /etc
 mount --bind "$HOSTDIR/root" /root
 mount --bind "$HOSTDIR/home" /home
+# Its own /boot, for the boot loader's record (labs made before it have none: the machine's stays unwritten).
+if [ -d "$HOSTDIR/boot" ]; then mount --bind "$HOSTDIR/boot" /boot; else mount -t tmpfs -o mode=0755 tmpfs /boot; fi
 # Tools read the boot id from /proc/sys/kernel/random/boot_id: a file bound over it is the
 # host's own boot id, renewed at every lab reboot.
 mount --bind "$HOSTDIR/boot_id" /proc/sys/kernel/random/boot_id
@@ -34,10 +36,14 @@ boot() {
   # A ramfs, as on NixOS (keys.nix's activation script mounts one where /run/keys is not).
   mount -t ramfs -o mode=0750 ramfs /run/keys
   chgrp keys /run/keys 2>/dev/null || true
-  # As at NixOS boot: the default generation of the system profile becomes the current system.
-  if [ -e /nix/var/nix/profiles/system ]; then
-    ln -sfn "$(readlink -f /nix/var/nix/profiles/system)" /run/current-system
-  fi
+  # NixOS's setuid wrappers: sudo is /run/wrappers/bin/sudo, first on the login PATH.
+  mkdir -p /run/wrappers/bin && ln -sfn /usr/bin/sudo /run/wrappers/bin/sudo
+  # As at NixOS boot: the boot loader's default (switch-to-configuration's record), else the
+  # system profile's default generation, becomes the current system.
+  p=
+  if [ -s /boot/nixos-default ]; then read -r p < /boot/nixos-default; fi
+  if [ -z "$p" ] || [ ! -e "$p" ]; then p=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null || true); fi
+  if [ -n "$p" ]; then ln -sfn "$p" /run/current-system; fi
   /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config 2>>"$HOSTDIR/sshd.log" &
   SSHD=$!
   echo up > "$HOSTDIR/power"

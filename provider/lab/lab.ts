@@ -111,6 +111,31 @@ const USER_SETUP = [
 
 const HOST_ENV = ["HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"];
 
+/**
+ * The PATH of an SSH session on a lab host: NixOS's login PATH (nixos/modules/config/shells-environment.nix
+ * and nixos/modules/security/wrappers: /run/wrappers/bin first, where `sudo` lives; then the
+ * profiles and /run/current-system/sw/bin), then the machine's directories — a stand-in system's
+ * `sw` has no bin/ of its own, its tools are the machine's.
+ */
+export const LOGIN_PATH = "/run/wrappers/bin:/root/.nix-profile/bin:/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/**
+ * What makes a host NixOS to a program: /etc/NIXOS and os-release's ID=nixos (what both
+ * switch-to-configuration implementations check, switch-to-configuration.pl and ng's
+ * do_system_switch), and a /boot of its own for the boot loader's record.
+ */
+function nixosLook(hostDir: string): void {
+  fs.writeFileSync(path.join(hostDir, "etc/NIXOS"), "");
+  fs.rmSync(path.join(hostDir, "etc/os-release"), { force: true });
+  fs.writeFileSync(path.join(hostDir, "etc/os-release"), [
+    'ANSI_COLOR="1;34"', 'BUG_REPORT_URL="https://github.com/NixOS/nixpkgs/issues"', 'HOME_URL="https://nixos.org/"',
+    "ID=nixos", 'LOGO="nix-snowflake"', "NAME=NixOS", 'PRETTY_NAME="NixOS 24.05 (Uakari) (pulumi-nixos lab)"',
+    'VERSION="24.05 (Uakari)"', "VERSION_CODENAME=uakari", 'VERSION_ID="24.05"', "",
+  ].join("\n"));
+  for (const f of ["etc/lsb-release", "etc/debian_version"]) fs.rmSync(path.join(hostDir, f), { force: true });
+  fs.mkdirSync(path.join(hostDir, "boot"), { recursive: true, mode: 0o755 });
+}
+
 /** Checks that this process can build a lab: root, and the tools it drives. */
 export async function checkLabRequirements(init: LabInit = "systemd"): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the lab needs root (network and mount namespaces): run as root");
@@ -221,7 +246,7 @@ export class Lab {
       const made = new Set<string>();
       while (made.size < records.length) {
         const wave = records.filter((h) => !made.has(h.name) && (!h.behind || made.has(h.behind)));
-        await Promise.all(wave.map((h) => lab.createHost(h, seeded?.[records.indexOf(h)])));
+        await Promise.all(wave.map((h) => lab.createHost(h, seeded && { seed: seeded.seeds[records.indexOf(h)], systemdTools: seeded.systemdTools })));
         for (const h of wave) made.add(h.name);
       }
     } catch (e) {
@@ -263,7 +288,7 @@ export class Lab {
   /** Host names in creation order. */
   get names(): string[] { return this.record.hosts.map((h) => h.name); }
 
-  private async createHost(h: HostRecord, seed?: string): Promise<void> {
+  private async createHost(h: HostRecord, seed?: { seed: string; systemdTools: string }): Promise<void> {
     // The netns name is the slot's reservation: `ip netns add` fails if another lab took it meanwhile.
     for (let attempt = 0; ; attempt++) {
       const r = await run(["ip", "netns", "add", h.netns], { allowFailure: true });
@@ -275,7 +300,7 @@ export class Lab {
       this.save();
     }
     await this.prepareHostDir(h);
-    if (this.init === "systemd") await this.systemd.prepare(h, seed!, USER_SETUP);
+    if (this.init === "systemd") await this.systemd.prepare(h, seed!.seed, seed!.systemdTools, USER_SETUP);
     await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
     await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
     const outer = this.outerNs(h);
@@ -354,8 +379,10 @@ export class Lab {
       "MaxStartups 200:30:400",
       "MaxSessions 100",
       "Subsystem sftp /usr/lib/openssh/sftp-server",
+      `SetEnv PATH=${LOGIN_PATH}`,
       "",
     ].join("\n"));
+    nixosLook(h.dir);
     fs.writeFileSync(path.join(h.dir, "etc/hostname"), `${h.name}\n`);
     fs.writeFileSync(path.join(h.dir, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${h.name}\n`);
     fs.mkdirSync(path.join(h.dir, "etc/nix"), { recursive: true });
@@ -519,6 +546,16 @@ export class Lab {
     }
     h.link = undefined;
     this.save();
+  }
+
+  /**
+   * The system host `name` boots next: the boot-default record its switch-to-configuration's
+   * boot loader step wrote (/boot/nixos-default), else its system profile's default; "" if none.
+   */
+  bootDefault(name: string): string {
+    const h = this.host(name);
+    try { const p = fs.readFileSync(path.join(h.dir, "boot/nixos-default"), "utf8").trim(); if (p) return p; } catch { /* never written */ }
+    try { return path.join("/nix/store", path.basename(fs.readlinkSync(path.join(h.dir, "nix/var/nix/profiles", fs.readlinkSync(path.join(h.dir, "nix/var/nix/profiles/system")))))); } catch { return ""; }
   }
 
   /** Current boot id of a host (what its /proc/sys/kernel/random/boot_id says). */

@@ -4,7 +4,7 @@
 # It moves itself into the host's own cgroup (so nspawn's payload/supervisor cgroups are the
 # host's, and `lab down` finds every process of the host there), then runs the host as a
 # systemd-nspawn container in the lab's netns, with the machine's /usr read-only and the host's
-# own /nix, /etc, /root, /home and /var. PID 1 is /lab-stage2 (stage2.sh): the system profile's
+# own /nix, /etc, /root, /home, /boot and /var. PID 1 is /lab-stage2 (stage2.sh): the system profile's
 # default generation's `init`, then systemd, as NixOS boots. nspawn exits 133 when the
 # container asks to reboot: then the host boots again (that host only), unless HOSTDIR/stop exists.
 set -u
@@ -23,7 +23,7 @@ while :; do
   SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$H/fs" --register=no --keep-unit \
     -M "$NETNS" --hostname="$NAME" --network-namespace-path="/run/netns/$NETNS" --console=read-only \
     --resolv-conf=off --timezone=off --link-journal=no --kill-signal=SIGRTMIN+3 \
-    --bind-ro=/usr --bind="$H/nix:/nix" --bind="$H/etc:/etc" --bind="$H/root:/root" \
+    --bind-ro=/usr --bind="$H/nix:/nix" --bind="$H/etc:/etc" --bind="$H/root:/root" --bind="$H/boot:/boot" \
     --bind="$H/home:/home" --bind="$H/state:/run/lab" \
     /lab-stage2 </dev/null >>"$H/console.log" 2>&1 &
   echo $! > "$H/nspawn.pid"

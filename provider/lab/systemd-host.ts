@@ -52,6 +52,16 @@ export async function systemdRequirements(): Promise<void> {
   exportNixpkgsLib();
 }
 
+/**
+ * A store path standing in for NixOS's `${systemd}/bin`: systemd's own tools (here links to the
+ * machine's), nothing else — no coreutils. NixOS's systemd has that directory as its default
+ * PATH (nixpkgs: pkgs/os-specific/linux/systemd/default.nix fills the placeholder of the patch
+ * "path-util.h: add placeholder for DEFAULT_PATH_NORMAL" with $out/bin), so a transient unit
+ * (systemd-run) on NixOS finds systemctl but not cat; the lab sets it as DefaultEnvironment.
+ */
+const SYSTEMD_TOOLS = `derivation { name = "systemd-lab-tools"; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin";
+  args = [ "-c" "mkdir -p $out/bin && for t in busctl hostnamectl journalctl localectl loginctl machinectl networkctl systemctl systemd-analyze systemd-ask-password systemd-cat systemd-cgls systemd-delta systemd-escape systemd-id128 systemd-notify systemd-path systemd-run systemd-socket-activate systemd-tmpfiles systemd-tty-ask-password-agent timedatectl udevadm; do if [ -e /usr/bin/$t ]; then ln -s /usr/bin/$t $out/bin/$t; elif [ -e /bin/$t ]; then ln -s /bin/$t $out/bin/$t; fi; done" ]; }`;
+
 /** Lab units every systemd host has, outside any NixOS generation (in the host's /etc). */
 const LAB_UNITS: Record<string, string> = {
   // Tells the lab (through /run/lab = HOSTDIR/state) that the host is up (sshd started), and its
@@ -60,6 +70,7 @@ const LAB_UNITS: Record<string, string> = {
 Description=pulumi-nixos lab: report boot id and power state
 After=sshd.service lab-sshd.service
 [Service]
+Environment=PATH=/usr/bin:/bin
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/sh -c 'cat /proc/sys/kernel/random/boot_id > /run/lab/boot_id.tmp && mv /run/lab/boot_id.tmp /run/lab/boot_id && echo up > /run/lab/power'
@@ -74,6 +85,7 @@ Description=pulumi-nixos lab: sshd for a host whose system has none
 ConditionPathExists=!/run/booted-system
 After=network.target
 [Service]
+Environment=PATH=/usr/bin:/bin
 ExecStartPre=/bin/mkdir -p /run/sshd
 ExecStart=/usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
 KillMode=process
@@ -89,15 +101,18 @@ export class SystemdHosts {
 
   private cgroup(h: HostRecord): string { return `${CGROUP_PARENT}/${h.netns}`; }
 
-  /** Builds one stand-in NixOS system per host name (hostName = the name), in one nix-build. */
-  async buildSeeds(names: string[]): Promise<string[]> {
-    const expr = `map (n: (import ${STANDIN_NIXPKGS}/nixos { configuration = { networking.hostName = n; }; }).system) (builtins.fromJSON ''${JSON.stringify(names)}'')`;
+  /**
+   * Builds one stand-in NixOS system per host name (hostName = the name), and the lab's
+   * {@link SYSTEMD_TOOLS} store path, in one nix-build.
+   */
+  async buildSeeds(names: string[]): Promise<{ seeds: string[]; systemdTools: string }> {
+    const expr = `[ (${SYSTEMD_TOOLS}) ] ++ map (n: (import ${STANDIN_NIXPKGS}/nixos { configuration = { networking.hostName = n; }; }).system) (builtins.fromJSON ''${JSON.stringify(names)}'')`;
     const r = await run(["nix-build", "--no-out-link", "-E", expr], {
       env: { ...process.env, NIX_CONFIG: `${process.env.NIX_CONFIG ?? ""}\nsubstituters =` }, timeoutMs: 300_000,
     });
     const out = r.stdout.trim().split("\n").filter(Boolean);
-    if (out.length !== names.length) throw new Error(`building the lab's seed systems gave ${out.length} paths for ${names.length} hosts`);
-    return out;
+    if (out.length !== names.length + 1) throw new Error(`building the lab's seed systems gave ${out.length} paths for ${names.length} hosts (+ systemd's tools)`);
+    return { systemdTools: out[0], seeds: out.slice(1) };
   }
 
   /**
@@ -105,9 +120,9 @@ export class SystemdHosts {
    * copy), /var, /nix, /root, /home; Debian's units not enabled, ssh.service masked, the lab's
    * units; users; and the seed as system profile generation 1.
    */
-  async prepare(h: HostRecord, seed: string, userSetup: string): Promise<void> {
+  async prepare(h: HostRecord, seed: string, systemdTools: string, userSetup: string): Promise<void> {
     const fsRoot = path.join(h.dir, "fs");
-    for (const d of ["usr", "etc", "var/lib", "var/log", "var/cache", "var/spool", "var/tmp", "root", "home", "nix", "tmp", "proc", "sys", "dev", "run"]) {
+    for (const d of ["boot", "usr", "etc", "var/lib", "var/log", "var/cache", "var/spool", "var/tmp", "root", "home", "nix", "tmp", "proc", "sys", "dev", "run"]) {
       fs.mkdirSync(path.join(fsRoot, d), { recursive: true });
     }
     fs.chmodSync(path.join(fsRoot, "tmp"), 0o1777);
@@ -133,6 +148,10 @@ export class SystemdHosts {
       fs.writeFileSync(path.join(units, name), text);
       fs.symlinkSync(`../${name}`, path.join(units, "multi-user.target.wants", name));
     }
+    // NixOS's unit environment: systemd's default PATH is its own bin/ (see SYSTEMD_TOOLS); units
+    // NixOS generates set Environment=PATH themselves, transient ones (systemd-run) do not.
+    fs.mkdirSync(path.join(h.dir, "etc/systemd/system.conf.d"), { recursive: true });
+    fs.writeFileSync(path.join(h.dir, "etc/systemd/system.conf.d/nixos-default-path.conf"), `[Manager]\nDefaultEnvironment=PATH=${systemdTools}/bin\n`);
     fs.writeFileSync(path.join(h.dir, "etc/fstab"), "");
     fs.writeFileSync(path.join(h.dir, "etc/machine-id"), (await run(["systemd-id128", "new"])).stdout);
 
@@ -144,8 +163,8 @@ export class SystemdHosts {
       "nix-store --import >/dev/null",
       'nix-env -p /nix/var/nix/profiles/system --set "$2" >/dev/null',
     ].join("\n");
-    await run(["sh", "-ec", 'nix-store --export $(nix-store -qR "$2") | unshare --mount --propagation private sh -ec "$3" sh "$1" "$2"',
-      "sh", h.dir, seed, inHost], { timeoutMs: 120_000 });
+    await run(["sh", "-ec", 'nix-store --export $(nix-store -qR "$2" "$4") | unshare --mount --propagation private sh -ec "$3" sh "$1" "$2"',
+      "sh", h.dir, seed, inHost, systemdTools], { timeoutMs: 120_000 });
   }
 
   /** The container's PID 1 (systemd, or stage 2 before it), if the host runs. */

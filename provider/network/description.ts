@@ -13,7 +13,10 @@ import { HealthCheck } from "../host/health";
 export interface KeySpec extends KeyPlacement {
   /** Plain text (prefer `config`: plain text sits in the stack file). */
   text?: string;
-  /** Name of a secret stack config value (`pulumi config set --secret NAME`). */
+  /**
+   * A secret stack config value: a bare `NAME` is in the project's namespace (`pulumi config set
+   * --secret NAME`), `ns:NAME` names the namespace (e.g. `pulumi-nixos:dbPassword`).
+   */
   config?: string;
   /** A file on the operator's machine. */
   file?: string;

@@ -1,4 +1,5 @@
 import * as path from "path";
+import { SchemaError } from "../schema";
 import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../resources/machine";
 import { DeploymentKey } from "../resources/deployment-key";
@@ -9,13 +10,29 @@ import { getSecretConfig } from "../util/secret-config";
 import { evaluateNetworkNix, networkNotes, networkOwnNixpkgs, nixKeySource, unsupportedProblems } from "./network-nix";
 import { stackDeploymentUuid } from "../nixops/deployment-id";
 import { fetchPinSync } from "../pins/pin";
+import { configSecretRef } from "../secrets/sources";
+import { PACKAGE_NAME } from "../resources/handler-path";
+import { OLD_TYPE } from "../resources/type-tokens";
 
-/** A key's `config:` source: must exist and be set with `--secret`. */
-function requireSecretConfig(config: pulumi.Config, key: string, keyName: string): pulumi.Output<string> {
+/** A key's `config:` source (see {@link configSecretRef}): must exist and be set with `--secret`. */
+function requireSecretConfig(ref: string, keyName: string): pulumi.Output<string> {
+  const { namespace, key } = configSecretRef(ref);
+  const config = new pulumi.Config(namespace);
   const v = getSecretConfig(config, key, `the content of key ${keyName}`);
-  if (!v) throw new Error(`key ${keyName}: config ${config.name}:${key} is not set (\`pulumi config set --secret ${key} <value>\`)`);
+  const set = namespace ? `${config.name}:${key}` : key;
+  if (!v) throw new SchemaError(`key ${keyName}: config ${config.name}:${key} is not set (\`pulumi config set --secret ${set} <value>\`)`);
   return v;
 }
+
+/** The package's own settings (sshConfig, hostKeyPolicy, vaultAddr, vaultToken): `pulumi-nixos:…` in any project. */
+const packageConfig = () => new pulumi.Config(PACKAGE_NAME);
+
+/** Names of a Network's children: unique per network, so two networks (or a user's own resources) never collide. */
+const childNames = (net: string, m: string) => ({
+  machine: `${net}-${m}`, key: (k: string) => `${net}-${m}-${k}`, channel: `${net}-${m}-channel`,
+});
+/** The child's name before the network's name was part of it (`m`, `m/k`, `m/channel`), under the old type: no replace on upgrade. */
+const oldName = (name: string): pulumi.Alias => ({ name, type: OLD_TYPE });
 
 /** Options of a {@link Network}. */
 export interface NetworkArgs {
@@ -41,8 +58,11 @@ export interface NetworkArgs {
 
 /**
  * A NixOps network as Pulumi resources: a Machine per machine, a DeploymentKey per key (pre-activation
- * keys before the machine, post-activation keys after it) and a ChannelPin per pinned machine.
- * One stack = one deployment.
+ * keys before the machine, post-activation keys after it) and a ChannelPin per pinned machine,
+ * named `<name>-<machine>`, `<name>-<machine>-<key>`, `<name>-<machine>-channel` (so two networks
+ * never collide), aliased to the names they had before (`<machine>`, `<machine>/<key>`).
+ * The package's settings (`sshConfig`, `hostKeyPolicy`, `vaultAddr`, `vaultToken`) are read from
+ * `pulumi-nixos:` stack config whatever the project is called. One stack = one deployment.
  */
 export class Network extends pulumi.ComponentResource {
   /** Machines by name. */
@@ -56,10 +76,10 @@ export class Network extends pulumi.ComponentResource {
     super("pulumi-nixos:index:Network", name, {}, opts);
     const base = args.baseDir ?? process.cwd();
     const abs = (p: string) => path.resolve(base, p);
-    const config = new pulumi.Config();
-    if (!!args.network === !!args.networkNix) throw new Error(`Network ${name}: give exactly one of network (a description) or networkNix (NixOps files)`);
+    const config = packageConfig();
+    if (!!args.network === !!args.networkNix) throw new SchemaError(`Network ${name}: give exactly one of network (a description) or networkNix (NixOps files)`);
     if (args.networkNix) {
-      this.fromNix(args.networkNix, abs, args);
+      this.fromNix(name, args.networkNix, abs, args);
       return;
     }
     const net = args.network!;
@@ -74,18 +94,21 @@ export class Network extends pulumi.ComponentResource {
         ...(m.proxy ? { proxy: proxyArgs(m.proxy, args.privateKey) } : {}), ...sshOptions(m, config) };
       const pin = m.pin ? net.pins![m.pin] : undefined;
       const child = { parent: this };
+      const names = childNames(name, mName);
       const keySpecs = Object.entries(m.keys ?? {});
       const makeKey = (kName: string, k: NonNullable<typeof m.keys>[string], conn: pulumi.Input<ConnectionArgs>, deps: pulumi.Input<pulumi.Resource[]>) =>
-        new DeploymentKey(`${mName}/${kName}`, {
-          connection: conn, name: k.name ?? kName,
-          text: k.config ? requireSecretConfig(config, k.config, `${mName}/${kName}`) : k.text,
+        new DeploymentKey(names.key(kName), {
+          connection: conn, name: k.name ?? kName, label: `${mName}/${kName}`,
+          text: k.config ? requireSecretConfig(k.config, `${mName}/${kName}`) : k.text,
           file: k.file ? abs(k.file) : undefined, command: k.command, vault: k.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions, uploadAt: k.uploadAt,
-        }, { ...child, dependsOn: deps });
+        }, { ...child, dependsOn: deps, aliases: [oldName(`${mName}/${kName}`)] });
       const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, afterEvaluation)] as const);
       const channel = pin && m.channel !== false
-        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, { ...child, dependsOn: afterEvaluation }) : undefined;
-      const machine = new Machine(mName, {
+        ? new ChannelPin(names.channel, { connection, url: pin.url, sha256: pin.sha256, label: `${mName}/channel` },
+          { ...child, dependsOn: afterEvaluation, aliases: [oldName(`${mName}/channel`)] }) : undefined;
+      const machine = new Machine(names.machine, {
+        machineName: mName,
         connection,
         configuration: m.configuration ? abs(m.configuration) : undefined,
         imports: m.imports?.map(abs),
@@ -99,7 +122,7 @@ export class Network extends pulumi.ComponentResource {
         enableRollback: net.enableRollback ?? true,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
-      }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])] });
+      }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
       const postKeys = keySpecs.filter(([, k]) => k.uploadAt === "post-activation").map(([k, spec]) => [k, makeKey(k, spec, machine.connection, [machine])] as const);
       this.machines[mName] = machine;
       this.keys[mName] = Object.fromEntries([...preKeys, ...postKeys]);
@@ -117,7 +140,7 @@ export class Network extends pulumi.ComponentResource {
    * `deployment.*` (host, port, user, tags, keys); each Machine evaluates its system from the same
    * modules (`nodes.<name>.config.system.build.toplevel`), against the network's pin.
    */
-  private fromNix(nn: NetworkNixDescription, abs: (p: string) => string, args: NetworkArgs): void {
+  private fromNix(name: string, nn: NetworkNixDescription, abs: (p: string) => string, args: NetworkArgs): void {
     validateNetworkNix(nn);
     const files = (typeof nn.files === "string" ? [nn.files] : nn.files).map(abs);
     const src = {
@@ -133,7 +156,7 @@ export class Network extends pulumi.ComponentResource {
     if (!nixPath.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
       // NixOps 2's `network.nixpkgs` pins the network's evaluation; <nixpkgs> in its files is then that tree too.
       const own = networkOwnNixpkgs(src);
-      if (!own) throw new Error("networkNix: not pinned: set pin (pulumi-nixos:pin, one of pulumi-nixos:pins), a nixpkgs= entry in nixPath, network.nixpkgs in the network, or allowUnpinned: true to evaluate against the operator's NIX_PATH");
+      if (!own) throw new SchemaError("networkNix: not pinned: set pin (pulumi-nixos:pin, one of pulumi-nixos:pins), a nixpkgs= entry in nixPath, network.nixpkgs in the network, or allowUnpinned: true to evaluate against the operator's NIX_PATH");
       nixPath = [`nixpkgs=${own}`, ...nixPath];
     }
     const info = evaluateNetworkNix(src, nixPath);
@@ -141,8 +164,8 @@ export class Network extends pulumi.ComponentResource {
     const problems = [...unsupportedProblems(info),
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
         .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
-    if (problems.length) throw new Error(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
-    const config = new pulumi.Config();
+    if (problems.length) throw new SchemaError(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
+    const config = packageConfig();
     const vaultAccess = () => pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")])
       .apply(([addr, token]) => ({ addr, token }));
     // As for a description: keys and channel pins wait until every machine's system evaluated,
@@ -155,20 +178,23 @@ export class Network extends pulumi.ComponentResource {
         privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName], ...sshOptions({}, config),
       };
       const child = { parent: this };
+      const names = childNames(name, mName);
       const keys = Object.entries(d.keys).map(([kName, k]) => {
         const label = `${mName}/${kName}`;
         const source = nixKeySource(`DeploymentKey ${label}`, k, vaultAccess);
         if (source.literal) {
           pulumi.log.warn(`networkNix: ${label}: deployment.keys.${kName}.text is written in a Nix file; it is kept as a Pulumi secret from here on, but it sat in clear text in the network's files (use builtins.extraBuiltins.vault, keyFile or keyCommand)`, this);
         }
-        return [kName, new DeploymentKey(label, {
-          connection, name: k.name, text: source.text, file: source.file, command: source.command, vault: source.vault,
+        return [kName, new DeploymentKey(names.key(kName), {
+          connection, name: k.name, label, text: source.text, file: source.file, command: source.command, vault: source.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions,
-        }, { ...child, dependsOn: afterEvaluation })] as const;
+        }, { ...child, dependsOn: afterEvaluation, aliases: [oldName(label)] })] as const;
       });
       const channel = pin && nn.channel !== false
-        ? new ChannelPin(`${mName}/channel`, { connection, url: pin.url, sha256: pin.sha256 }, { ...child, dependsOn: afterEvaluation }) : undefined;
-      this.machines[mName] = new Machine(mName, {
+        ? new ChannelPin(names.channel, { connection, url: pin.url, sha256: pin.sha256, label: `${mName}/channel` },
+          { ...child, dependsOn: afterEvaluation, aliases: [oldName(`${mName}/channel`)] }) : undefined;
+      this.machines[mName] = new Machine(names.machine, {
+        machineName: mName,
         connection,
         nixopsNetwork: src,
         nixPath,
@@ -177,7 +203,7 @@ export class Network extends pulumi.ComponentResource {
         compress: d.hasFastConnection ? false : "auto",
         enableRollback: info.network.enableRollback,
         tags: d.tags,
-      }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])] });
+      }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
       this.keys[mName] = Object.fromEntries(keys);
       if (channel) this.channels[mName] = channel;
     }

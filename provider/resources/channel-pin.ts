@@ -4,6 +4,7 @@ import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
 import { engineUrn } from "./engine-urn";
 import { checkArgs } from "../schema";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 const channelProvider = runtimeProvider("channel");
 
@@ -17,6 +18,11 @@ export interface ChannelPinArgs {
   sha256: pulumi.Input<string>;
   /** Channel name (default `nixos`). */
   channel?: pulumi.Input<string>;
+  /**
+   * How logs, errors and `pulumi-nixos targets` name the pin (default: the resource name). A
+   * {@link Network} names its pins `<network>-<machine>-channel` and labels them `<machine>/channel`.
+   */
+  label?: string;
 }
 
 /**
@@ -40,14 +46,14 @@ export class ChannelPin extends pulumi.dynamic.Resource {
     const urn = engineUrn();
     super(channelProvider, name, {
       kind: "channelPin",
-      resource: name,
+      resource: args.label ?? name,
       __urn: urn.input,
       connection: connectionInputs(args.connection),
       url: args.url,
       sha256: args.sha256,
       channel: args.channel ?? "nixos",
       storePath: undefined, nixpkgsVersion: undefined, previousUrl: undefined,
-    }, opts);
+    }, withOldTypeAlias(opts), TYPE_MODULE, "ChannelPin");
     urn.resolve(this, opts);
   }
 }

@@ -7,7 +7,8 @@ import { getSecretConfig } from "../util/secret-config";
 import { connectionInputs } from "./connection-inputs";
 import { runtimeProvider } from "./runtime-provider";
 import { engineUrn } from "./engine-urn";
-import { checkArgs } from "../schema";
+import { checkArgs, SchemaError } from "../schema";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 const keyProvider = runtimeProvider("key");
 
@@ -23,6 +24,11 @@ export interface DeploymentKeyArgs extends KeyPlacement {
   command?: string[];
   /** A field of a Vault KV secret (VAULT_ADDR / VAULT_TOKEN, or stack config pulumi-nixos:vaultAddr / vaultToken). */
   vault?: VaultRef;
+  /**
+   * How logs, errors and `pulumi-nixos targets` name the key (default: the resource name). A
+   * {@link Network} names its keys `<network>-<machine>-<key>` and labels them `<machine>/<key>`.
+   */
+  label?: string;
 }
 
 /**
@@ -44,6 +50,7 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
   constructor(resourceName: string, args: DeploymentKeyArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
     checkArgs("DeploymentKey", resourceName, args);
+    const label = args.label ?? resourceName;
     const spec = {
       name: args.name ?? resourceName,
       destDir: args.destDir ?? "/run/keys",
@@ -52,20 +59,20 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
       permissions: args.permissions ?? "0600",
     };
     // Bad input fails the program before anything reaches a host.
-    const problems = keySpecProblems(resourceName, spec);
-    if (problems.length) throw new Error(problems.map((p) => p.reason).join("; "));
+    const problems = keySpecProblems(label, spec);
+    if (problems.length) throw new SchemaError(problems.map((p) => p.reason).join("; "));
     const source: KeySource = { text: args.text as string | undefined, file: args.file, command: args.command, vault: args.vault };
-    const kind = sourceKind(resourceName, source);
+    const kind = sourceKind(label, source);
     const config = new pulumi.Config("pulumi-nixos");
     const vaultToken = getSecretConfig(config, "vaultToken", "the Vault token");
     const content: pulumi.Output<string> = kind === "text"
       ? pulumi.secret(args.text!)
       : pulumi.secret(pulumi.all([config.get("vaultAddr"), vaultToken]).apply(([addr, token]) =>
-        readKeySource(resourceName, source, { addr, token })));
+        readKeySource(label, source, { addr, token })));
     const urn = engineUrn();
     super(keyProvider, resourceName, {
       kind: "deploymentKey",
-      resource: resourceName,
+      resource: label,
       __urn: urn.input,
       connection: connectionInputs(args.connection),
       content,
@@ -73,7 +80,7 @@ export class DeploymentKey extends pulumi.dynamic.Resource {
       uploadAt: args.uploadAt ?? "pre-activation",
       path: undefined,
       digest: undefined,
-    }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] });
+    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "digest"] }), TYPE_MODULE, "DeploymentKey");
     urn.resolve(this, opts);
   }
 }

@@ -16,6 +16,7 @@ import { claimHost } from "./host-claims";
 import { projectRoot } from "./portable-path";
 import { portableFlake, portablePath } from "../util/recorded-path";
 import { keySpecProblems } from "../keys/spec";
+import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
 export interface MachineArgs {
@@ -90,6 +91,12 @@ export interface MachineArgs {
    * read from the derivations (default: stack config `pulumi-nixos:previewBuild`, else false).
    */
   previewBuild?: pulumi.Input<boolean>;
+  /**
+   * The machine's own name (default: the resource name): the deployment's id, its lock on the host,
+   * log lines, the NixOps machine of `nixopsNetwork`, and what `pulumi-nixos` commands select with
+   * --include. A {@link Network} names its Machines `<network>-<machine>` and sets this to `<machine>`.
+   */
+  machineName?: string;
 }
 
 /**
@@ -148,9 +155,10 @@ export class Machine extends pulumi.dynamic.Resource {
    */
   readonly evaluated: pulumi.Output<{ outPath: string; drvPath: string }>;
 
-  constructor(name: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
+  constructor(resourceName: string, args: MachineArgs, opts?: pulumi.CustomResourceOptions) {
     // Every field type-checked before anything runs (provider/schema: one schema for all inputs).
-    checkArgs("Machine", name, args);
+    checkArgs("Machine", resourceName, args);
+    const name = args.machineName ?? resourceName;
     inlineKeyProblems(name, args.keys);
     // Nothing registers (so nothing runs) while two Machines of the program reach one host.
     const claimed = claimHost(name, args.connection);
@@ -169,7 +177,7 @@ export class Machine extends pulumi.dynamic.Resource {
         return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
       });
     const urn = engineUrn();
-    super(machineProvider, name, {
+    super(machineProvider, resourceName, {
       kind: "machine",
       name,
       __urn: urn.input,
@@ -197,7 +205,7 @@ export class Machine extends pulumi.dynamic.Resource {
       closureChanges: undefined, closureManifest: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
-    }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection"] });
+    }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection"] }), TYPE_MODULE, "Machine");
     urn.resolve(this, opts);
     // Keys and channel pins of a Network wait for this: refused machines stop them too.
     this.evaluated = pulumi.all([system, claimed]).apply(([s]) => s);

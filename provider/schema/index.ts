@@ -144,18 +144,18 @@ export const machineArgsSchema = fields({
   systemPath: str("a store path"), action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
-  previewBuild: bool,
+  previewBuild: bool, machineName: text("a machine name"),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */
 export const deploymentKeyArgsSchema = fields({
   connection: connectionSchema, text: str(), file: str("a file path"), command: argv, vault: vaultSchema,
   name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType,
-  uploadAt: placement.uploadAt,
+  uploadAt: placement.uploadAt, label: text("a label"),
 }, ["connection"]);
 
 /** ChannelPinArgs. */
-export const channelPinArgsSchema = fields({ connection: connectionSchema, url: text("the channel or tarball URL"), sha256: text("the sha256 of the unpacked tree"), channel: text("a channel name") }, ["connection", "url", "sha256"]);
+export const channelPinArgsSchema = fields({ connection: connectionSchema, url: text("the channel or tarball URL"), sha256: text("the sha256 of the unpacked tree"), channel: text("a channel name"), label: text("a label") }, ["connection", "url", "sha256"]);
 
 /** Values known only later (Outputs, Promises) are left out and checked by the provider when known. */
 function knownPart(v: unknown, path: string[], later: string[]): unknown {

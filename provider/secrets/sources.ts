@@ -4,6 +4,7 @@
  * KV field. Errors name the key and the source, and never include the content.
  */
 import * as fs from "fs";
+import { SchemaError } from "../schema";
 import { spawn } from "child_process";
 import { readVaultField, VaultAccess, VaultRef } from "./vault";
 
@@ -23,7 +24,7 @@ export interface KeySource {
 export function sourceKind(keyName: string, s: KeySource): keyof KeySource {
   const given = (["text", "file", "command", "vault"] as const).filter((k) => s[k] !== undefined && s[k] !== null);
   if (given.length !== 1) {
-    throw new Error(`DeploymentKey ${keyName}: give exactly one of text, file, command, vault (got ${given.length ? given.join(" and ") : "none"})`);
+    throw new SchemaError(`DeploymentKey ${keyName}: give exactly one of text, file, command, vault (got ${given.length ? given.join(" and ") : "none"})`);
   }
   return given[0];
 }
@@ -66,4 +67,14 @@ function runKeyCommand(keyName: string, argv: string[]): Promise<string> {
       resolve(Buffer.concat(out).toString("utf8"));
     });
   });
+}
+
+/**
+ * A key's `config:` source in a network description, as the config key it names: `ns:name` as
+ * written; a bare `name` is in the project's namespace (`namespace` undefined), where
+ * `pulumi config set --secret name` stores it, whatever the project is called.
+ */
+export function configSecretRef(ref: string): { namespace?: string; key: string } {
+  const i = ref.indexOf(":");
+  return i < 0 ? { key: ref } : { namespace: ref.slice(0, i), key: ref.slice(i + 1) };
 }

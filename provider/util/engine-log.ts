@@ -115,3 +115,13 @@ export function urnOf(props: unknown): string | undefined {
   const u = (props as { __urn?: unknown } | undefined)?.__urn;
   return typeof u === "string" && u.startsWith("urn:pulumi:") ? u : undefined;
 }
+
+/**
+ * The stack a resource belongs to, from its URN (`urn:pulumi:<stack>::…`): the real engine does
+ * not give the plugin PULUMI_NODEJS_STACK, so that variable is only the fallback.
+ */
+export function stackOf(props: unknown): string | undefined {
+  const u = urnOf(props);
+  return (u && /^urn:pulumi:([^:]+)::/.exec(u)?.[1]) || process.env.PULUMI_NODEJS_STACK || undefined;
+}
+

@@ -4,6 +4,7 @@
  * plain values with a message naming the key.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { SchemaError } from "../schema";
 
 /** Whether the full config key (`namespace:key`) was set as a secret (`secure:` in the stack file). */
 export function isSecretConfig(fullKey: string): boolean {
@@ -20,7 +21,7 @@ export function isSecretConfig(fullKey: string): boolean {
 
 /** The error for a secret given as plain config. */
 export function plainSecretError(fullKey: string, what: string, setKey = fullKey): Error {
-  return new Error(`config ${fullKey}: ${what} is a secret but is set as plain text; ` +
+  return new SchemaError(`config ${fullKey}: ${what} is a secret but is set as plain text; ` +
     `set it with \`pulumi config set --secret ${setKey} <value>\` (a plain value is stored in clear text in the stack file and in state)`);
 }
 

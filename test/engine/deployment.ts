@@ -20,6 +20,13 @@ import { Semaphore } from "../../provider/util/semaphore";
 export type Operation = "preview" | "up" | "refresh" | "destroy";
 
 export const DYNAMIC_TYPE = "pulumi-nodejs:dynamic:Resource";
+/**
+ * A type the dynamic-provider plugin serves: its package (the token's first part) is `pulumi-nodejs`,
+ * whatever the module and type (`pulumi-nodejs:dynamic/nixos:Machine`); the engine picks the default
+ * provider by the token's package (pkg/resource/deploy/source_eval.go, resmon.RegisterResource:
+ * parseProviderRequest(t.Package(), …) for a custom resource without an explicit provider).
+ */
+export const isDynamicType = (t: string): boolean => t === DYNAMIC_TYPE || t.startsWith("pulumi-nodejs:dynamic/");
 const STACK_TYPE = "pulumi:pulumi:Stack";
 const PROVIDER_TYPE = "pulumi:providers:pulumi-nodejs";
 
@@ -57,6 +64,12 @@ export class Deployment implements MonitorHost {
   /** URNs the program registered, in order (the new state's order). */
   readonly registered: string[] = [];
   private readonly registeredSet = new Set<string>();
+  /**
+   * Old URNs a registration claimed through an alias: not deletes, also in a preview, where the old
+   * entry keeps its URN (step_generator.go: getOldResource records sg.aliased; GenerateDeletes skips
+   * what isOperatedOn finds operated on under its new URN).
+   */
+  private readonly aliasedOld = new Set<string>();
   /** New resources not created because they were not targeted (step_generator's skippedCreates). */
   private readonly skippedCreates = new Set<string>();
   private readonly limit: Semaphore;
@@ -299,7 +312,7 @@ export class Deployment implements MonitorHost {
     if (direct) return direct;
     for (const a of r.aliasURNs) {
       const old = this.state.get(a);
-      if (old && !this.registeredSet.has(a)) return old;
+      if (old && !this.registeredSet.has(a)) { this.aliasedOld.add(a); return old; }
     }
     return undefined;
   }
@@ -346,7 +359,7 @@ export class Deployment implements MonitorHost {
   }
 
   private async customStep(r: Registration, urn: string): Promise<{ urn: string; id?: string; object: Record<string, Json> }> {
-    if (r.type !== DYNAMIC_TYPE) {
+    if (!isDynamicType(r.type)) {
       throw new StepError(`type ${r.type} needs its own provider plugin, which the engine harness cannot run (it runs dynamic resources only)`);
     }
     const old = this.oldOf(urn, r);
@@ -458,7 +471,7 @@ export class Deployment implements MonitorHost {
 
   /** The provider's Delete, unless the resource is retained on delete. */
   private async providerDelete(res: StateResource): Promise<void> {
-    if (res.retainOnDelete || !res.custom || res.type !== DYNAMIC_TYPE) return;
+    if (res.retainOnDelete || !res.custom || !isDynamicType(res.type)) return;
     const p = await this.provider();
     await p.delete(res.id ?? "", res.urn, strip(res.outputs) as Record<string, Json>, strip(res.inputs) as Record<string, Json>);
   }
@@ -537,7 +550,7 @@ export class Deployment implements MonitorHost {
 
   /** After the program: resources it no longer declares and replaced ones waiting in the state (GenerateDeletes). */
   async deleteUndeclared(): Promise<void> {
-    await this.deleteTargeted(this.state.all().filter((r) => r.delete || !this.registeredSet.has(r.urn)));
+    await this.deleteTargeted(this.state.all().filter((r) => r.delete || (!this.registeredSet.has(r.urn) && !this.aliasedOld.has(r.urn))));
   }
 
   /** `pulumi destroy` (the program does not run): every resource, or the targets (see deleteTargeted). */
@@ -550,7 +563,7 @@ export class Deployment implements MonitorHost {
 
   /** `pulumi refresh`: Read every custom resource; drift recorded, init errors cleared, gone ones dropped. */
   async refresh(): Promise<void> {
-    const resources = this.state.all().filter((r) => r.custom && r.type === DYNAMIC_TYPE && this.isTargeted(r.urn));
+    const resources = this.state.all().filter((r) => r.custom && isDynamicType(r.type) && this.isTargeted(r.urn));
     await Promise.all(resources.map((r) => this.track(async () => {
       {
         const p = await this.provider();
