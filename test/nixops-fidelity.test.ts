@@ -122,7 +122,7 @@ describe("import-nixops from the state NixOps wrote (shared file, copied)", () =
     // UUID, name and stateVersions reached each machine's modules.
     const pv = await engine("preview", { cwd: prog, stack: "nixos", state: path.join(prog, "nixos.state.json") });
     expectExit(pv, 0, "preview");
-    for (const m of MACHINES) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic:Resource ${m} create`));
+    for (const m of MACHINES) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine network-${m} create`));
     assert.doesNotMatch(pv.stdout + pv.stderr, /\.local/, "no recorded host named");
     for (const m of MACHINES) {
       assert.equal(fs.existsSync(expected[m]), true, `${m}: the preview evaluated ${expected[m]}`);
@@ -202,8 +202,8 @@ describe("NixOps 2 networks and NixOps's options (real module system)", () => {
       const out = pv.stdout + pv.stderr;
       assert.match(out, /network\.storage\.legacy is ignored: the stack's Pulumi backend holds the deployment's state/);
       assert.match(out, /network\.nixpkgs \(\S+second-nixpkgs\) evaluates the network, as NixOps 2 does; pin nixos gives <nixpkgs> and each host's channel/);
-      assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db create/);
-      assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic:Resource db\/channel create/, "the host's channel comes from the pin");
+      assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:Machine network-db create/);
+      assert.match(pv.stdout, /\+\s+pulumi-nodejs:dynamic\/nixos:ChannelPin network-db-channel create/, "the host's channel comes from the pin");
       // The stack program evaluated exactly that system (second nixpkgs, <nixpkgs> = the pin).
       assert.equal(fs.existsSync(drv), true, `the preview evaluated ${drv}`);
       assert.equal(await evalJson(`${networkExpr({ files: [path.join(dir, "network.nix")] })}.nodes.db.config.environment.etc.angle.text`, `nixpkgs=${pinned}`), "24.05.9\n");
@@ -212,7 +212,7 @@ describe("NixOps 2 networks and NixOps's options (real module system)", () => {
       fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: { "pulumi-nixos:networkNix": "./network.nix", "pulumi-nixos:sshPrivateKeyFile": "./id" } }));
       const own = await engine("preview", stack);
       expectExit(own, 0, "preview without a pin");
-      assert.doesNotMatch(own.stdout, /db\/channel/);
+      assert.doesNotMatch(own.stdout, /ChannelPin/);
       const ownDrv = await machineDrv({ files: [path.join(dir, "network.nix")], uuid: stackDeploymentUuid("netnix2", "t"), deploymentName: "t" }, "db", `nixpkgs=${second}`);
       assert.equal(fs.existsSync(ownDrv), true, `the preview evaluated ${ownDrv} (<nixpkgs> = network.nixpkgs)`);
       // Neither a pin nor network.nixpkgs: refused before anything runs, saying how to pin.
@@ -220,7 +220,7 @@ describe("NixOps 2 networks and NixOps's options (real module system)", () => {
       const bare = await engine("preview", stack);
       expectExit(bare, 1, "preview of an unpinned network");
       assert.match(bare.stdout + bare.stderr, /networkNix: not pinned: set pin \(pulumi-nixos:pin, one of pulumi-nixos:pins\), a nixpkgs= entry in nixPath, network\.nixpkgs in the network, or allowUnpinned: true/);
-      assert.doesNotMatch(bare.stdout, /Resource db create/);
+      assert.doesNotMatch(bare.stdout, /Machine network-db create/);
     } finally {
       await ch.close();
     }
