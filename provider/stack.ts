@@ -29,6 +29,8 @@
  *   pulumi-nixos:hostPublicKeys: { heron: ssh-ed25519 AAAA… }
  *   pulumi-nixos:rootAuthorizedKeys: { heron: [ssh-ed25519 AAAA… NixOps client key for heron] }
  *   pulumi-nixos:sshPrivateKey.heron: { secure: … }   # a machine's own key (NixOps's per-machine key)
+ *   pulumi-nixos:deploymentUuid / deploymentName       # NixOps's `uuid` / `deploymentName` (default: derived / the stack)
+ *   pulumi-nixos:stateVersions: { heron: "20.03" }     # system.stateVersion NixOps recorded (mkDefault)
  *
  * Relative paths in stack config (networkFile, configuration/imports without a networkFile,
  * nixPath entries, sshPrivateKeyFile) resolve against the project root, the directory holding
@@ -100,6 +102,10 @@ if (config.get("networkNix") !== undefined) {
     pin: config.get("pin"),
     channel: config.getBoolean("channel"),
     hosts: config.getObject("hosts"),
+    // What import-nixops carries over from NixOps's state file (issue 26).
+    deploymentUuid: config.get("deploymentUuid"),
+    deploymentName: config.get("deploymentName"),
+    stateVersions: config.getObject("stateVersions"),
   };
   for (const k of Object.keys(networkNix) as (keyof NetworkNixDescription)[]) if (networkNix[k] === undefined) delete networkNix[k];
 } else if (networkFile) {

@@ -87,7 +87,7 @@ test("keys.nix and the NixOps options evaluate beside NixOS's declarations", asy
     }`);
   assert.deepEqual(c, {
     dbPath: "/run/keys/db", otherPath: "/var/keys/renamed", keyFile: "/tmp/k",
-    portA: 2222, portB: 22, keysTarget: "Security Keys", units: ["db-key", "renamed-key"], toplevel: true,
+    portA: 2222, portB: 22, keysTarget: "Security Keys", units: ["db-key", "other-key"], toplevel: true,
   });
   // path is read-only, as in NixOps.
   await assert.rejects(evalJson(`(import ${STANDIN_NIXPKGS}/nixos/lib/eval-config.nix { modules = [ ${KEYS} { deployment.keys.db.path = "/x"; } ]; }).config.deployment.keys.db.path`),

@@ -81,6 +81,9 @@ export function importDeployment(stateFile: string, d: NixopsDeployment, o: Impo
   const notCarried: string[] = [];
   const secrets: Record<string, string> = {};
   const authorized: Record<string, string[]> = {};
+  // Each machine's `stateVersion` attribute (nixops/backends/__init__.py `state_version`), which
+  // NixOps's physical spec applied as `system.stateVersion = mkDefault …` (deployment.py `get_physical_spec`).
+  const stateVersions: Record<string, string> = {};
   const hostKeys: Record<string, string> = {};
   const tofu: string[] = [];
   for (const r of d.resources.filter((x) => !isMachine(x))) notCarried.push(`resource ${r.name} (${r.type}): NixOps resources are not supported`);
@@ -91,6 +94,7 @@ export function importDeployment(stateFile: string, d: NixopsDeployment, o: Impo
     if (priv) secrets[m.name] = priv;
     else notCarried.push(`machine ${m.name}: no NixOps key pair (provisionSSHKey was off): give pulumi-nixos:sshPrivateKey`);
     if (pub && o.keepNixopsKeys !== false) authorized[m.name] = [pub.trim()];
+    if (m.attrs.stateVersion) stateVersions[m.name] = m.attrs.stateVersion;
     const host = m.attrs.targetHost;
     const key = host ? knownHostKey(knownHosts, host, Number(m.attrs.targetPort ?? 22) || 22) : undefined;
     if (key) hostKeys[m.name] = key; else tofu.push(m.name);
@@ -103,7 +107,7 @@ export function importDeployment(stateFile: string, d: NixopsDeployment, o: Impo
     const has = (k: string) => doc.hasIn(["config", `${NS}:${k}`]);
     const existing = ["networkNix", "network", "networkFile", "machines"].filter(has);
     if (existing.length && !o.force) throw new Error(`${file} already has ${existing.map((k) => `${NS}:${k}`).join(", ")} (--force replaces it)`);
-    for (const k of existing) doc.deleteIn(["config", `${NS}:${k}`]);
+    for (const k of [...existing, ...["deploymentUuid", "deploymentName", "stateVersions"].filter(has)]) doc.deleteIn(["config", `${NS}:${k}`]);
     const provider = doc.get("secretsprovider") as string | undefined;
     if (provider && provider !== "passphrase" && !provider.startsWith("passphrase")) {
       throw new Error(`${file}: secrets provider ${provider}: import-nixops seals keys with the passphrase provider only; set them with \`pulumi config set --secret ${NS}:sshPrivateKey.<machine>\``);
@@ -115,6 +119,10 @@ export function importDeployment(stateFile: string, d: NixopsDeployment, o: Impo
       doc.set("encryptionsalt", sealer.state);
     }
     doc.setIn(["config", `${NS}:networkNix`], d.nixExprs.length === 1 ? d.nixExprs[0] : d.nixExprs);
+    // What NixOps gave the network's modules (deployment.py `eval`: uuid, `self.name or ""`).
+    doc.setIn(["config", `${NS}:deploymentUuid`], d.uuid);
+    doc.setIn(["config", `${NS}:deploymentName`], d.name ?? "");
+    if (Object.keys(stateVersions).length) doc.setIn(["config", `${NS}:stateVersions`], stateVersions);
     if (Object.keys(d.args).length) doc.setIn(["config", `${NS}:networkArgsNix`], d.args);
     if (d.attrs.nixPath && JSON.parse(d.attrs.nixPath).length) doc.setIn(["config", `${NS}:nixPath`], JSON.parse(d.attrs.nixPath));
     if (Object.keys(hostKeys).length) doc.setIn(["config", `${NS}:hostPublicKeys`], hostKeys);

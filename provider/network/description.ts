@@ -133,6 +133,12 @@ export interface NetworkNixDescription {
   channel?: boolean;
   /** Overrides of `deployment.targetHost` by machine (a test bed whose names do not resolve). */
   hosts?: Record<string, string>;
+  /** The deployment's UUID (`uuid` in modules; import-nixops writes NixOps's). Default: derived from project and stack. */
+  deploymentUuid?: string;
+  /** The deployment's name (`deploymentName` in modules; import-nixops writes NixOps's). Default: the stack name. */
+  deploymentName?: string;
+  /** The `system.stateVersion` NixOps recorded, by machine (import-nixops writes them): applied with mkDefault. */
+  stateVersions?: Record<string, string>;
 }
 
 /** Every problem of a networkNix description (empty when valid); paths read like `networkNix.pin`. */

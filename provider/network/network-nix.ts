@@ -34,6 +34,10 @@ export interface NixMachineInfo {
   alwaysActivate: boolean;
   tags: string[];
   sshOptions: string[];
+  /** NixOps 1.7's `deployment.storeKeysOnMachine` (keys in the Nix store): only false. */
+  storeKeysOnMachine: boolean;
+  /** NixOps 1.7's `deployment.encryptedLinksTo` (SSH tunnels): only empty. */
+  encryptedLinksTo: string[];
   keys: Record<string, NixKeyInfo>;
   /** Every deployment option name the machine has. */
   options: string[];
@@ -41,7 +45,13 @@ export interface NixMachineInfo {
 
 /** The network's deployment data, from one evaluation. */
 export interface NetworkNixInfo {
-  network: { description: string; enableRollback: boolean; attributes: string[] };
+  network: {
+    description: string; enableRollback: boolean; attributes: string[];
+    /** NixOps 2's `network.storage` / `network.lock` backends (their names). */
+    storage: string[]; lock: string[];
+    /** The path of `network.nixpkgs` (NixOps 2: the nixpkgs the whole network is evaluated with), or null. */
+    nixpkgs: string | null;
+  };
   /** `resources.<type>.<name>` the network declares (unsupported). */
   resources: string[];
   machines: Record<string, NixMachineInfo>;
@@ -49,8 +59,9 @@ export interface NetworkNixInfo {
 
 /** Deployment options pulumi-nixos reads, or accepts with their NixOps meaning. */
 const KNOWN_OPTIONS = ["targetEnv", "targetHost", "targetPort", "targetUser", "hasFastConnection", "alwaysActivate", "tags", "keys",
-  "owners", "sshOptions", "provisionSSHKey", "privilegeEscalationCommand", "name", "uuid", "arguments"];
-const KNOWN_NETWORK = ["description", "enableRollback"];
+  "owners", "sshOptions", "provisionSSHKey", "privilegeEscalationCommand", "name", "uuid", "arguments", "storeKeysOnMachine", "encryptedLinksTo"];
+/** `network.*` read (description, enableRollback) or accepted and ignored with a note (NixOps 2's storage, lock). */
+const KNOWN_NETWORK = ["description", "enableRollback", "storage", "lock"];
 
 /**
  * Evaluates the network's deployment data (blocking: the machines are only known after it).
@@ -73,6 +84,27 @@ export function evaluateNetworkNix(src: NixopsNetworkSource, nixPath: string[]):
   return JSON.parse(r.stdout) as NetworkNixInfo;
 }
 
+/**
+ * The path of the network's own `network.nixpkgs` (NixOps 2), evaluated with an empty NIX_PATH (a
+ * network that needs <nixpkgs> for it gives null): a network that brings its nixpkgs is pinned.
+ */
+export function networkOwnNixpkgs(src: NixopsNetworkSource): string | null {
+  const r = spawnSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", `${networkExpr(src)}.networkNixpkgs`],
+    { env: { ...process.env, NIX_PATH: "" }, encoding: "utf8", timeout: timeoutMs("eval"), killSignal: "SIGKILL", maxBuffer: 1 << 20 });
+  if (r.error || r.status !== 0) return null;
+  return JSON.parse(r.stdout) as string | null;
+}
+
+/** What the network says that pulumi-nixos accepts and does otherwise (NixOps 2's storage, lock, nixpkgs beside a pin). */
+export function networkNotes(info: NetworkNixInfo, pin: string | undefined): string[] {
+  const out: string[] = [];
+  if (info.network.storage.length) out.push(`network.storage.${info.network.storage[0]} is ignored: the stack's Pulumi backend holds the deployment's state`);
+  if (info.network.lock.length) out.push(`network.lock.${info.network.lock[0]} is ignored: the stack's Pulumi backend locks the deployment during a run`);
+  if (info.network.nixpkgs && pin) out.push(`network.nixpkgs (${info.network.nixpkgs}) evaluates the network, as NixOps 2 does; pin ${pin} gives <nixpkgs> and each host's channel`);
+  return out;
+}
+
+
 /** What the network asks that pulumi-nixos does not do, each naming the machine and option. */
 export function unsupportedProblems(info: NetworkNixInfo): string[] {
   const out: string[] = [];
@@ -80,12 +112,18 @@ export function unsupportedProblems(info: NetworkNixInfo): string[] {
     out.push(`resources.${r}: NixOps resources are not supported (pulumi-nixos deploys existing hosts; declare other resources with their Pulumi providers)`);
   }
   for (const a of info.network.attributes.filter((x) => !KNOWN_NETWORK.includes(x))) out.push(`network.${a}: not supported (the stack holds the deployment's state)`);
+  // As NixOps 2 (nixops/evaluation.py `eval_network`): one storage backend, at most one lock backend.
+  if (info.network.storage.length > 1) out.push(`network.storage: only one storage backend (got ${info.network.storage.join(", ")}; NixOps 2 refuses this too)`);
+  if (info.network.lock.length > 1) out.push(`network.lock: only one lock backend (got ${info.network.lock.join(", ")}; NixOps 2 refuses this too)`);
   if (!Object.keys(info.machines).length) out.push("the network has no machines");
   for (const [m, d] of Object.entries(info.machines)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(m)) out.push(`${m}: machine names use letters, digits, '.', '_', '-'`);
     if (d.targetEnv !== "none") out.push(`${m}: deployment.targetEnv = "${d.targetEnv}" is not supported (only "none": an existing host reached at deployment.targetHost)`);
     for (const o of d.options.filter((x) => !KNOWN_OPTIONS.includes(x))) out.push(`${m}: deployment.${o} is not supported (only targetEnv "none" options: targetHost, targetPort, targetUser, keys, tags, hasFastConnection, alwaysActivate)`);
     if (d.sshOptions.length) out.push(`${m}: deployment.sshOptions is not supported (connections use the stack's key and pin the host key)`);
+    // NixOps 1.7 nix/keys.nix: true wrote every key into the world-readable Nix store.
+    if (d.storeKeysOnMachine) out.push(`${m}: deployment.storeKeysOnMachine = true is not supported (it put keys in the world-readable Nix store; pulumi-nixos uploads them into destDir, in RAM): remove it or set it to false`);
+    if (d.encryptedLinksTo.length) out.push(`${m}: deployment.encryptedLinksTo is not supported (NixOps's SSH tunnels to ${d.encryptedLinksTo.join(", ")}): remove it and use a VPN module (e.g. networking.wireguard)`);
     for (const [k, key] of Object.entries(d.keys)) {
       const given = (["text", "keyFile", "keyCommand"] as const).filter((s) => key[s] !== null);
       if (given.length !== 1) out.push(`${m}: deployment.keys.${k}: give exactly one of text, keyFile, keyCommand (got ${given.length ? given.join(" and ") : "none"})`);

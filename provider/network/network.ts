@@ -7,7 +7,8 @@ import { ChannelPin } from "../resources/channel-pin";
 import { ConnectionArgs, ProxyConnectionArgs } from "../connection";
 import { NetworkDescription, NetworkNixDescription, ProxySpec, machineSpec, validateDescription, validateNetworkNix } from "./description";
 import { getSecretConfig } from "../util/secret-config";
-import { evaluateNetworkNix, nixKeySource, unsupportedProblems } from "./network-nix";
+import { evaluateNetworkNix, networkNotes, networkOwnNixpkgs, nixKeySource, unsupportedProblems } from "./network-nix";
+import { stackDeploymentUuid } from "../nixops/deployment-id";
 import { fetchPinSync } from "../pins/pin";
 import { configSecretRef } from "../secrets/sources";
 import { PACKAGE_NAME } from "../resources/handler-path";
@@ -142,15 +143,26 @@ export class Network extends pulumi.ComponentResource {
   private fromNix(name: string, nn: NetworkNixDescription, abs: (p: string) => string, args: NetworkArgs): void {
     validateNetworkNix(nn);
     const files = (typeof nn.files === "string" ? [nn.files] : nn.files).map(abs);
-    const src = { files, args: nn.args, nixArgs: nn.nixArgs, rootAuthorizedKeys: nn.rootAuthorizedKeys, extraBuiltinsFile: nn.extraBuiltinsFile ? abs(nn.extraBuiltinsFile) : undefined };
+    const src = {
+      files, args: nn.args, nixArgs: nn.nixArgs, rootAuthorizedKeys: nn.rootAuthorizedKeys, extraBuiltinsFile: nn.extraBuiltinsFile ? abs(nn.extraBuiltinsFile) : undefined,
+      // What NixOps gave modules (nixops/deployment.py `eval`): the deployment's UUID and name;
+      // without an import, the stack's own (the UUID derived, so every checkout evaluates alike).
+      uuid: nn.deploymentUuid ?? stackDeploymentUuid(pulumi.getProject(), pulumi.getStack()),
+      deploymentName: nn.deploymentName ?? pulumi.getStack(),
+      stateVersions: nn.stateVersions,
+    };
     const pin = nn.pin ? nn.pins![nn.pin] : undefined;
-    const nixPath = pin ? [`nixpkgs=${fetchPinSync(`networkNix.pin ${nn.pin}`, pin)}`] : args.nixPath ?? [];
+    let nixPath = pin ? [`nixpkgs=${fetchPinSync(`networkNix.pin ${nn.pin}`, pin)}`] : args.nixPath ?? [];
     if (!nixPath.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
-      throw new SchemaError("networkNix: not pinned: set pin (pulumi-nixos:pin, one of pulumi-nixos:pins), a nixpkgs= entry in nixPath, or allowUnpinned: true to evaluate against the operator's NIX_PATH");
+      // NixOps 2's `network.nixpkgs` pins the network's evaluation; <nixpkgs> in its files is then that tree too.
+      const own = networkOwnNixpkgs(src);
+      if (!own) throw new SchemaError("networkNix: not pinned: set pin (pulumi-nixos:pin, one of pulumi-nixos:pins), a nixpkgs= entry in nixPath, network.nixpkgs in the network, or allowUnpinned: true to evaluate against the operator's NIX_PATH");
+      nixPath = [`nixpkgs=${own}`, ...nixPath];
     }
     const info = evaluateNetworkNix(src, nixPath);
+    for (const n of networkNotes(info, nn.pin)) pulumi.log.info(`networkNix: ${n}`, this);
     const problems = [...unsupportedProblems(info),
-      ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["privateKeys", args.privateKeys]] as const)
+      ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
         .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
     if (problems.length) throw new SchemaError(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
     const config = packageConfig();

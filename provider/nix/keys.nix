@@ -5,11 +5,13 @@
 # pulumi-nixos adds this module (and each machine's `deployment.keys` metadata: names, owners,
 # modes; never content) to every machine it evaluates, so importing it yourself is optional.
 # Keys are uploaded over SSH by pulumi-nixos into /run/keys (a ramfs, 0750 root:keys); members of
-# the `keys` group can read them. For each key `<name>` a unit `<name>-key.service` is active while
-# the key file exists (started by `<name>-key.path` when it appears), so services can `wants`/`after`
-# it (and `bindsTo` it to stop when the key goes):
+# the `keys` group can read them. For each key `deployment.keys.<attr>` a unit `<attr>-key.service`
+# (named after the attribute, as NixOps does, even when `name` gives the file another name) is
+# active while the key file exists (started by `<attr>-key.path` when it appears), so services can
+# `wants`/`after` it (and `bindsTo` it to stop when the key goes):
 #
-#   systemd.services.myapp = { wants = [ "db-password-key.service" ]; after = [ "db-password-key.service" ]; };
+#   deployment.keys.db = { name = "db-password"; };   # /run/keys/db-password, db-key.service
+#   systemd.services.myapp = { wants = [ "db-key.service" ]; after = [ "db-key.service" ]; };
 { config, lib, pkgs, ... }:
 let
   keys = config.deployment.keys;
@@ -22,7 +24,11 @@ in {
     default = { };
     example = { password.text = "foobar"; };
     description = "The set of keys to be deployed to the machine (uploaded by pulumi-nixos into destDir/name; never into the Nix store).";
-    type = lib.types.attrsOf (lib.types.submodule ({ name, config, ... }: {
+    # NixOps nix/keys.nix `keyType`/`convertOldKeyType`: a plain string is the deprecated form of
+    # `{ text = …; }` (accepted, with NixOps's warning); `coercedTo` is the real lib's way to say that.
+    type = lib.types.attrsOf (lib.types.coercedTo lib.types.str (text: builtins.trace
+      "Using plain strings for `deployment.keys' is deprecated, please use `deployment.keys.<name>.text = \"<value>\"` instead of `deployment.keys.<name> = \"<value>\"`."
+      { inherit text; }) (lib.types.submodule ({ name, config, ... }: {
       options = {
         name = lib.mkOption { type = lib.types.str; default = name; description = "File name of the key."; };
         text = lib.mkOption { type = lib.types.nullOr lib.types.str; default = null; description = "The key's content (in a NixOps network: literal text or a builtins.extraBuiltins reference)."; };
@@ -34,7 +40,7 @@ in {
         group = lib.mkOption { type = lib.types.str; default = "root"; description = "Group of the key file."; };
         permissions = lib.mkOption { type = lib.types.str; default = "0600"; example = "0640"; description = "Mode of the key file (chmod's format)."; };
       };
-    }));
+    })));
   };
 
   config = {
@@ -52,8 +58,9 @@ in {
       chmod 0750 /run/keys
     '';
 
-    # <name>-key.service is active while the key file exists (NixOps semantics).
-    systemd.services = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name}-key" {
+    # <attr>-key.service is active while the key file exists (NixOps semantics). Named after the
+    # attribute, not the file name, as NixOps's nix/keys.nix (`nameValuePair "${name}-key"`) and colmena.
+    systemd.services = lib.mapAttrs' (name: k: lib.nameValuePair "${name}-key" {
       description = "pulumi-nixos deployment key ${k.name}";
       wantedBy = [ "keys.target" ];
       path = [ pkgs.inotify-tools ];
@@ -74,7 +81,7 @@ in {
     }) keys;
 
     # As NixOps: a path unit starts <name>-key.service as soon as the key file appears.
-    systemd.paths = lib.mapAttrs' (name: k: lib.nameValuePair "${k.name}-key" {
+    systemd.paths = lib.mapAttrs' (name: k: lib.nameValuePair "${name}-key" {
       wantedBy = [ "paths.target" ];
       pathConfig = { PathExists = k.path; };
     }) keys;

@@ -19,6 +19,12 @@ export interface NixopsNetworkSource {
   rootAuthorizedKeys?: Record<string, string[]>;
   /** Absolute path of nix-plugins' extra-builtins-file, if the network uses other extra builtins than `vault`. */
   extraBuiltinsFile?: string;
+  /** The deployment's UUID, given to modules as `uuid` and `deployment.uuid` (NixOps: the state file's). */
+  uuid?: string;
+  /** The deployment's name, given to modules as `deploymentName` and `deployment.name`. */
+  deploymentName?: string;
+  /** The `system.stateVersion` NixOps recorded for each machine, applied with mkDefault as NixOps's physical spec did. */
+  stateVersions?: Record<string, string>;
 }
 
 const EVAL_NETWORK = path.join(packageRoot, "provider", "nix", "nixops", "eval-network.nix");
@@ -31,7 +37,12 @@ export function networkExpr(src: NixopsNetworkSource): string {
   const args = Object.keys(src.args ?? {}).length || nixArgs ? `args = builtins.fromJSON ${nixString(JSON.stringify(src.args ?? {}))} // { ${nixArgs} };` : "";
   const keys = Object.keys(src.rootAuthorizedKeys ?? {}).length ? `rootAuthorizedKeys = builtins.fromJSON ${nixString(JSON.stringify(src.rootAuthorizedKeys))};` : "";
   const extra = src.extraBuiltinsFile ? `extraBuiltinsFile = ${nixPath(path.resolve(src.extraBuiltinsFile))};` : "";
-  return `(import ${nixPath(EVAL_NETWORK)} { networkExprs = [ ${files} ]; keysModule = ${nixPath(KEYS_MODULE)}; ${args} ${keys} ${extra} })`;
+  const deployment = [
+    src.uuid !== undefined ? `uuid = ${nixString(src.uuid)};` : "",
+    src.deploymentName !== undefined ? `deploymentName = ${nixString(src.deploymentName)};` : "",
+    Object.keys(src.stateVersions ?? {}).length ? `stateVersions = builtins.fromJSON ${nixString(JSON.stringify(src.stateVersions))};` : "",
+  ].join(" ");
+  return `(import ${nixPath(EVAL_NETWORK)} { networkExprs = [ ${files} ]; keysModule = ${nixPath(KEYS_MODULE)}; ${args} ${keys} ${extra} ${deployment} })`;
 }
 
 /** A machine's toplevel in the network. */

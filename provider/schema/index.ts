@@ -113,6 +113,8 @@ export const networkNixSchema = fields({
   rootAuthorizedKeys: record(z.array(publicKey, { error: "a list of public keys ('ssh-ed25519 AAAA… comment')" }), "an object of key lists by machine"),
   extraBuiltinsFile: text("a file path"), pins: record(pinSchema, "an object of pins by name"), pin: text("the name of a pin in pins"), channel: bool,
   hosts: record(text("a host name or address"), "an object of host names by machine"),
+  deploymentUuid: text("a UUID"), deploymentName: z.string({ error: "a string" }),
+  stateVersions: record(text("a NixOS release such as 20.09"), "an object of NixOS releases by machine"),
 }, ["files"]).superRefine((n, ctx) => {
     if (!isObj(n)) return;
     const pins = isObj(n.pins) ? n.pins : {};
@@ -137,7 +139,8 @@ export const connectionSchema = fields({ ...hop, hostPublicKey: publicKey, proxy
 export const machineArgsSchema = fields({
   connection: connectionSchema, configuration: str("a configuration.nix path"), tags: strings, imports: strings, enableRollback: bool,
   nixPath: strings, pin: pinSchema, allowUnpinned: bool, flake: str("'<flakeref>#<name>'"),
-  nixopsNetwork: fields({ files: z.array(text("a path")), args: record(z.unknown(), "an object"), nixArgs: record(z.string(), "an object of Nix expressions"), rootAuthorizedKeys: record(strings, "an object of key lists"), extraBuiltinsFile: text("a file path") }, ["files"]),
+  nixopsNetwork: fields({ files: z.array(text("a path")), args: record(z.unknown(), "an object"), nixArgs: record(z.string(), "an object of Nix expressions"), rootAuthorizedKeys: record(strings, "an object of key lists"), extraBuiltinsFile: text("a file path"),
+    uuid: z.string({ error: "a string" }), deploymentName: z.string({ error: "a string" }), stateVersions: record(z.string(), "an object of NixOS releases by machine") }, ["files"]),
   systemPath: str("a store path"), action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
