@@ -268,7 +268,7 @@ describe("connections as operators have them: agent, default identity, ssh confi
     assert.equal(await hostChannel(lab, "cdirect"), "", "the channel the first pin found (none) is back");
   });
 
-  test("teammates: two checkouts at different paths deploy one stack and see no diff", async () => {
+  test("teammates: two checkouts at different paths deploy one stack and see no diff; after drift the plan shows the property", async () => {
     const env = envOf(homeWith("team"), true);
     const a = writeStack(path.join(tmp, "team-a", "proj"), "t", { team: { targetHost: hosts.cdirect.address, config: nixConfig("team", { paths: 1 }) } });
     const bDir = path.join(tmp, "team-b", "elsewhere", "checkout");
@@ -285,6 +285,17 @@ describe("connections as operators have them: agent, default identity, ssh confi
       expectExit(await engine("up", ref, [], env), 0, `up from the ${who} checkout`);
       assert.equal(stateResources(a.state)[Object.keys(st).find((k) => st[k] === m)!].inputs.configuration, "./team.nix", "state does not flip");
     }
+    // Drift by hand (the previous generation switched to), found by refresh: the correcting up
+    // shows the property that differs, because refresh recorded the inputs as the host has them.
+    await lab.exec("cdirect", ["sh", "-c", "nix-env -p /nix/var/nix/profiles/system --rollback >/dev/null && /nix/var/nix/profiles/system/bin/switch-to-configuration switch >/dev/null 2>&1"]);
+    const rf = await engine("refresh", a, [], env);
+    expectExit(rf, 0, "refresh after drift");
+    assert.match(rf.stdout, /drift \[diff: .*~systemPath/);
+    const pv = await engine("preview", a, [], env);
+    expectExit(pv, 0, "preview after the refresh");
+    assert.match(pv.stdout, /~ .*updat.*\[diff: ~systemPath\]/, "the plan names the property that differs (and no other)");
+    expectExit(await engine("up", a, [], env), 0, "converge");
+    assert.equal((await lab.exec("cdirect", ["readlink", "-f", "/run/current-system"])).stdout.trim(), stateResources(a.state)[Object.keys(st).find((k) => st[k] === m)!].outputs.systemPath);
     expectExit(await engine("destroy", a, [], env), 0, "destroy");
   });
 
