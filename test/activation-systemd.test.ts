@@ -90,7 +90,7 @@ describe("activation through systemd-run on systemd hosts", { skip }, () => {
     // Refresh reports what the host runs; the next up has nothing to change but re-activates cleanly.
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
-    assert.match(rf.stdout, /m drift \[diff: .*~systemPath/);
+    assert.match(rf.stdout, /(\S+-)?m drift \[diff: .*~systemPath/);
     assert.equal(stateResources(s.state).m.outputs.systemPath, next);
     expectExit(await engine("up", s), 0, "up converges");
     assert.equal(stateResources(s.state).m.outputs.systemPath, next);
