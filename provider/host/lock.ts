@@ -12,7 +12,8 @@
  * release command; a renewal runs every third of the lock's lifetime while a long step runs.
  *
  * NixOS's own `/run/nixos/switch-to-configuration.lock` is probed (`flock -n`, released at once)
- * before the lock is taken: a switch someone runs by hand makes us fail at once. It is never held
+ * once ours is taken (then given back): a switch someone runs by hand makes us fail at once, and a
+ * deploy by another deployer is named by our own lock first. It is never held
  * around our own switch (switch-to-configuration takes it itself).
  */
 import * as crypto from "crypto";
@@ -134,12 +135,14 @@ class HeldLock implements ScriptHook {
       `  __pnx_since=$(sed -n 's/.*"since":\\([0-9]*\\).*/\\1/p' "$__pnx_l")`,
       `  ${write(`"\${__pnx_since:-$__pnx_now}"`)} && mv -f "$__pnx_l.$$" "$__pnx_l"`,
       `else`,
-      // NixOS's own switch lock: probed, never kept (flock -n takes and drops it at once).
-      `  if [ -e ${NIXOS_SWITCH_LOCK} ] && command -v flock >/dev/null 2>&1 && ! flock -n ${NIXOS_SWITCH_LOCK} true; then echo "${MARK} switch" >&2; exit ${BUSY_EXIT}; fi`,
       `  mkdir -p -m 0755 ${LOCK_DIR} && ${write("$__pnx_now")} || exit ${BUSY_EXIT}`,
       // `ln` creates the name only if it does not exist: atomic, and the content is complete.
+      // Ours first: another deployer's switch holds NixOS's lock too, and the refusal names it.
       `  if ! ln "$__pnx_l.$$" "$__pnx_l" 2>/dev/null; then rm -f "$__pnx_l.$$"; echo "${MARK} busy now=$__pnx_now $(head -c 4096 "$__pnx_l" 2>/dev/null | tr -d '\\n')" >&2; exit ${BUSY_EXIT}; fi`,
       `  rm -f "$__pnx_l.$$"`,
+      // NixOS's own switch lock (a switch run by hand): probed, never kept (flock -n takes and
+      // drops it at once); held, our lock is given back at once.
+      `  if [ -e ${NIXOS_SWITCH_LOCK} ] && command -v flock >/dev/null 2>&1 && ! flock -n ${NIXOS_SWITCH_LOCK} true; then rm -f "$__pnx_l"; echo "${MARK} switch" >&2; exit ${BUSY_EXIT}; fi`,
       `fi`,
     ].join("\n");
   }
