@@ -147,9 +147,9 @@ describe("connections as operators have them: agent, default identity, ssh confi
       // the connection holds no key, and remote.Command (which reads no ~/.ssh) needs an agent.
       const given = connections[n];
       if (!given.privateKeyFile && !given.passwordFile) assert.equal(cc.privateKey, undefined, `${form}/${n}: no key from ~/.ssh in commandConnection`);
-      if (!env.SSH_AUTH_SOCK && !given.privateKeyFile && !given.passwordFile) continue;
       const saved = process.env.SSH_AUTH_SOCK, savedHome = process.env.HOME;
-      if (env.SSH_AUTH_SOCK) process.env.SSH_AUTH_SOCK = env.SSH_AUTH_SOCK; else delete process.env.SSH_AUTH_SOCK;
+      // An operator's remote.Command with no key in its connection uses their agent: ours holds the lab key.
+      if (!given.privateKeyFile && !given.passwordFile) process.env.SSH_AUTH_SOCK = agent!.sock; else delete process.env.SSH_AUTH_SOCK;
       process.env.HOME = path.join(tmp, "home-empty"); // remote.Command reads no ~/.ssh
       try {
         const hop = (c: any): Connection => normalizeConnection({ ...c, sshConfig: false, ...(c.proxy ? { proxy: hop(c.proxy) } : {}) });
