@@ -96,6 +96,7 @@ export class Network extends pulumi.ComponentResource {
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
+        keepGenerations: m.keepGenerations,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])] });
@@ -164,6 +165,7 @@ export class Network extends pulumi.ComponentResource {
         // NixOps copied without compression to hosts on a fast connection.
         compress: d.hasFastConnection ? false : "auto",
         enableRollback: info.network.enableRollback,
+        keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
       }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])] });
       this.keys[mName] = Object.fromEntries(keys);
@@ -175,6 +177,15 @@ export class Network extends pulumi.ComponentResource {
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
     });
   }
+}
+
+/** Stack config `pulumi-nixos:keepGenerations` (a count or "all") for a networkNix network's machines. */
+function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined {
+  const raw = config.get("keepGenerations");
+  if (raw === undefined || raw === "all") return raw;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`config ${config.name}:keepGenerations: a whole number >= 1 or "all" (got ${JSON.stringify(raw)})`);
+  return n;
 }
 
 /** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */
