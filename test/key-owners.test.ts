@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { Lab } from "../provider/lab/lab";
-import { canRunLab, tempDir } from "./helpers/env";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, StackRef } from "./helpers/engine";
 import { writeStack, TestMachine } from "./helpers/stack";
 
@@ -85,5 +85,37 @@ describe("keys for owners the deploy creates; keys.target waits for the uploads"
     await waitFor("systemctl is-active pulumi-nixos-keys gated | tr '\\n' ' '", "active active");
     assert.equal(await ex("cat /run/gated.log"), "started: newsvc:newsvc 440", "started once the key was back");
     assert.equal(await ex("systemctl is-system-running --wait"), "running");
+  });
+
+  test("a flake machine gets keys.nix too (through extendModules): one up creates flakesvc and hands it its key", async () => {
+    // A flake whose machine is built as nixpkgs.lib.nixosSystem builds it (eval-config.nix: the
+    // result has extendModules); the stand-in nixpkgs lives in the flake's own tree.
+    const dir = path.join(tmp, "flake");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.cpSync(path.join(ROOT, "test/fixtures/nixpkgs"), path.join(dir, "nixpkgs"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "owned.nix"), `{ ... }: {
+  networking.hostName = "owned";
+  users.groups.flakesvc = { };
+  users.users.flakesvc = { isSystemUser = true; group = "flakesvc"; extraGroups = [ "keys" ]; };
+}
+`);
+    fs.writeFileSync(path.join(dir, "flake.nix"), `{
+  outputs = { self }: {
+    nixosConfigurations.owned = import ./nixpkgs/nixos/lib/eval-config.nix { system = "x86_64-linux"; modules = [ ./owned.nix ]; };
+  };
+}
+`);
+    const keyFile = path.join(tmp, "fsvc");
+    fs.writeFileSync(keyFile, "for flakesvc only", { mode: 0o600 });
+    const [h] = await lab.status();
+    const fs2 = writeStack(path.join(tmp, "flake-prog"), "t", { m: { targetHost: h.address, flake: `${dir}#owned`,
+      keys: { fsvc: { file: keyFile, user: "flakesvc", group: "flakesvc", permissions: "0400" } } } as TestMachine }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const up = await engine("up", fs2);
+    expectExit(up, 0, "flake up");
+    assert.match(up.stdout, /fsvc: key uploaded to \S+:\/run\/keys\/fsvc root:root 0600: flakesvc:flakesvc does not exist there yet/);
+    assert.equal(await ex("stat -c '%U:%G %a' /run/keys/fsvc"), "flakesvc:flakesvc 400");
+    assert.equal(await ex("runuser -u flakesvc -- cat /run/keys/fsvc"), "for flakesvc only");
+    assert.equal(await ex("systemctl is-active pulumi-nixos-keys"), "active");
+    assert.equal(await ex("ls /run/current-system/etc/systemd/system | grep -x pulumi-nixos-keys.service"), "pulumi-nixos-keys.service", "the flake's system has keys.nix's units");
   });
 });

@@ -34,6 +34,8 @@ export interface NixMachineInfo {
   alwaysActivate: boolean;
   tags: string[];
   sshOptions: string[];
+  /** argv before a privileged command for a non-root targetUser (NixOps's default `sudo -H --`). */
+  privilegeEscalationCommand: string[];
   keys: Record<string, NixKeyInfo>;
   /** Every deployment option name the machine has. */
   options: string[];

@@ -142,6 +142,8 @@ export class Network extends pulumi.ComponentResource {
       const connection: ConnectionArgs = {
         host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser,
         privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName], ...sshOptions({}, config),
+        // NixOps's default (`sudo -H --`) is what a connection does without one: recorded only when another.
+        ...(JSON.stringify(d.privilegeEscalationCommand ?? NIXOPS_ESCALATION) !== JSON.stringify(NIXOPS_ESCALATION) ? { privilegeEscalationCommand: d.privilegeEscalationCommand } : {}),
       };
       const child = { parent: this };
       const keys = Object.entries(d.keys).map(([kName, k]) => {
@@ -178,6 +180,9 @@ export class Network extends pulumi.ComponentResource {
     });
   }
 }
+
+/** NixOps's default `deployment.privilegeEscalationCommand` (nix/options.nix). */
+const NIXOPS_ESCALATION = ["sudo", "-H", "--"];
 
 /** Stack config `pulumi-nixos:keepGenerations` (a count or "all") for a networkNix network's machines. */
 function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined {

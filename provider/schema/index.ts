@@ -133,7 +133,8 @@ const hop = {
 export const proxySchema: z.ZodType = z.lazy(() => fields({ ...hop, proxy: proxySchema }, ["host"]));
 /** `connection` of every resource. */
 export const connectionSchema = fields({ ...hop, hostPublicKey: publicKey, proxy: proxySchema,
-  hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }) }, ["host"]);
+  hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
+  privilegeEscalationCommand: argv }, ["host"]);
 
 /** MachineArgs. */
 export const machineArgsSchema = fields({

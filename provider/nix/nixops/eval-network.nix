@@ -93,7 +93,7 @@ let
     destDir = toString k.destDir;
   };
   machineInfo = name: node: let d = node.config.deployment; in {
-    inherit (d) targetEnv targetHost targetPort targetUser hasFastConnection alwaysActivate tags sshOptions;
+    inherit (d) targetEnv targetHost targetPort targetUser hasFastConnection alwaysActivate tags sshOptions privilegeEscalationCommand;
     keys = mapAttrs keyInfo d.keys;
     # Every deployment.* name the machine has, so unsupported ones are named, not ignored.
     options = attrNames d;
