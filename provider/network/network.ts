@@ -164,8 +164,11 @@ export class Network extends pulumi.ComponentResource {
         nixopsNetwork: src,
         nixPath,
         allowUnpinned: args.allowUnpinned,
-        // NixOps copied without compression to hosts on a fast connection.
+        // NixOps copied without compression to hosts on a fast connection, and otherwise let them
+        // fetch what they can from their own binary caches first (backends/__init__.py
+        // copy_closure_to: nix-copy-closure `--use-substitutes` unless hasFastConnection).
         compress: d.hasFastConnection ? false : "auto",
+        substituteOnTarget: !d.hasFastConnection,
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
