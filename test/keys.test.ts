@@ -93,6 +93,7 @@ describe("deployment keys", { skip }, () => {
     assert.equal(await fileInfo("/run/keys/v2"), "root postgres 640\npg-pass");
     assert.equal(await fileInfo("/run/keys/v1"), "root root 600\nlegacy-token");
     assert.equal(await fileInfo("/var/lib/app-keys/other"), "root root 600\nplain text key");
+    assert.equal(await onHost("stat -c '%a %U %G' /var/lib/app-keys"), "750 root keys", "a destDir made as NixOps's send_keys made it");
     assert.equal(await onHost("stat -c '%a %G' /run/keys"), "750 keys");
     assert.equal(await onHost("ls -A /run/keys | grep -c '^\\.' || true"), "0", "no temp files left");
     const st = stateResources(s.state);

@@ -56,7 +56,8 @@ export function uploadScript(k: KeyFileSpec, owner?: string): string {
     k.destDir === "/run/keys"
       // NixOS (and NixOps) keep keys in /run/keys: 0750 root:keys, readable by members of `keys`.
       ? "mkdir -p /run/keys && chmod 0750 /run/keys && { getent group keys >/dev/null && chown root:keys /run/keys || true; }"
-      : `mkdir -p ${shq(k.destDir)}`,
+      // Another destDir, when absent, as NixOps's send_keys made it: 0750 root:keys.
+      : `[ -d ${shq(k.destDir)} ] || { mkdir -m 0750 -p ${shq(k.destDir)} && { chown root:keys ${shq(k.destDir)} 2>/dev/null || true; }; }`,
     `tmp=$(umask 077 && mktemp ${shq(path.posix.join(k.destDir, `.${k.name}.XXXXXX`))})`,
     `trap 'rm -f "$tmp"' EXIT`,
     `if [ -n "$owner" ]; then chown "$owner" "$tmp" && chmod ${k.permissions} "$tmp"; else chown 0:0 "$tmp" && chmod 0600 "$tmp" && echo ${OWNER_PENDING}; fi`,
