@@ -65,6 +65,12 @@ export interface ConnectionArgs extends Omit<ProxyConnectionArgs, "hostKey" | "p
    * Explicit inputs win over it.
    */
   sshConfig?: pulumi.Input<boolean | string>;
+  /**
+   * argv that runs a command as root for a non-root `user` (NixOps's
+   * `deployment.privilegeEscalationCommand`), e.g. `["doas"]`; default `["sudo"]`. `sudo` and
+   * `doas` get `-n` (never a password prompt); the script follows as `sh -c SCRIPT`.
+   */
+  privilegeEscalationCommand?: pulumi.Input<string[]>;
 }
 
 /** Resolved connection (one hop), as stored in state and returned in outputs. */
@@ -90,6 +96,8 @@ export interface Connection {
   hostKeyPolicy?: "strict" | "tofu";
   /** `~/.ssh/config` use: absent/true = the user's, a path = that file, false = none. */
   sshConfig?: boolean | string;
+  /** argv that runs a command as root for a non-root user (default `["sudo"]`; see ConnectionArgs). */
+  privilegeEscalationCommand?: string[];
   /** known_hosts files to check (UserKnownHostsFile of the ssh config); absent: ~/.ssh/known_hosts{,2}. Never stored. */
   knownHostsFiles?: string[];
   /**
@@ -141,6 +149,7 @@ export function normalizeConnection(c: ConnectionLike): Connection {
   if (c.hostKeyPolicy) out.hostKeyPolicy = c.hostKeyPolicy;
   if (c.sshConfig === false || (typeof c.sshConfig === "string" && c.sshConfig)) out.sshConfig = c.sshConfig;
   if (c.knownHostsFiles?.length) out.knownHostsFiles = c.knownHostsFiles;
+  if (c.privilegeEscalationCommand?.length) out.privilegeEscalationCommand = [...c.privilegeEscalationCommand];
   if (c.jumpHostKeys && Object.keys(c.jumpHostKeys).length) out.jumpHostKeys = { ...c.jumpHostKeys };
   if (c.identityFiles?.length) out.identityFiles = c.identityFiles;
   return out;

@@ -88,22 +88,31 @@ describe("machine options: flake, buildOn target, action test/boot, rollback off
     assert.equal(await current("beta"), booted, "the next boot runs it");
   });
 
-  test("enableRollback false deletes old generations after a deploy", async () => {
+  test("enableRollback false keeps the host's generations (NixOps's meaning); keepGenerations 1 prunes", async () => {
     const dir = path.join(tmp, "norollback");
     const base = writeStack(dir, "t", {}, {});
-    const net = (role: string) => {
+    const net = (role: string, keep?: number) => {
       fs.writeFileSync(path.join(dir, "alpha.nix"), nixConfig("alpha", { role }));
       fs.writeFileSync(path.join(dir, "Pulumi.t.yaml"), YAML.stringify({ config: {
-        "pulumi-nixos:network": { enableRollback: false, machines: { alpha: { targetHost: hosts[0].address, configuration: "./alpha.nix" } } },
+        "pulumi-nixos:network": { enableRollback: false, machines: { alpha: { targetHost: hosts[0].address, configuration: "./alpha.nix", ...(keep ? { keepGenerations: keep } : {}) } } },
         "pulumi-nixos:nixPath": [`nixpkgs=${path.join(ROOT, "test/fixtures/nixpkgs")}`],
         "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
       } }));
     };
+    const before = Number(await gens("alpha"));
     net("one");
     expectExit(await engine("up", base), 0, "first");
     net("two");
     expectExit(await engine("up", base), 0, "second");
+    // NixOps's enableRollback only decided whether the deployer kept a network profile
+    // (nixops/deployment.py, rollback_enabled): the host's generations all stay.
+    assert.equal(Number(await gens("alpha")), before + 2, "every generation kept with enableRollback false");
+    net("three", 1);
+    const up = await engine("up", base);
+    expectExit(up, 0, "third, keepGenerations 1");
+    assert.match(up.stdout + up.stderr, /keepGenerations 1: \d+ older generations? deleted/);
     assert.equal(await gens("alpha"), "1", "only the current generation is kept");
+    assert.equal(await current("alpha"), stateResources(base.state).alpha.outputs.systemPath);
   });
 
   test("remote commands per deploy: a redeploy of what the host has is one, a fresh one two; a check that finds paths missing changes nothing", async () => {

@@ -14,6 +14,7 @@ export function connectionChanged(old: Connection | undefined, nu: Connection | 
     // (for the ssh config to fill) hold 22 and root, which must not read as a change.
     return JSON.stringify([x.host, portOf(x), userOf(x), x.privateKey ?? "", x.hostPublicKey || recordedKey || "",
       x.privateKeyPassword ?? "", x.password ?? "", x.agentSocketPath ?? "", x.dialErrorLimit ?? 0, x.perDialTimeout ?? 0,
+      (x.privilegeEscalationCommand ?? []).join(" "),
       hops(x).slice(0, -1).map((h) => [h.host, portOf(h), userOf(h), h.privateKey ?? "", h.privateKeyPassword ?? "", h.password ?? "", h.agentSocketPath ?? "", h.dialErrorLimit ?? 0, h.perDialTimeout ?? 0, h.hostPublicKey ?? ""])]);
   };
   return n(old) !== n(nu, old ? normalizeConnection(old) : undefined);

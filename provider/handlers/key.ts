@@ -67,13 +67,16 @@ async function upload(inputs: KeyInputs, pin: string | undefined): Promise<KeyOu
   const { content, ...rest } = inputs;
   let proxyKeys: string[] = [];
   let jumpKeys: Record<string, string> = {};
+  let pending = false;
   const hostPublicKey = await withHost(conn, { pin, lock: oneCommandLock(inputs.resource, `key upload ${inputs.name}`, stackOf(inputs)) }, async (s) => {
-    await uploadKey(s, inputs, content, keyOwner(inputs));
+    pending = (await uploadKey(s, inputs, content, keyOwner(inputs))).ownerPending;
     proxyKeys = s.proxyHostKeys;
     jumpKeys = s.jumpHostKeys;
     return s.hostPublicKey;
   });
-  resourceLogger(inputs.resource, urnOf(inputs))(`key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
+  resourceLogger(inputs.resource, urnOf(inputs))(pending
+    ? `key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} root:root 0600: ${inputs.user}:${inputs.group} does not exist there yet; the machine's activation hands it over (${inputs.permissions})`
+    : `key uploaded to ${conn.host}:${path.posix.join(inputs.destDir, inputs.name)} (${inputs.user}:${inputs.group} ${inputs.permissions})`);
   return { ...rest, connection: pinnedConnection(conn, conn.hostPublicKey ?? hostPublicKey, proxyKeys, jumpKeys), path: path.posix.join(inputs.destDir, inputs.name), digest: contentDigest(content), hostPublicKey };
 }
 

@@ -43,8 +43,13 @@ export interface MachineInputs {
   compress: boolean | "auto";
   connectTimeout: number;
   activationTimeout: number;
-  /** false: delete older system generations after a successful deploy. */
+  /**
+   * NixOps's `network.enableRollback`: whether the deployer keeps a network profile for
+   * `nixops rollback` (nixops/deployment.py). Recorded only: it never deletes host generations.
+   */
   enableRollback?: boolean;
+  /** Host system generations kept after a successful deploy: a count (the newest N) or "all" (default). */
+  keepGenerations?: number | "all";
   /** Labels for selecting machines; a change is recorded without redeploying. */
   tags?: string[];
   /** Build the system during preview (Check) so `closureChanges` is exact. */
@@ -114,6 +119,10 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
   for (const k of ["connectTimeout", "activationTimeout"] as const) {
     if (!isUnknown(news[k]) && !(Number(news[k]) > 0)) f.push({ property: k, reason: `Machine ${news.name}: ${k} must be a positive number of seconds` });
   }
+  if (news.keepGenerations !== undefined && !isUnknown(news.keepGenerations) && news.keepGenerations !== "all"
+    && !(Number.isInteger(news.keepGenerations) && Number(news.keepGenerations) >= 1)) {
+    f.push({ property: "keepGenerations", reason: `Machine ${news.name}: keepGenerations must be a whole number >= 1 or "all", got '${news.keepGenerations}'` });
+  }
   if (news.previewBuild !== undefined && !isUnknown(news.previewBuild) && typeof news.previewBuild !== "boolean") {
     f.push({ property: "previewBuild", reason: `Machine ${news.name}: previewBuild must be true or false, got '${news.previewBuild}'` });
   }
@@ -126,7 +135,7 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
 /** Update when the system, action or anything else changed; replace when the host changes. */
 function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
-  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "tags",
+  const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "keepGenerations", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "tags",
     "magicRollback", "confirmTimeout", "healthChecks"];
   // Paths recorded absolute by older versions name the same file as the relative ones now.
   const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
@@ -250,10 +259,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     const summary = () => log(deploySummary(act!.generation, previous, manifest, bytesCopied, units.seen));
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
-      if (inputs.enableRollback === false) {
-        await s.exec(`nix-env -p ${SYSTEM_PROFILE} --delete-generations old`, { privileged: true, what: "deleting old generations" });
-        log("rollback disabled: older generations deleted");
-      }
+      await pruneGenerations(s, inputs.keepGenerations, log);
       summary();
       return outs;
     }
@@ -279,6 +285,18 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       `the host keeps running ${act.previousSystemPath || "its previous system"} and the state keeps the old system. ` +
       `Last output: ${act.tail.slice(-5).join(" | ")}`);
   });
+}
+
+/**
+ * Keeps the newest `keep` system generations (`nix-env --delete-generations +N`, as
+ * `nix-collect-garbage` users do); "all" (the default) keeps every one. NixOps never deleted host
+ * generations: its `enableRollback` only decided whether the deployer kept a network profile.
+ */
+async function pruneGenerations(s: SshSession, keep: number | "all" | undefined, log: Logger): Promise<void> {
+  if (keep === undefined || keep === "all") return;
+  const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} --delete-generations +${Math.floor(keep)}`, { privileged: true, what: "deleting old generations" });
+  const removed = (r.stdout + r.stderr).split("\n").filter((l) => /^removing (profile )?(generation|version)/.test(l.trim())).length;
+  log(`keepGenerations ${keep}: ${removed ? `${plural(removed, "older generation")} deleted` : "no older generation to delete"}`);
 }
 
 /** Size of the system closure and what was sent to the host (and the manifest, when built there). */

@@ -12,8 +12,6 @@ import { ownerName, resourceOwner } from "./owner";
 /** sha256 of key content (stored only as a Pulumi secret). */
 export const contentDigest = (content: string): string => crypto.createHash("sha256").update(content, "utf8").digest("hex");
 
-const NOUSER = 3;
-
 /**
  * Who wrote a key file last: `/run/pulumi-nixos/keys/<sha256 of its path>` holds the writer's
  * `<stack>::<resource>`. A delete removes the file only when it is still its own (and unchanged):
@@ -33,34 +31,53 @@ export function keyOwner(inputs: { resource: string; __urn?: unknown }): string 
   return resourceOwner(inputs.resource, inputs);
 }
 
-/** The upload script; content arrives on stdin. `owner`: recorded as the file's writer. */
+/** What an upload printed when the key's user or group does not exist (yet) on the host. */
+const OWNER_PENDING = "owner-pending";
+
+/**
+ * The file every upload touches: NixOps's send_keys touched it after its uploads
+ * (nixops/backends/__init__.py), and keys.nix's pulumi-nixos-keys.service, ordered before
+ * keys.target, waits for it (NixOps's nix/keys.nix `nixops-keys`). A ramfs: gone at a reboot.
+ */
+export const KEYS_DONE = "/run/keys/done";
+
+/**
+ * The upload script; content arrives on stdin. `owner`: recorded as the file's writer. A user or
+ * group the host does not have yet (one the same deploy creates) gets a root-owned 0600 file;
+ * keys.nix's activation script hands it over (chown, chmod) once the users exist, as NixOps's
+ * `nixops-keys` activation script and colmena's key uploader do.
+ */
 export function uploadScript(k: KeyFileSpec, owner?: string): string {
   const dest = path.posix.join(k.destDir, k.name);
   return [
     "set -eu",
-    `getent passwd ${shq(k.user)} >/dev/null || { echo "user '${k.user}' does not exist on this host" >&2; exit ${NOUSER}; }`,
-    `getent group ${shq(k.group)} >/dev/null || { echo "group '${k.group}' does not exist on this host" >&2; exit ${NOUSER}; }`,
+    `owner=${shq(`${k.user}:${k.group}`)}`,
+    `getent passwd ${shq(k.user)} >/dev/null && getent group ${shq(k.group)} >/dev/null || owner=`,
     k.destDir === "/run/keys"
       // NixOS (and NixOps) keep keys in /run/keys: 0750 root:keys, readable by members of `keys`.
       ? "mkdir -p /run/keys && chmod 0750 /run/keys && { getent group keys >/dev/null && chown root:keys /run/keys || true; }"
-      : `mkdir -p ${shq(k.destDir)}`,
+      // Another destDir, when absent, as NixOps's send_keys made it: 0750 root:keys.
+      : `[ -d ${shq(k.destDir)} ] || { mkdir -m 0750 -p ${shq(k.destDir)} && { chown root:keys ${shq(k.destDir)} 2>/dev/null || true; }; }`,
     `tmp=$(umask 077 && mktemp ${shq(path.posix.join(k.destDir, `.${k.name}.XXXXXX`))})`,
     `trap 'rm -f "$tmp"' EXIT`,
-    `chown ${shq(`${k.user}:${k.group}`)} "$tmp"`,
-    `chmod ${k.permissions} "$tmp"`,
+    `if [ -n "$owner" ]; then chown "$owner" "$tmp" && chmod ${k.permissions} "$tmp"; else chown 0:0 "$tmp" && chmod 0600 "$tmp" && echo ${OWNER_PENDING}; fi`,
     `cat > "$tmp"`,
     `sync "$tmp" 2>/dev/null || sync`,
     `mv -f "$tmp" ${shq(dest)}`,
     "trap - EXIT",
     ...(owner ? [`mkdir -p -m 0700 ${KEY_OWNERS} && printf '%s\\n' ${shq(owner)} > ${ownerFile(dest)}`] : []),
+    `{ [ -d /run/keys ] || { mkdir -m 0750 -p /run/keys && { chown root:keys /run/keys 2>/dev/null || true; }; }; } && touch ${KEYS_DONE}`,
   ].join("\n");
 }
 
+/** What an upload did: `ownerPending` when the file waits, root-owned 0600, for its user or group. */
+export interface KeyUpload { ownerPending: boolean }
+
 /** Writes one key file. */
-export async function uploadKey(s: SshSession, k: KeyFileSpec, content: string, owner?: string): Promise<void> {
+export async function uploadKey(s: SshSession, k: KeyFileSpec, content: string, owner?: string): Promise<KeyUpload> {
   const r = await s.exec(uploadScript(k, owner), { stdin: content, privileged: true, check: false, what: `upload of key ${k.name}` });
-  if (r.code === NOUSER) throw new Error(`key ${k.name} on ${s.label}: ${r.stderr.trim()}`);
   if (r.code !== 0) throw new Error(`upload of key ${k.name} to ${s.label} failed (exit ${r.code}): ${r.stderr.trim()}`);
+  return { ownerPending: r.stdout.split("\n").includes(OWNER_PENDING) };
 }
 
 /** What a key file on the host looks like now (absent: exists=false). */

@@ -75,13 +75,15 @@ export interface MachineSpec {
   confirmTimeout?: number;
   /** Checks run on the host before confirming: `{ command }` or `{ http, status?, bodyContains? }` (GET from the host). */
   healthChecks?: HealthCheck[];
+  /** System generations kept on the host after each deploy: a count (the newest N) or "all" (default). */
+  keepGenerations?: number | "all";
 }
 
 /** The whole network. */
 export interface NetworkDescription {
   /** `network.description`. */
   description?: string;
-  /** Keep system generations for rollback (default true). */
+  /** NixOps's `network.enableRollback` (default true): recorded; deletes no host generation (see `keepGenerations`). */
   enableRollback?: boolean;
   /** Applied to every machine (a machine's own fields win). */
   defaults?: Partial<MachineSpec>;

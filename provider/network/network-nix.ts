@@ -38,6 +38,8 @@ export interface NixMachineInfo {
   storeKeysOnMachine: boolean;
   /** NixOps 1.7's `deployment.encryptedLinksTo` (SSH tunnels): only empty. */
   encryptedLinksTo: string[];
+  /** argv before a privileged command for a non-root targetUser (NixOps's default `sudo -H --`). */
+  privilegeEscalationCommand: string[];
   keys: Record<string, NixKeyInfo>;
   /** Every deployment option name the machine has. */
   options: string[];

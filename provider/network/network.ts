@@ -120,6 +120,7 @@ export class Network extends pulumi.ComponentResource {
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
+        keepGenerations: m.keepGenerations,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
@@ -176,6 +177,8 @@ export class Network extends pulumi.ComponentResource {
       const connection: ConnectionArgs = {
         host: nn.hosts?.[mName] ?? d.targetHost, port: d.targetPort, user: d.targetUser,
         privateKey: args.privateKeys?.[mName] ?? args.privateKey, hostPublicKey: nn.hostPublicKeys?.[mName], ...sshOptions({}, config),
+        // NixOps's default (`sudo -H --`) is what a connection does without one: recorded only when another.
+        ...(JSON.stringify(d.privilegeEscalationCommand ?? NIXOPS_ESCALATION) !== JSON.stringify(NIXOPS_ESCALATION) ? { privilegeEscalationCommand: d.privilegeEscalationCommand } : {}),
       };
       const child = { parent: this };
       const names = childNames(name, mName);
@@ -199,9 +202,13 @@ export class Network extends pulumi.ComponentResource {
         nixopsNetwork: src,
         nixPath,
         allowUnpinned: args.allowUnpinned,
-        // NixOps copied without compression to hosts on a fast connection.
+        // NixOps copied without compression to hosts on a fast connection, and otherwise let them
+        // fetch what they can from their own binary caches first (backends/__init__.py
+        // copy_closure_to: nix-copy-closure `--use-substitutes` unless hasFastConnection).
         compress: d.hasFastConnection ? false : "auto",
+        substituteOnTarget: !d.hasFastConnection,
         enableRollback: info.network.enableRollback,
+        keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
       }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
       this.keys[mName] = Object.fromEntries(keys);
@@ -213,6 +220,18 @@ export class Network extends pulumi.ComponentResource {
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
     });
   }
+}
+
+/** NixOps's default `deployment.privilegeEscalationCommand` (nix/options.nix). */
+const NIXOPS_ESCALATION = ["sudo", "-H", "--"];
+
+/** Stack config `pulumi-nixos:keepGenerations` (a count or "all") for a networkNix network's machines. */
+function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined {
+  const raw = config.get("keepGenerations");
+  if (raw === undefined || raw === "all") return raw;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`config ${config.name}:keepGenerations: a whole number >= 1 or "all" (got ${JSON.stringify(raw)})`);
+  return n;
 }
 
 /** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */

@@ -25,8 +25,8 @@ export interface SystemSource {
   /** A machine of a NixOps network expression (evaluated with `nixPath`, as NixOps's eval-machine-info.nix). */
   nixops?: NixopsNetworkSource & { machine: string };
   /**
-   * Deployment keys' metadata (never content) for `configuration`: becomes `deployment.keys` in an
-   * extra module, together with pulumi-nixos's keys.nix (which declares the option).
+   * Deployment keys' metadata (never content) for `configuration` or `flake`: becomes
+   * `deployment.keys` in an extra module, together with pulumi-nixos's keys.nix (which declares the option).
    */
   keys?: Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>;
 }
@@ -146,7 +146,15 @@ function toplevelExpr(s: SystemSource): string {
   if (s.flake) {
     const i = s.flake.lastIndexOf("#");
     const ref = flakeRef(s.flake.slice(0, i));
-    return `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}.config.system.build.toplevel`;
+    const sys = `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}`;
+    if (!s.keys || !Object.keys(s.keys).length) return `${sys}.config.system.build.toplevel`;
+    // A flake machine with keys gets keys.nix too (its units, the hand-over to owners the deploy
+    // creates, keys.target's wait), through the `extendModules` of lib.nixosSystem's result;
+    // not twice when the flake imports keys.nix itself (deployment.keys already declared).
+    const keys = `{ deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))}; }`;
+    return `(let c = ${sys}; declared = c.options ? deployment && c.options.deployment ? keys; in `
+      + `if !(c ? extendModules) then throw ${nixString(`${s.flake}: its deployment keys need keys.nix in the system, which pulumi-nixos adds through extendModules (build it with nixpkgs.lib.nixosSystem), or import ${KEYS_MODULE} in it`)} `
+      + `else (c.extendModules { modules = (if declared then [ ] else [ ${nixPath(KEYS_MODULE)} ]) ++ [ ${keys} ]; }).config.system.build.toplevel)`;
   }
   const files = [...(s.configuration ? [s.configuration] : []), ...(s.imports ?? [])].map((f) => nixPath(path.resolve(f)));
   const hasKeys = !!s.keys && Object.keys(s.keys).length > 0;

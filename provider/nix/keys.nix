@@ -16,6 +16,9 @@
 let
   keys = config.deployment.keys;
 in {
+  # Handing keys to owners created by the same deploy, and keys.target's wait for the uploads.
+  imports = [ ./key-owners.nix ./keys-target.nix ];
+
   # Declared once, as NixOps's nix/keys.nix does (the same sub-options, types and defaults; `name`
   # added: the file name, the attribute name by default). `text`, `keyFile`, `keyCommand` say where
   # the deployer reads the content (a NixOps network's files; see nixops/eval-network.nix): none

@@ -49,6 +49,7 @@ export function connectionInputs(c: pulumi.Input<ConnectionArgs>): pulumi.Input<
       proxy: o.apply((x) => (x.proxy ? pulumi.output(hopInputs(x.proxy as ProxyConnectionArgs, false)) : undefined)),
       hostKeyPolicy: field((x) => x.hostKeyPolicy ?? ""),
       sshConfig: field((x) => x.sshConfig ?? ""),
+      privilegeEscalationCommand: field((x) => x.privilegeEscalationCommand ?? []),
     };
   }
   const args = c as ConnectionArgs;
@@ -56,5 +57,6 @@ export function connectionInputs(c: pulumi.Input<ConnectionArgs>): pulumi.Input<
     ...hopInputs(args, true),
     ...(args.hostKeyPolicy !== undefined ? { hostKeyPolicy: args.hostKeyPolicy } : {}),
     ...(args.sshConfig !== undefined ? { sshConfig: args.sshConfig } : {}),
+    ...(args.privilegeEscalationCommand !== undefined ? { privilegeEscalationCommand: args.privilegeEscalationCommand } : {}),
   };
 }

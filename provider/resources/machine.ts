@@ -31,8 +31,16 @@ export interface MachineArgs {
   tags?: pulumi.Input<pulumi.Input<string>[]>;
   /** More module files evaluated with `configuration` (NixOps-style `imports`). */
   imports?: pulumi.Input<pulumi.Input<string>[]>;
-  /** Keep old system generations for rollback (default true); false deletes them after a successful deploy. */
+  /**
+   * NixOps's `network.enableRollback` (default true): recorded for the network; it deletes nothing
+   * on the host (NixOps used it only for the deployer's network profile). See `keepGenerations`.
+   */
   enableRollback?: pulumi.Input<boolean>;
+  /**
+   * Host system generations kept after each successful deploy: a number N keeps the newest N
+   * (`nix-env --delete-generations +N`), "all" (default) keeps every one.
+   */
+  keepGenerations?: pulumi.Input<number | "all">;
   /** NIX_PATH entries for `configuration`, e.g. `["nixpkgs=/path/to/nixpkgs"]` (channel pins fill this). */
   nixPath?: pulumi.Input<pulumi.Input<string>[]>;
   /**
@@ -197,6 +205,7 @@ export class Machine extends pulumi.dynamic.Resource {
       confirmTimeout: args.confirmTimeout ?? 30,
       healthChecks: args.healthChecks ?? [],
       enableRollback: args.enableRollback ?? true,
+      keepGenerations: args.keepGenerations ?? "all",
       tags: args.tags ?? [],
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,

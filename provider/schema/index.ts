@@ -49,6 +49,8 @@ export const healthCheckSchema = fields({
   status: z.number({ error: "an HTTP status (100-599)" }).int({ error: "an HTTP status (100-599)" }).min(100, { error: "an HTTP status (100-599)" }).max(599, { error: "an HTTP status (100-599)" }),
   bodyContains: str(), timeout: seconds, retries: z.number({ error: "a whole number >= 0" }).int({ error: "a whole number >= 0" }).min(0, { error: "a whole number >= 0" }), insecure: bool,
 });
+// A count of generations to keep, or "all".
+const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { error: 'a whole number >= 1 or "all"' });
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
@@ -58,7 +60,7 @@ export const machineSpecSchema = fields({
   keys: record(keySpecSchema, "an object of keys by name"), pin: text("the name of a pin in pins"), channel: bool,
   action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds,
-  magicRollback: bool, confirmTimeout: seconds, healthChecks,
+  magicRollback: bool, confirmTimeout: seconds, healthChecks, keepGenerations,
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
@@ -133,11 +135,12 @@ const hop = {
 export const proxySchema: z.ZodType = z.lazy(() => fields({ ...hop, proxy: proxySchema }, ["host"]));
 /** `connection` of every resource. */
 export const connectionSchema = fields({ ...hop, hostPublicKey: publicKey, proxy: proxySchema,
-  hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }) }, ["host"]);
+  hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
+  privilegeEscalationCommand: argv }, ["host"]);
 
 /** MachineArgs. */
 export const machineArgsSchema = fields({
-  connection: connectionSchema, configuration: str("a configuration.nix path"), tags: strings, imports: strings, enableRollback: bool,
+  connection: connectionSchema, configuration: str("a configuration.nix path"), tags: strings, imports: strings, enableRollback: bool, keepGenerations,
   nixPath: strings, pin: pinSchema, allowUnpinned: bool, flake: str("'<flakeref>#<name>'"),
   nixopsNetwork: fields({ files: z.array(text("a path")), args: record(z.unknown(), "an object"), nixArgs: record(z.string(), "an object of Nix expressions"), rootAuthorizedKeys: record(strings, "an object of key lists"), extraBuiltinsFile: text("a file path"),
     uuid: z.string({ error: "a string" }), deploymentName: z.string({ error: "a string" }), stateVersions: record(z.string(), "an object of NixOS releases by machine") }, ["files"]),

@@ -211,16 +211,25 @@ export class SshSession {
     return this.runCommand(script, opts, (ch) => { ch.end(stdin ?? undefined); return () => undefined; });
   }
 
-  /** `sudo -n` around a script for a non-root login when it must run as root. */
+  /**
+   * The escalation command (`sudo -n` unless the connection names another, e.g. `doas -n`) around
+   * a script for a non-root login when it must run as root. NixOps ran its
+   * privilegeEscalationCommand (default `sudo -H --`) before the command (nixops/ssh_util.py).
+   */
   private command(script: string, privileged?: boolean): string {
-    return privileged && !this.isRoot ? `sudo -n -- sh -c ${shq(script)}` : script;
+    if (!privileged || this.isRoot) return script;
+    const [cmd, ...args] = this.conn.privilegeEscalationCommand?.length ? this.conn.privilegeEscalationCommand : ["sudo", "--"];
+    // sudo and doas both take -n: fail instead of prompting for a password.
+    const argv = ["sudo", "doas"].includes(cmd.split("/").pop()!) ? [cmd, "-n", ...args] : [cmd, ...args];
+    return `${argv.map(shq).join(" ")} sh -c ${shq(script)}`;
   }
 
   /** The checks every finished command gets: dropped connection, sudo wanting a password, exit code. */
   private settle(r: ExecResult, opts: { privileged?: boolean; check?: boolean }, what: string): ExecResult {
     if (r.code === null && !this.alive) throw new ConnectionLostError(`connection to ${this.label} lost during ${what}`);
-    if (opts.privileged && !this.isRoot && r.code === 1 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
-      throw new Error(`${userOf(this.conn)}@${this.conn.host}: sudo asks for a password; non-root deploys need passwordless sudo (NOPASSWD) for ${userOf(this.conn)}`);
+    if (opts.privileged && !this.isRoot && r.code === 1 && /(sudo|doas): (a password is required|a terminal is required|Authentication required)/.test(r.stderr)) {
+      const esc = this.conn.privilegeEscalationCommand?.[0] ?? "sudo";
+      throw new Error(`${userOf(this.conn)}@${this.conn.host}: ${esc} asks for a password; non-root deploys need passwordless ${esc} (sudo: NOPASSWD, doas: nopass) for ${userOf(this.conn)}`);
     }
     if ((opts.check ?? true) && r.code !== 0) {
       throw new Error(`${what} on ${this.label} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);

@@ -26,7 +26,7 @@ in {
     owners = mkOption { type = types.listOf types.str; default = [ ]; description = "Accepted and ignored (NixOps mailed them)."; };
     sshOptions = mkOption { type = types.listOf types.str; default = [ ]; description = "Not supported (ssh2 is no OpenSSH client): must stay empty."; };
     provisionSSHKey = mkOption { type = types.bool; default = true; description = "NixOps's own key provisioning (see import-nixops)."; };
-    privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "pulumi-nixos uses sudo -n for a non-root targetUser."; };
+    privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "The command that runs privileged steps for a non-root targetUser (sudo and doas get -n: no password prompt)."; };
     name = mkOption { type = types.str; default = ""; description = "The deployment's name."; };
     uuid = mkOption { type = types.str; default = ""; description = "The deployment's UUID."; };
     arguments = mkOption { type = types.attrs; default = { }; description = "The network's arguments."; };

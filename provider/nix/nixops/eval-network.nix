@@ -115,7 +115,7 @@ let
     destDir = toString k.destDir;
   };
   machineInfo = name: node: let d = node.config.deployment; in {
-    inherit (d) targetEnv targetHost targetPort targetUser hasFastConnection alwaysActivate tags sshOptions storeKeysOnMachine encryptedLinksTo;
+    inherit (d) targetEnv targetHost targetPort targetUser hasFastConnection alwaysActivate tags sshOptions storeKeysOnMachine encryptedLinksTo privilegeEscalationCommand;
     keys = mapAttrs keyInfo d.keys;
     # Every deployment.* name the machine has, so unsupported ones are named, not ignored.
     options = attrNames d;
