@@ -293,7 +293,7 @@ describe("connections as operators have them: agent, default identity, ssh confi
     assert.match(rf.stdout, /drift \[diff: .*~systemPath/);
     const pv = await engine("preview", a, [], env);
     expectExit(pv, 0, "preview after the refresh");
-    assert.match(pv.stdout, /~ .*updat.*\[diff: [^\]]*~systemPath/, "the plan names the property that differs");
+    assert.match(pv.stdout, /~ .*Machine \S+ .*\[diff: [^\]]*~systemPath/, "the plan names the property that differs");
     assert.doesNotMatch(pv.stdout, /~connection/, "and not the connection (recorded as given)");
     expectExit(await engine("up", a, [], env), 0, "converge");
     assert.equal((await lab.exec("cdirect", ["readlink", "-f", "/run/current-system"])).stdout.trim(), stateResources(a.state)[Object.keys(st).find((k) => st[k] === m)!].outputs.systemPath);

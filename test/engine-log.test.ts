@@ -170,14 +170,15 @@ describe("the harness as the CLI: progress under each resource, ^C", { skip: can
     const calls = readCalls(logFile);
     for (const name of ["heron", "tiger"]) {
       const urn = st[name].urn;
-      assert.match(urn, /^urn:pulumi:t::pulumi-nixos::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic:Resource::/, "a child of the Network");
+      assert.match(urn, /^urn:pulumi:t::pulumi-nixos::pulumi-nixos:index:Network\$pulumi-nodejs:dynamic\/nixos:Machine::/, "a child of the Network");
       const mine = calls.filter((c) => c.urn === urn);
       assert.ok(mine.some((c) => /^connecting to root@/.test(c.message)), `${name}: connecting`);
       assert.ok(mine.some((c) => /^copying \d+ paths/.test(c.message)), `${name}: copying`);
       assert.ok(mine.some((c) => new RegExp(`^switch done: generation ${st[name].outputs.generation}, /nix/store/`).test(c.message)), `${name}: switch done`);
       assert.ok(mine.every((c) => c.severity === 1 && c.ephemeral), `${name}: progress is the resource's status (info, ephemeral)`);
       // Rendered under the resource, as before.
-      assert.match(up.stdout, new RegExp(`^${name}: switch done: generation`, "m"));
+      // (the display names the resource as its URN does: the Network's child network-<machine>)
+      assert.match(up.stdout, new RegExp(`^(\\S+-)?${name}: switch done: generation`, "m"));
       // Not on the plugin's stderr (the CLI would list it among the stack's diagnostics).
       assert.doesNotMatch(up.stdout.split("\nDiagnostics:\n")[1] ?? "", new RegExp(`${name}: (connecting|copying|switch done)`), "progress is ephemeral: not among the closing diagnostics");
     }
