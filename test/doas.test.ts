@@ -61,8 +61,9 @@ describe("privilegeEscalationCommand: doas instead of sudo", { skip }, () => {
       // The deployer's own sudo goes; only the stand-in's helper stays reachable.
       "rm -f /etc/sudoers.d/deployer",
       "echo 'deployer ALL=(root) NOPASSWD: /etc/doas-standin/run' > /etc/sudoers.d/doas-standin && chmod 440 /etc/sudoers.d/doas-standin",
-      // doas on the deployer's PATH (sshd's SetEnv overrides its default PATH).
-      "echo 'SetEnv PATH=/etc/doas-standin/bin:/usr/local/bin:/usr/bin:/bin' >> /etc/ssh/sshd_config",
+      // doas on the deployer's PATH: first in the login PATH the lab's sshd sets (SetEnv; sshd
+      // takes a keyword's first value, so the lab's line is changed, not a second one added).
+      "if grep -q '^SetEnv PATH=' /etc/ssh/sshd_config; then sed -i 's|^SetEnv PATH=|SetEnv PATH=/etc/doas-standin/bin:|' /etc/ssh/sshd_config; else echo 'SetEnv PATH=/etc/doas-standin/bin:/usr/local/bin:/usr/bin:/bin' >> /etc/ssh/sshd_config; fi",
     ].join("\n")]);
     await lab.reboot("host1");
   });
