@@ -48,23 +48,22 @@ function plain(c: unknown): c is ConnectionLike {
 
 /**
  * Claims the host `connection` reaches for `machine` and returns a gate the Machine's inputs wait
- * for: it rejects, for every Machine of the program, when two of them reach one host, so that none
- * registers (nothing runs on any host). Plain addresses (YAML and NixOps networks) are claimed at
- * once; an Output connection when it resolves.
+ * for. Plain addresses (YAML and NixOps networks, most programs) are claimed at once: a duplicate
+ * fails the constructor, and every Machine's gate rejects, so none registers (nothing runs on any
+ * host). An Output connection is claimed when it resolves (never while it is unknown, in a
+ * preview): a duplicate then fails the program from that apply. The gate never waits for an
+ * Output, which may stay unknown.
  */
 export function claimHost(machine: string, connection: pulumi.Input<ConnectionArgs>): pulumi.Output<void> {
-  const fail = (e: SchemaError | undefined) => { duplicate ??= e; };
-  if (plain(connection)) {
-    // Known now: thrown from the constructor, as argument errors are (the SDK prints the message alone).
-    const e = claim(machine, connection);
+  const check = (c: ConnectionLike) => {
+    const e = claim(machine, c);
     if (e) { duplicate ??= e; throw e; }
-  }
+  };
+  if (plain(connection)) check(connection);
+  else pulumi.output(connection).apply((c) => { check(c as unknown as ConnectionLike); return c; });
   // After the rest of the program's synchronous code has constructed its Machines.
   settled ??= new Promise((r) => setImmediate(r));
-  const own = plain(connection) ? Promise.resolve() : new Promise<void>((resolve) => {
-    pulumi.output(connection).apply((c) => { fail(claim(machine, c as unknown as ConnectionLike)); resolve(); return c; });
-  });
-  return pulumi.output(Promise.all([settled, own]).then(() => {
+  return pulumi.output(settled.then(() => {
     // Every Machine's input fails: none registers.
     if (duplicate) throw duplicate;
   }));
