@@ -121,7 +121,7 @@ describe("issue 19: what a new user trips over", { skip }, () => {
     assert.notEqual(failed.code, 0);
     const fout = lines(failed);
     assert.ok(fout.some((l) => /^(?:network-)?a: build log \(\d+\/\d+ derivations started\):$/.test(l)), fout.join("\n"));
-    assert.ok(fout.some((l) => /^(?:network-)?a:   builder-says-no$/.test(l)), "the builder's output, in the log");
+    assert.ok(fout.some((l) => /^(?:network-)?a:   builder-says-no$/.test(l)), `the builder's output, in the log:\n${fout.join("\n")}`);
     assert.ok(fout.some((l) => /^(?:network-)?a:   building '\/nix\/store\/[^']+-broken\.drv'/.test(l)));
   });
 

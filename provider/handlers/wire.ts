@@ -7,6 +7,8 @@
  * results without such values; this is the net that names the field if one slips by.
  */
 
+import { flushLog } from "../util/log";
+
 /** The path of the first value protobuf's Struct cannot hold, or undefined when there is none. */
 export function unwirable(v: unknown, at = ""): string | undefined {
   if (v === null || typeof v === "string" || typeof v === "boolean") return undefined;
@@ -49,7 +51,8 @@ type Handlers = {
 /**
  * The handlers with every result checked by {@link wireSafe}: Check's `inputs`, Create/Update's
  * `outs`, Read's `props` and `inputs`, and the `properties` of a partial failure (an error with
- * an `id`, which the plugin records as "created but unhealthy").
+ * an `id`, which the plugin records as "created but unhealthy"); and each step's log delivered
+ * before it answers.
  */
 export function wired<H extends Handlers>(kind: string, h: H): H {
   const label = (x: any) => `${kind} ${x?.resource ?? x?.name ?? ""}`.trim();
@@ -59,6 +62,10 @@ export function wired<H extends Handlers>(kind: string, h: H): H {
     } catch (e: any) {
       if (e && typeof e === "object" && e.id && e.properties) wireSafe(e.properties, label(who), "partial failure's properties");
       throw e;
+    } finally {
+      // The step's progress (Engine.Log, its own connection) is delivered before its answer:
+      // an engine that ends after a failed step would otherwise drop the last lines (a build log).
+      await flushLog();
     }
   };
   const out: Handlers = { ...h };
@@ -73,5 +80,6 @@ export function wired<H extends Handlers>(kind: string, h: H): H {
       return r;
     });
   }
+  if (h.remove) out.remove = (id, p) => guard(p, () => h.remove!(id, p));
   return out as H;
 }
