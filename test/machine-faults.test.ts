@@ -196,7 +196,7 @@ describe("machines: faults and bad input", { skip }, () => {
     writeStack(s.cwd, "t", { d1: { targetHost: hosts[1].address, targetUser: "deployer", config: nixConfig("viasudo", { role: "again" }) } }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
     const r2 = await engine("up", s);
     expectExit(r2, 1, "sudo with password");
-    assert.match(r2.stdout, /sudo asks for a password; non-root deploys need passwordless sudo \(NOPASSWD\) for deployer/);
+    assert.match(r2.stdout, /sudo asks for a password; non-root deploys need passwordless sudo \((sudo: )?NOPASSWD(, doas: nopass)?\) for deployer/);
     await lab.exec("host2", ["sh", "-c", "echo 'deployer ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deployer"]);
 
     const two = stack({
