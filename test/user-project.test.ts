@@ -234,12 +234,14 @@ describe("a user's own project with the package's stack program", { skip }, () =
     const s: StackRef = { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") };
     writeConfig(s, {
       "pulumi-nixos:network": { description: "legacy", pins: { nixos: { url: c.url, sha256: c.sha256 } },
-        machines: { talon: { targetHost: hosts.talon.address, configuration: "./talon.nix", pin: "nixos", keys: { db: { config: "dbPassword" } } } } },
+        // No key on the machine: the old code's keys.nix defines keys.target's description, which
+        // NixOS's own module (the stand-in on the real lib) defines too — old code plus a real
+        // nixpkgs fails to evaluate such a machine (issue 24), so the old stack cannot hold one.
+        machines: { talon: { targetHost: hosts.talon.address, configuration: "./talon.nix", pin: "nixos" } } },
       "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
     });
-    await setSecret(s, "dbPassword", "kept across the upgrade\n");
     expectExit(await engine("up", s), 0, "up with the old code");
-    assert.deepEqual(typedNames(s.state), [`${OLD} talon`, `${OLD} talon/channel`, `${OLD} talon/db`], "the old types and names");
+    assert.deepEqual(typedNames(s.state), [`${OLD} talon`, `${OLD} talon/channel`], "the old types and names");
     const old1 = stateResources(s.state);
 
     // The upgrade: the package from the tarball, the program the one line.
@@ -252,11 +254,10 @@ describe("a user's own project with the package's stack program", { skip }, () =
     const up = await engine("up", s);
     expectExit(up, 0, "up after the upgrade");
     assert.doesNotMatch(up.stdout, /\b(created|replaced|deleted|updated)\b/, `nothing changed:\n${up.stdout}`);
-    assert.deepEqual(typedNames(s.state), [`${C} legacy-talon-channel`, `${K} legacy-talon-db`, `${M} legacy-talon`], "moved to the new types and names");
+    assert.deepEqual(typedNames(s.state), [`${C} legacy-talon-channel`, `${M} legacy-talon`], "moved to the new types and names");
     const now = stateResources(s.state);
-    for (const k of ["talon", "talon/db", "talon/channel"]) assert.equal(now[k].id, old1[k].id, `${k}: the same resource`);
+    for (const k of ["talon", "talon/channel"]) assert.equal(now[k].id, old1[k].id, `${k}: the same resource`);
     assert.equal(now.talon.outputs.generation, old1.talon.outputs.generation, "the machine was not redeployed");
-    assert.equal((await lab.exec("talon", ["cat", "/run/keys/db"])).stdout, "kept across the upgrade\n");
     const rf = await engine("refresh", s);
     expectExit(rf, 0, "refresh");
     assert.doesNotMatch(rf.stdout, /drift/);
