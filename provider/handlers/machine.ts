@@ -133,12 +133,17 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
 }
 
 /** Update when the system, action or anything else changed; replace when the host changes. */
+/** Defaults of inputs that states written before them lack. */
+const INPUT_DEFAULTS: Partial<Record<keyof MachineInputs, unknown>> = { keepGenerations: "all" };
+
 function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
   const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "keepGenerations", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "tags",
     "magicRollback", "confirmTimeout", "healthChecks"];
-  // Paths recorded absolute by older versions name the same file as the relative ones now.
-  const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null))
+  // Inputs newer than a recorded state compare as their defaults (an upgrade is no change);
+  // paths recorded absolute by older versions name the same file as the relative ones now.
+  const value = (x: Partial<MachineInputs>, k: keyof MachineInputs) => JSON.stringify(x[k] ?? INPUT_DEFAULTS[k] ?? null);
+  const changed = keys.some((k) => value(olds, k) !== value(news, k))
     || !samePath(olds.configuration, news.configuration) || !samePath(olds.flake, news.flake)
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
   return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
