@@ -262,9 +262,11 @@ describe("a user's own project with the package's stack program", { skip }, () =
     const now = stateResources(s.state);
     for (const k of ["talon", "talon/channel"]) assert.equal(now[k].id, old1[k].id, `${k}: the same resource`);
     assert.equal(now.talon.outputs.generation, old1.talon.outputs.generation, "the machine was not redeployed");
+    // Refresh reads the moved resources through the new code. (It may find drift: the old code
+    // misreads its own switch's exit code on NixOS-like hosts — issue 25 — and sets the host back.)
     const rf = await engine("refresh", s);
-    expectExit(rf, 0, "refresh");
-    assert.doesNotMatch(rf.stdout, /drift/);
+    expectExit(rf, 0, "refresh of the moved resources");
+    assert.doesNotMatch(rf.stdout, /refreshing failed|deleted/);
     expectExit(await engine("destroy", s), 0, "destroy");
     assert.deepEqual(typedNames(s.state), [], "destroy removed both");
   });
