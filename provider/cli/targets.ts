@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import { exportResources } from "../fleet/state";
 import * as path from "path";
 import YAML from "yaml";
 import { stackConfigFile } from "./stack-file";
@@ -86,7 +87,7 @@ function fromConfig(o: TargetsOptions): string[] {
 /** From a state file: the recorded URNs of the selected machines, their keys and pins, and their ancestors. */
 function fromState(o: TargetsOptions): string[] {
   const data = JSON.parse(fs.readFileSync(o.state!, "utf8"));
-  const resources: { urn: string; parent?: string; inputs?: any; outputs?: any }[] = (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
+  const resources: { urn: string; parent?: string; inputs?: any; outputs?: any }[] = exportResources(data);
   const byUrn = new Map(resources.map((r) => [r.urn, r]));
   // Resources are told apart by their inputs, not their type or URN name, so a state written before
   // the typed tokens (`pulumi-nodejs:dynamic:Resource`, children named `m`, `m/k`) reads the same.

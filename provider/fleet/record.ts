@@ -9,20 +9,16 @@ import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
+import { exportResources } from "./state";
 
 /** A machine's system as a host now runs it. */
 export interface RecordedSystem { urn: string; systemPath: string; generation: number }
-
-/** The resources of an export (`pulumi stack export` v3, or the harness's state file). */
-function resourcesOf(data: any): any[] {
-  return (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
-}
 
 /** Applies the systems to the Machine outputs in `data`; the URNs it did not find. */
 function apply(data: any, systems: RecordedSystem[]): string[] {
   const missing: string[] = [];
   for (const s of systems) {
-    const r = resourcesOf(data).find((x) => x.urn === s.urn && !x.delete);
+    const r = exportResources(data).find((x) => x.urn === s.urn && !x.delete);
     if (!r?.outputs) { missing.push(s.urn); continue; }
     r.outputs.systemPath = s.systemPath;
     r.outputs.generation = s.generation;

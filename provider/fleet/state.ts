@@ -35,6 +35,11 @@ export interface Fleet {
 }
 
 /** Loads a stack export (from `--state FILE` or `pulumi stack export --show-secrets --stack NAME`). */
+/** The resources of a stack export (`pulumi stack export` v3, an older checkpoint, or the harness's state). */
+export function exportResources(data: any): any[] {
+  return (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
+}
+
 export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }): Fleet {
   let raw: string;
   if (opts.state) raw = fs.readFileSync(opts.state, "utf8");
@@ -47,7 +52,7 @@ export function loadFleet(opts: { state?: string; stack?: string; cwd?: string }
     raw = r.stdout;
   } else throw new UsageError("which stack? give --stack NAME (needs the pulumi CLI) or --state FILE");
   const data = JSON.parse(raw);
-  const resources: any[] = (data.deployment ?? data.checkpoint?.latest ?? data).resources ?? [];
+  const resources: any[] = exportResources(data);
   const open = opener(data);
   const machines: FleetMachine[] = [];
   const keys: KeyInputs[] = [];
