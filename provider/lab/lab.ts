@@ -453,7 +453,9 @@ export class Lab {
       const alive = pidAlive(this.pid1(h));
       let power = "off";
       try { power = fs.readFileSync(path.join(this.stateDir(h), "power"), "utf8").trim(); } catch { /* never booted */ }
-      const state: LabHostInfo["state"] = !alive ? "off" : power !== "up" ? "rebooting" : h.cut ? "cut" : "up";
+      // Between two boots (nspawn restarting, or shutting down) the supervisor still runs: not off yet.
+      const between = !alive && this.init === "systemd" && this.systemd.running(h) && power !== "off";
+      const state: LabHostInfo["state"] = between ? "rebooting" : !alive ? "off" : power !== "up" ? "rebooting" : h.cut ? "cut" : "up";
       let currentSystem: string | undefined;
       let generation: number | undefined;
       if (alive) {
@@ -570,6 +572,11 @@ export class Lab {
    */
   async reboot(name: string): Promise<void> {
     const h = this.host(name);
+    // No PID 1 but a supervisor: either nspawn is restarting the host (a PID 1 comes) or the
+    // host powered off and the supervisor is ending (it exits): wait for which one it is.
+    if (this.init === "systemd") {
+      for (let end = Date.now() + 10_000; this.systemd.running(h) && !this.pid1(h) && Date.now() < end;) await sleep(50);
+    }
     if (this.init === "systemd" ? !this.systemd.running(h) : !pidAlive(h.initPid)) {
       await this.boot(h);
       return;
