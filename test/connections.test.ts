@@ -268,6 +268,57 @@ describe("connections as operators have them: agent, default identity, ssh confi
     assert.equal(await hostChannel(lab, "cdirect"), "", "the channel the first pin found (none) is back");
   });
 
+  test("a machine and its key moved into a Network: with aliases nothing is redone; without, the new ones take over and the host keeps its system and key", async () => {
+    const env = envOf(homeWith("move"), true);
+    const cfgOf = (s: StackRef) => path.join(s.cwd, "Pulumi.t.yaml");
+    const setConfig = (s: StackRef, key: string, value: unknown) => {
+      const doc = YAML.parse(fs.readFileSync(cfgOf(s), "utf8"));
+      if (value === undefined) delete doc.config[`connections-test:${key}`]; else doc.config[`connections-test:${key}`] = value;
+      fs.writeFileSync(cfgOf(s), YAML.stringify(doc));
+    };
+    const hostFacts = async () => ({
+      profile: await profileOf("cdirect"),
+      system: (await lab.exec("cdirect", ["readlink", "/run/current-system"])).stdout.trim(),
+      key: (await lab.exec("cdirect", ["cat", "/run/keys/k"])).stdout,
+    });
+    for (const withAliases of [true, false]) {
+      const s = writeFormStack(withAliases ? "move-aliased" : "move-plain", { a: direct() });
+      setConfig(s, "pin", undefined); // a pin would be the Network's nixpkgs too
+      expectExit(await engine("up", s, [], env), 0, "up, standalone");
+      const before = await hostFacts();
+      const stat = await keyStat("cdirect");
+      setConfig(s, "inNetwork", { aliases: withAliases });
+      const r = await engine("up", s, [], env);
+      expectExit(r, 0, `moved into the network ${withAliases ? "with" : "without"} aliases`);
+      const st = stateResources(s.state);
+      assert.ok(st.a?.urn.includes("pulumi-nixos:index:Network$") && st["a/k"]?.urn.includes("pulumi-nixos:index:Network$"), "the machine and key are the network's now");
+      assert.equal(st["m-a"], undefined, "no standalone machine left in the state");
+      assert.equal(st["k-a"], undefined, "no standalone key left in the state");
+      assert.deepEqual(await hostFacts(), before, "the host runs the same generation and keeps its key");
+      if (withAliases) {
+        assert.doesNotMatch(r.stdout, /(Machine|DeploymentKey) \S+ (created|deleted|replaced)/, "no machine or key created or deleted (only the Network component is new)");
+        assert.doesNotMatch(r.stdout + r.stderr, /activating|uploading/, "nothing redone on the host");
+        assert.equal(await keyStat("cdirect"), stat, "the key file untouched");
+      } else {
+        assert.match(r.stdout, /\+ .*Machine\s+fleet-a\b/, "the network's machine is created");
+        assert.match(r.stdout, /- .*Machine\s+m-a\b/, "the standalone one is deleted");
+        assert.match(r.stdout + r.stderr, /m-a: forgotten; \S+ keeps running \/nix\/store\//, "deleting the old Machine leaves the host as it is");
+        assert.match(r.stdout + r.stderr, /warning: k-a: key file \/run\/keys\/k on \S+ left in place: it was written since by fleet-a-k/);
+      }
+      expectExit(await engine("destroy", s, [], env), 0, "destroy");
+      assert.equal(await keyStat("cdirect"), "", "destroy removes the key the network's resource wrote");
+    }
+    // A label that names no child is refused before anything registers.
+    const bad = writeFormStack("move-typo", { a: direct() });
+    setConfig(bad, "pin", undefined);
+    setConfig(bad, "inNetwork", { aliases: true, extraLabel: "a/key" });
+    const rb = await engine("up", bad, [], env);
+    expectExit(rb, 1, "an alias for no child");
+    assert.match(rb.stdout + rb.stderr, /Network fleet: aliases: "a\/key" names no machine, key or channel of the network \(its children: a, a\/k\)/);
+    assert.doesNotMatch(rb.stdout + rb.stderr, /    at /, "no stack trace");
+    assert.deepEqual(Object.values(stateResources(bad.state)).filter((r) => r.type !== "pulumi-nixos:index:Network"), [], "no machine, key or pin registered");
+  });
+
   test("teammates: two checkouts at different paths deploy one stack and see no diff; after drift the plan shows the property", async () => {
     const env = envOf(homeWith("team"), true);
     const a = writeStack(path.join(tmp, "team-a", "proj"), "t", { team: { targetHost: hosts.cdirect.address, config: nixConfig("team", { paths: 1 }) } });

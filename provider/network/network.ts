@@ -54,6 +54,28 @@ export interface NetworkArgs {
   nixPath?: string[];
   /** Allow machines without a pin to use the operator's NIX_PATH. */
   allowUnpinned?: boolean;
+  /**
+   * Earlier identities of the network's children, by label — `<machine>`, `<machine>/<key>`,
+   * `<machine>/channel` — for resources moved into the network or renamed with it: Pulumi then
+   * keeps them (no create, no delete, nothing redone on the host). A resource made at the top of
+   * the program before is `{ name: "<its old name>", parent: pulumi.rootStackResource }`; one of a
+   * network called differently before is `{ name: "<old network>-<machine>" }` with that
+   * network as `parent`. Each label must name a child.
+   */
+  aliases?: Record<string, pulumi.Input<string | pulumi.Alias>[]>;
+}
+
+/** A child's aliases: the name it had before networks were named, and those the program gives. */
+function childAliases(args: NetworkArgs, label: string): pulumi.Input<string | pulumi.Alias>[] {
+  return [oldName(label), ...(args.aliases?.[label] ?? [])];
+}
+
+/** Every label of `aliases` names a child (a typo would silently replace what it meant to keep). */
+function checkAliases(name: string, args: NetworkArgs, labels: string[]): void {
+  const unknown = Object.keys(args.aliases ?? {}).filter((l) => !labels.includes(l));
+  if (unknown.length) {
+    throw new SchemaError(`Network ${name}: aliases: ${unknown.map((l) => JSON.stringify(l)).join(", ")} ${unknown.length > 1 ? "name" : "names"} no machine, key or channel of the network (its children: ${labels.join(", ") || "none"})`);
+  }
 }
 
 /**
@@ -84,6 +106,10 @@ export class Network extends pulumi.ComponentResource {
     }
     const net = args.network!;
     validateDescription(net);
+    checkAliases(name, args, Object.keys(net.machines).flatMap((mName) => {
+      const m = machineSpec(net, mName);
+      return [mName, ...Object.keys(m.keys ?? {}).map((k) => `${mName}/${k}`), ...(m.pin && m.channel !== false ? [`${mName}/channel`] : [])];
+    }));
     // Pre-activation keys and channel pins would otherwise register (and upload) while the fleet
     // still evaluates: they wait for every machine's evaluation, which the loop below supplies.
     let fleetEvaluated!: (o: pulumi.Output<unknown>) => void;
@@ -102,11 +128,11 @@ export class Network extends pulumi.ComponentResource {
           text: k.config ? requireSecretConfig(k.config, `${mName}/${kName}`) : k.text,
           file: k.file ? abs(k.file) : undefined, command: k.command, vault: k.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions, uploadAt: k.uploadAt,
-        }, { ...child, dependsOn: deps, aliases: [oldName(`${mName}/${kName}`)] });
+        }, { ...child, dependsOn: deps, aliases: childAliases(args, `${mName}/${kName}`) });
       const preKeys = keySpecs.filter(([, k]) => k.uploadAt !== "post-activation").map(([k, spec]) => [k, makeKey(k, spec, connection, afterEvaluation)] as const);
       const channel = pin && m.channel !== false
         ? new ChannelPin(names.channel, { connection, url: pin.url, sha256: pin.sha256, label: `${mName}/channel` },
-          { ...child, dependsOn: afterEvaluation, aliases: [oldName(`${mName}/channel`)] }) : undefined;
+          { ...child, dependsOn: afterEvaluation, aliases: childAliases(args, `${mName}/channel`) }) : undefined;
       const machine = new Machine(names.machine, {
         machineName: mName,
         connection,
@@ -123,7 +149,7 @@ export class Network extends pulumi.ComponentResource {
         keepGenerations: m.keepGenerations,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
-      }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
+      }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       const postKeys = keySpecs.filter(([, k]) => k.uploadAt === "post-activation").map(([k, spec]) => [k, makeKey(k, spec, machine.connection, [machine])] as const);
       this.machines[mName] = machine;
       this.keys[mName] = Object.fromEntries([...preKeys, ...postKeys]);
@@ -166,6 +192,8 @@ export class Network extends pulumi.ComponentResource {
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
         .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
     if (problems.length) throw new SchemaError(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
+    checkAliases(name, args, Object.entries(info.machines).flatMap(([mName, d]) =>
+      [mName, ...Object.keys(d.keys).map((k) => `${mName}/${k}`), ...(pin && nn.channel !== false ? [`${mName}/channel`] : [])]));
     const config = packageConfig();
     const vaultAccess = () => pulumi.all([config.get("vaultAddr"), getSecretConfig(config, "vaultToken", "the Vault token")])
       .apply(([addr, token]) => ({ addr, token }));
@@ -191,11 +219,11 @@ export class Network extends pulumi.ComponentResource {
         return [kName, new DeploymentKey(names.key(kName), {
           connection, name: k.name, label, text: source.text, file: source.file, command: source.command, vault: source.vault,
           destDir: k.destDir, user: k.user, group: k.group, permissions: k.permissions,
-        }, { ...child, dependsOn: afterEvaluation, aliases: [oldName(label)] })] as const;
+        }, { ...child, dependsOn: afterEvaluation, aliases: childAliases(args, label) })] as const;
       });
       const channel = pin && nn.channel !== false
         ? new ChannelPin(names.channel, { connection, url: pin.url, sha256: pin.sha256, label: `${mName}/channel` },
-          { ...child, dependsOn: afterEvaluation, aliases: [oldName(`${mName}/channel`)] }) : undefined;
+          { ...child, dependsOn: afterEvaluation, aliases: childAliases(args, `${mName}/channel`) }) : undefined;
       this.machines[mName] = new Machine(names.machine, {
         machineName: mName,
         connection,
@@ -210,7 +238,7 @@ export class Network extends pulumi.ComponentResource {
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
-      }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: [oldName(mName)] });
+      }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       this.keys[mName] = Object.fromEntries(keys);
       if (channel) this.channels[mName] = channel;
     }

@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { ChannelPin, ConnectionArgs, DeploymentKey, Machine } from "../../../provider";
+import { ChannelPin, ConnectionArgs, DeploymentKey, Machine, Network } from "../../../provider";
 
 interface Hop { host: string; user?: string; port?: number; privateKeyFile?: string; passwordFile?: string; perDialTimeout?: number; proxy?: Hop }
 
@@ -29,7 +29,23 @@ const machineConfigs = config.requireObject<Record<string, string>>("machineConf
 const systems: Record<string, pulumi.Output<string>> = {};
 // `renamedFrom: { new: old }`: the resources of `new` were `old`'s, moved with `aliases`.
 const renamedFrom = config.getObject<Record<string, string>>("renamedFrom") ?? {};
-for (const [n, spec] of Object.entries(connections)) {
+// `inNetwork: { aliases }`: the same machines and keys moved into a Network `fleet` (no bastion, no
+// pin), with `aliases` naming the top-level resources they were, or without.
+const inNetwork = config.getObject<{ aliases: boolean; extraLabel?: string }>("inNetwork");
+if (inNetwork) {
+  const top = (name: string): pulumi.Alias => ({ name, parent: pulumi.rootStackResource });
+  const net = new Network("fleet", {
+    network: { machines: Object.fromEntries(Object.entries(connections).map(([n, spec]) => [n, {
+      targetHost: spec.host, ...(spec.user ? { targetUser: spec.user } : {}), configuration: path.resolve(machineConfigs[n]),
+      keys: { k: { name: "k", text: config.require("keyText"), permissions: "0640" } },
+    }])) },
+    nixPath: [`nixpkgs=${config.require("nixpkgs")}`],
+    ...(inNetwork.aliases ? { aliases: Object.fromEntries([...Object.keys(connections).flatMap((n) => [[n, [top(`m-${n}`)]], [`${n}/k`, [top(`k-${n}`)]]]),
+      ...(inNetwork.extraLabel ? [[inNetwork.extraLabel, [top("nothing")]]] : [])]) } : {}),
+  });
+  for (const [n, m] of Object.entries(net.machines)) systems[n] = m.systemPath;
+}
+for (const [n, spec] of Object.entries(inNetwork ? {} : connections)) {
   const connection = hop(spec);
   const alias = (prefix: string): pulumi.CustomResourceOptions => (renamedFrom[n] ? { aliases: [{ name: `${prefix}-${renamedFrom[n]}` }] } : {});
   const key = new DeploymentKey(`k-${n}`, { connection, name: "k", text: pulumi.secret(config.require("keyText")), permissions: "0640" }, alias("k"));
