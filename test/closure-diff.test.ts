@@ -270,11 +270,14 @@ test("preview shows the package diff (approximate unbuilt, exact built or with p
     // nginx 1.26.1 is rebuilt too: the usual openssl is its input again.
     assert.deepEqual(other.slice(0, 4), ["approximate: not built yet — set previewBuild for the exact list", "+ memcached 1.6.21", "nginx 1.26.1 (rebuilt)", "openssl 3.0.13 (rebuilt)"]);
 
-    // Built on the host: the manifest and the summary come from the host's closure.
+    // Built on the host: the manifest and the summary come from the host's closure. The host still
+    // runs the hand-made system (no refresh since): the summary counts against that, not the
+    // record (v2 → v3 would be "1 added, 2 rebuilt").
     s = writeStack(path.join(tmp, "prog"), "lab", { heron: { targetHost: h.address, config: V3, buildOn: "target" } }, extra);
     const up3 = await engine("up", s);
     expectExit(up3, 0, "up v3 built on the host");
-    assert.match(up3.stdout + up3.stderr, /heron: generation \d+ \(1 added, 2 rebuilt, [\d.]+ \w+ copied; restarted: nginx\.service\)$/m);
+    assert.match(up3.stdout + up3.stderr, /heron: generation \d+ \(1 upgraded, 1 added, 1 removed, [\d.]+ \w+ copied; restarted: nginx\.service\)$/m,
+      "hand → v3: nginx 1.24.0 → 1.26.1, + memcached, - hello-standin");
     st = stateResources(s.state).heron;
     assert.equal(st.outputs.closureManifest.exact, true);
     assert.equal(st.outputs.closureManifest.system, st.outputs.systemPath);

@@ -23,7 +23,7 @@ import { stackOf, urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
-import { ClosureManifest, isManifest, manifestOfClosure } from "../nix/manifest";
+import { ClosureManifest, isManifest, manifestOf, manifestOfClosure } from "../nix/manifest";
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
 import { readRemoteClosure } from "../host/remote-closure";
 
@@ -261,7 +261,9 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       failedUnits: [],
       ...(manifest ? { closureManifest: manifest } : {}),
     };
-    const summary = () => log(deploySummary(act!.generation, previous, manifest, bytesCopied, units.seen));
+    // The summary compares with what the host ran before (read there when it drifted from the record).
+    const before = await manifestBefore(s, previous, act.previousSystemPath, manifest);
+    const summary = () => log(deploySummary(act!.generation, before, manifest, bytesCopied, units.seen));
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
       await pruneGenerations(s, inputs.keepGenerations, log);
@@ -302,6 +304,19 @@ async function pruneGenerations(s: SshSession, keep: number | "all" | undefined,
   const r = await s.exec(`nix-env -p ${SYSTEM_PROFILE} --delete-generations +${Math.floor(keep)}`, { privileged: true, what: "deleting old generations" });
   const removed = (r.stdout + r.stderr).split("\n").filter((l) => /^removing (profile )?(generation|version)/.test(l.trim())).length;
   log(`keepGenerations ${keep}: ${removed ? `${plural(removed, "older generation")} deleted` : "no older generation to delete"}`);
+}
+
+/**
+ * The manifest of what the host ran before this deploy: the recorded one when the host still ran
+ * the recorded system, else that system's closure as the host has it (a host changed by hand, or
+ * a refresh never run; one command); undefined when that cannot be read, so no change count is
+ * made up. A first deploy (nothing recorded) counts none.
+ */
+async function manifestBefore(s: SshSession, recorded: ClosureManifest | undefined, ran: string, manifest: ClosureManifest | undefined): Promise<ClosureManifest | undefined> {
+  if (!isManifest(recorded) || recorded.system === ran) return recorded;
+  if (!manifest || !ran || ran === manifest.system) return undefined;
+  const closure = await readRemoteClosure(s, ran).catch(() => undefined);
+  return closure ? manifestOf(ran, closure, true) : undefined;
 }
 
 /** Size of the system closure and what was sent to the host (and the manifest, when built there). */
