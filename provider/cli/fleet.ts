@@ -4,7 +4,7 @@ import * as ops from "../fleet/ops";
 import { sendKeys } from "../handlers/key";
 import { closeAllSessions } from "../ssh/pool";
 import { connect } from "../fleet/ops";
-import { printTable } from "./table";
+import { liveTable } from "./live-table";
 import { drift } from "../fleet/drift";
 import { recordSystems } from "../fleet/record";
 import { targetArgs, targetsFor } from "./targets";
@@ -23,48 +23,68 @@ function fleetCommand(program: Command, name: string, description: string) {
     .option("--json", "machine-readable output");
 }
 
-/** Loads and selects; runs fn on every machine in parallel; non-zero exit when any fails. */
-async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) => Promise<T>): Promise<{ m: FleetMachine; r?: T; error?: string }[]> {
+/** One machine's outcome. */
+interface Outcome<T> { m: FleetMachine; r?: T; error?: string }
+
+/**
+ * Loads and selects; runs fn on every machine in parallel; non-zero exit when any fails.
+ * `live` (text output) gets a table drawn before the hosts answer and each host's rows as it does.
+ */
+async function onMachines<T>(o: FleetOpts, fn: (m: FleetMachine, fleet: Fleet) => Promise<T>,
+  live?: { head: string[]; pending: (m: FleetMachine) => (string | number)[]; rows: (x: Outcome<T>) => (string | number)[][]; minWidths?: number[] }): Promise<Outcome<T>[]> {
   const fleet = loadFleet(o);
   const ms = selectMachines(fleet.machines, o);
   if (!ms.length) throw noMatch(o, fleet.machines);
   // Host locks taken by these commands name the stack (as PULUMI_NODEJS_STACK does in the provider).
   process.env.PULUMI_NODEJS_STACK ??= o.stack ?? ops.stackOf(ms[0]);
-  const res: { m: FleetMachine; r?: T; error?: string }[] = await Promise.all(ms.map((m) => fn(m, fleet).then((r) => ({ m, r }), (e) => ({ m, error: (e as Error).message }))));
+  const table = live && !o.json ? liveTable(live.head, ms.map((m) => ({ key: m.urn, row: live.pending(m) })), process.stdout, live.minWidths) : undefined;
+  const res: Outcome<T>[] = await Promise.all(ms.map((m) => fn(m, fleet).then((r) => ({ m, r }), (e) => ({ m, error: (e as Error).message }))
+    .then((x: Outcome<T>) => { table?.set(m.urn, live!.rows(x)); return x; })));
+  table?.end();
   await closeAllSessions();
   if (res.some((x) => x.error)) process.exitCode = 1;
   return res;
 }
 
+/** A host's cell while it has not answered yet. */
+const WAITING = "…";
+
 /** `info`, `check`, `list-generations`, `rollback`, `reboot`, `send-keys`, `ssh`, `targets`. */
 export function registerFleetCommands(program: Command): void {
   withExamples(fleetCommand(program, "info", "status of each machine, like `nixops info`"),
     "npx pulumi-nixos info --stack nixos", "npx pulumi-nixos info --state lab.state.json --tag web --json").action(async (o: FleetOpts) => {
-    const res = await onMachines(o, (m) => ops.info(m));
-    const rows = res.map((x) => x.r!);
-    if (rows.some((r) => r.status === "Unreachable")) process.exitCode = 1;
+    const res = await onMachines(o, (m) => ops.info(m), {
+      head: ["Name", "Status", "Host", "Generation", "System"], minWidths: [0, "Up / Up-to-date".length],
+      pending: (m) => [m.name, WAITING, m.connection.host, "-", m.systemPath],
+      rows: ({ m, r, error }) => [r ? [r.name, r.status, r.host, r.generation ?? "-", r.system] : [m.name, `error: ${error}`, m.connection.host, "-", m.systemPath]],
+    });
+    const rows = res.map((x) => x.r ?? { name: x.m.name, error: x.error });
+    if (res.some((x) => x.r?.status === "Unreachable")) process.exitCode = 1;
     if (o.json) return console.log(JSON.stringify(rows, null, 2));
-    printTable(["Name", "Status", "Host", "Generation", "System"], rows.map((r) => [r.name, r.status, r.host, r.generation ?? "-", r.system]));
   });
 
   withExamples(fleetCommand(program, "check", "health of each machine, like `nixops check`"),
     "npx pulumi-nixos check --stack nixos --include tiger pigeon").action(async (o: FleetOpts) => {
-    const res = await onMachines(o, (m) => ops.check(m));
-    const rows = res.map((x) => x.r!);
-    if (rows.some((r) => r.up !== "Yes")) process.exitCode = 1;
+    if (!o.json) console.log("Machines state:");
+    const res = await onMachines(o, (m) => ops.check(m), {
+      head: ["Name", "Exists", "Up", "Reachable", "Disks OK", "Load avg.", "System", "Units", "Notes"], minWidths: [0, 3, 3, 9, 8, "0.00 0.00 0.00".length, "running".length],
+      pending: (m) => [m.name, WAITING, "", "", "", "", "", "", ""],
+      rows: ({ m, r, error }) => [r ? [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.systemState, r.units, r.notes] : [m.name, "-", "-", "-", "-", "-", "-", "-", `error: ${error}`]],
+    });
+    const rows = res.map((x) => x.r ?? { name: x.m.name, error: x.error });
+    if (res.some((x) => x.r?.up !== "Yes")) process.exitCode = 1;
     if (o.json) return console.log(JSON.stringify(rows, null, 2));
-    console.log("Machines state:");
-    printTable(["Name", "Exists", "Up", "Reachable", "Disks OK", "Load avg.", "System", "Units", "Notes"],
-      rows.map((r) => [r.name, r.exists, r.up, r.reachable, r.disksOk, r.load, r.systemState, r.units, r.notes]));
   });
 
   withExamples(fleetCommand(program, "list-generations", "system generations of each machine"),
     "npx pulumi-nixos list-generations --stack nixos --include heron").action(async (o: FleetOpts) => {
-    const res = await onMachines(o, (m) => ops.listGenerations(m));
+    const res = await onMachines(o, (m) => ops.listGenerations(m), {
+      head: ["Machine", "Generation", "Date", "", "System"], minWidths: [0, 0, "2026-01-01 00:00:00".length, "(current)".length],
+      pending: (m) => [m.name, WAITING, "", "", ""],
+      rows: (x) => x.error ? [[x.m.name, "-", "-", "", `error: ${x.error}`]]
+        : x.r!.map((g) => [x.m.name, g.number, g.date, g.current ? "(current)" : "", g.system]),
+    });
     if (o.json) return console.log(JSON.stringify(Object.fromEntries(res.map((x) => [x.m.name, x.r ?? { error: x.error }])), null, 2));
-    printTable(["Machine", "Generation", "Date", "", "System"], res.flatMap((x) => x.error
-      ? [[x.m.name, "-", "-", "", `error: ${x.error}`]]
-      : x.r!.map((g) => [x.m.name, g.number, g.date, g.current ? "(current)" : "", g.system])));
   });
 
   withExamples(fleetCommand(program, "diff", "what each host runs now against the recorded system: packages, versions, sizes"),
