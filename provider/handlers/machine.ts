@@ -26,6 +26,7 @@ import { closureCheck } from "./closure-changes";
 import { ClosureManifest, isManifest, manifestOf, manifestOfClosure } from "../nix/manifest";
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
 import { readRemoteClosure } from "../host/remote-closure";
+import { SwitchUnitLines, SwitchUnits } from "../host/dry-activate";
 
 /** Machine inputs as the provider receives them (plain values). */
 export interface MachineInputs {
@@ -331,20 +332,15 @@ export function deploySummary(generation: number, previous: ClosureManifest | un
   return `generation ${generation} (${changes}${formatBytes(bytesCopied)} copied${u.length ? "; " + u.join("; ") : ""})`;
 }
 
-/** Passes activation lines on to `log` and remembers the units NixOS-style lines name. */
-function unitWatcher(log: Logger): { log: Logger; seen: { restarted: string[]; reloaded: string[]; started: string[] } } {
-  const seen = { restarted: [] as string[], reloaded: [] as string[], started: [] as string[] };
-  const kinds: [RegExp, keyof typeof seen][] = [[/^activation: restarting the following units: (.*)$/, "restarted"],
-    [/^activation: reloading the following units: (.*)$/, "reloaded"], [/^activation: starting the following units: (.*)$/, "started"]];
+/**
+ * Passes activation lines on to `log` and remembers the units NixOS-style lines name (both
+ * switch-to-configuration implementations' lines: host/dry-activate.ts SwitchUnitLines).
+ */
+function unitWatcher(log: Logger): { log: Logger; seen: SwitchUnits } {
+  const lines = new SwitchUnitLines("activation: ");
   return {
-    seen,
-    log: (line) => {
-      for (const [re, k] of kinds) {
-        const m = re.exec(line);
-        if (m) for (const u of m[1].split(/[\s,]+/).filter(Boolean)) if (!seen[k].includes(u)) seen[k].push(u);
-      }
-      log(line);
-    },
+    get seen() { return lines.units; },
+    log: (line) => { lines.line(line); log(line); },
   };
 }
 
