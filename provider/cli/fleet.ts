@@ -8,7 +8,9 @@ import { liveTable } from "./live-table";
 import { drift } from "../fleet/drift";
 import { recordSystems } from "../fleet/record";
 import { targetArgs, targetsFor } from "./targets";
-import { noMatch, withExamples } from "./usage";
+import { UsageError, noMatch, withExamples } from "./usage";
+import { printTable } from "./table";
+import { plannedSystems, readStackNetwork } from "../fleet/planned";
 
 interface FleetOpts { stack?: string; state?: string; cwd?: string; include?: string[]; exclude?: string[]; tag?: string[]; json?: boolean }
 
@@ -149,6 +151,36 @@ export function registerFleetCommands(program: Command): void {
       } finally {
         s.close();
       }
+    });
+
+  withExamples(fleetCommand(program, "dry-activate", "what each host would stop, restart, reload and start with the stack config's system (copies closures, activates nothing)"),
+    "npx pulumi-nixos dry-activate --state lab.state.json --include web", "npx pulumi-nixos dry-activate --stack nixos --tag web --json")
+    .action(async (o: FleetOpts) => {
+      const fleet = loadFleet(o);
+      const stack = o.stack ?? (fleet.machines[0] ? ops.stackOf(fleet.machines[0]) : undefined);
+      if (!stack) throw new UsageError("which stack? give --stack NAME (its config plans the systems)");
+      const sn = readStackNetwork({ stack, cwd: o.cwd });
+      const ms = selectMachines(fleet.machines, o);
+      if (!ms.length) throw noMatch(o, fleet.machines);
+      const planned = await plannedSystems(sn, ms.filter((m) => sn.net.machines?.[m.name]).map((m) => m.name));
+      const res = await onMachines({ ...o, include: ms.map((m) => m.name), exclude: [], tag: [] }, async (m) => {
+        if (!planned[m.name]) throw new Error(`not in the stack config's network any more (pulumi up would delete it)`);
+        return ops.dryActivate(m, planned[m.name]);
+      });
+      if (o.json) {
+        return console.log(JSON.stringify(res.map((x) => x.r
+          ? { name: x.m.name, planned: x.r.planned, current: x.r.current, unchanged: x.r.unchanged, copied: x.r.copied, ...x.r.actions, changes: x.r.lines }
+          : { name: x.m.name, error: x.error }), null, 2));
+      }
+      const rows: string[][] = [];
+      for (const x of res) {
+        if (x.error) { rows.push([x.m.name, "error", x.error]); continue; }
+        const r = x.r!;
+        if (r.unchanged) { rows.push([x.m.name, "unchanged", "runs the planned system already (nothing copied)"]); continue; }
+        if (!r.lines.length) { rows.push([x.m.name, "no unit changes", r.planned]); continue; }
+        for (const l of r.lines) { const i = l.lastIndexOf(" "); rows.push([x.m.name, l.slice(0, i), l.slice(i + 1)]); }
+      }
+      printTable(["Machine", "Action", "Unit"], rows);
     });
 
   withExamples(program.command("targets").description("print `--target` arguments for `pulumi up` (machines with their keys, channel and parents), unquoted for $(...)"),

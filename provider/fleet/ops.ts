@@ -13,6 +13,7 @@ import { sendKeys } from "../handlers/key";
 import type { KeyInputs } from "../handlers/key";
 import { HostLockedError, withHostLock } from "../host/lock";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
+import { HostDryActivation, dryActivateOnHost } from "../host/dry-activate-host";
 
 const CONNECT_MS = 5000;
 
@@ -214,4 +215,9 @@ export async function reboot(m: FleetMachine, keys: KeyInputs[], timeoutMs = 300
       }
     }
   }
+}
+
+/** `dry-activate`: what the host would do with its planned system (copied, never activated: host/dry-activate-host.ts). */
+export function dryActivate(m: FleetMachine, planned: string, log?: (line: string) => void): Promise<HostDryActivation> {
+  return withSession(m, (s) => dryActivateOnHost(s, m.name, planned, { stack: process.env.PULUMI_NODEJS_STACK ?? stackOf(m), log }));
 }
