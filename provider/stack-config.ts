@@ -21,7 +21,7 @@ export const STACK_CONFIG_KEYS = [
   // Connections and secrets.
   "sshPrivateKey", "sshPrivateKeyFile", "sshConfig", "hostKeyPolicy", "vaultAddr", "vaultToken",
   // Plans.
-  "previewBuild",
+  "previewBuild", "previewDryActivate",
 ];
 /** Keys with a per-machine suffix (`pulumi-nixos:sshPrivateKey.heron`). */
 const PER_MACHINE = ["sshPrivateKey."];

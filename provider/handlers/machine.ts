@@ -23,6 +23,7 @@ import { stackOf, urnOf } from "../util/engine-log";
 import { CheckFailure, isUnknown, validateConnection } from "./validate";
 import { connectionChanged, recordedConnection } from "./connection-diff";
 import { closureCheck } from "./closure-changes";
+import { unitCheck } from "./unit-changes";
 import { ClosureManifest, isManifest, manifestOf, manifestOfClosure } from "../nix/manifest";
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
 import { readRemoteClosure } from "../host/remote-closure";
@@ -57,6 +58,10 @@ export interface MachineInputs {
   previewBuild?: boolean;
   /** Set by Check in a preview: what changes inside the machine (never a reason to update by itself). */
   closureChanges?: string[];
+  /** In a preview: copy the closure and dry-activate it on the host, for `unitChanges` (implies previewBuild). */
+  previewDryActivate?: boolean;
+  /** Set by Check in a preview with previewDryActivate: `would restart x.service` lines (never a reason to update). */
+  unitChanges?: string[];
   /** From the program, removed by Check: whether this run is a preview (see closure-changes.ts). */
   dryRun?: boolean;
   /** Set by Check: the manifest of the system as Check knew it (exact or from its derivations). */
@@ -127,10 +132,15 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
   if (news.previewBuild !== undefined && !isUnknown(news.previewBuild) && typeof news.previewBuild !== "boolean") {
     f.push({ property: "previewBuild", reason: `Machine ${news.name}: previewBuild must be true or false, got '${news.previewBuild}'` });
   }
+  if (news.previewDryActivate !== undefined && !isUnknown(news.previewDryActivate) && typeof news.previewDryActivate !== "boolean") {
+    f.push({ property: "previewDryActivate", reason: `Machine ${news.name}: previewDryActivate must be true or false, got '${news.previewDryActivate}'` });
+  }
   if (f.length) { const { dryRun: _d, ...clean } = news; return { inputs: clean, failures: f }; }
   // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
-  const { closureChanges: _c, closureManifest: _m, dryRun, ...rest } = news;
-  return { inputs: { ...rest, ...await closureCheck(olds, news, dryRun === true) }, failures: f };
+  const { closureChanges: _c, closureManifest: _m, unitChanges: _u, dryRun, ...rest } = news;
+  const previewBuild = news.previewBuild === true || news.previewDryActivate === true;
+  const closure = await closureCheck(olds, { ...news, previewBuild }, dryRun === true);
+  return { inputs: { ...rest, ...closure, ...await unitCheck(olds, news, dryRun === true) }, failures: f };
 }
 
 /** Update when the system, action or anything else changed; replace when the host changes. */

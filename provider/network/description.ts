@@ -77,6 +77,8 @@ export interface MachineSpec {
   healthChecks?: HealthCheck[];
   /** System generations kept on the host after each deploy: a count (the newest N) or "all" (default). */
   keepGenerations?: number | "all";
+  /** In a preview, dry-activate on the host for the plan's `unitChanges` (copies the closure; default: stack config `pulumi-nixos:previewDryActivate`). */
+  previewDryActivate?: boolean;
 }
 
 /** The whole network. */

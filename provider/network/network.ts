@@ -147,6 +147,7 @@ export class Network extends pulumi.ComponentResource {
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
         keepGenerations: m.keepGenerations,
+        previewDryActivate: m.previewDryActivate,
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });

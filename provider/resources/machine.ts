@@ -100,6 +100,13 @@ export interface MachineArgs {
    */
   previewBuild?: pulumi.Input<boolean>;
   /**
+   * In a preview, copy the closure to the host and run `switch-to-configuration dry-activate`
+   * there, so the plan's `unitChanges` names the units it would stop, restart, reload or start
+   * (implies previewBuild; the preview then contacts the host; default: stack config
+   * `pulumi-nixos:previewDryActivate`, else false).
+   */
+  previewDryActivate?: pulumi.Input<boolean>;
+  /**
    * The machine's own name (default: the resource name): the deployment's id, its lock on the host,
    * log lines, the NixOps machine of `nixopsNetwork`, and what `pulumi-nixos` commands select with
    * --include. A {@link Network} names its Machines `<network>-<machine>` and sets this to `<machine>`.
@@ -154,6 +161,8 @@ export class Machine extends pulumi.dynamic.Resource {
    * closure size), computed by Check; never a reason to update by itself.
    */
   declare readonly closureChanges: pulumi.Output<string[] | undefined>;
+  /** With previewDryActivate, in a preview: `would restart bars-app.service` lines; never a reason to update by itself. */
+  declare readonly unitChanges: pulumi.Output<string[] | undefined>;
   /** Manifest of the deployed closure: package name → versions, size and path count. */
   declare readonly closureManifest: pulumi.Output<{ system: string; exact: boolean; paths: number; bytes?: number; packages: string[] } | undefined>;
   /**
@@ -208,10 +217,11 @@ export class Machine extends pulumi.dynamic.Resource {
       keepGenerations: args.keepGenerations ?? "all",
       tags: args.tags ?? [],
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
+      previewDryActivate: args.previewDryActivate ?? new pulumi.Config("pulumi-nixos").getBoolean("previewDryActivate") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       host: undefined, port: undefined, user: undefined, commandConnection: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,
-      closureChanges: undefined, closureManifest: undefined,
+      closureChanges: undefined, closureManifest: undefined, unitChanges: undefined,
       // Read and removed by Check: a preview shows closureChanges, an up records the manifest.
       dryRun: pulumi.runtime.isDryRun(),
     }, withOldTypeAlias({ ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "commandConnection", "__inputConnection"] }), TYPE_MODULE, "Machine");

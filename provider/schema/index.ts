@@ -60,7 +60,7 @@ export const machineSpecSchema = fields({
   keys: record(keySpecSchema, "an object of keys by name"), pin: text("the name of a pin in pins"), channel: bool,
   action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds,
-  magicRollback: bool, confirmTimeout: seconds, healthChecks, keepGenerations,
+  magicRollback: bool, confirmTimeout: seconds, healthChecks, keepGenerations, previewDryActivate: bool,
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
@@ -147,7 +147,7 @@ export const machineArgsSchema = fields({
   systemPath: str("a store path"), action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
-  previewBuild: bool, machineName: text("a machine name"),
+  previewBuild: bool, previewDryActivate: bool, machineName: text("a machine name"),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */
