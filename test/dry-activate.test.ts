@@ -133,13 +133,16 @@ describe("dry-activate: what each host would do, before a deploy", { skip }, () 
     const conf = (v: string, extra = "") => `{ ... }: { networking.hostName = "bare"; ${extra}
       systemd.sockets.echo = { wantedBy = [ "sockets.target" ]; listenStreams = [ "127.0.0.1:7777" ]; };
       systemd.targets.phase = { wantedBy = [ "multi-user.target" ]; unitConfig.X-StopOnReconfiguration = true; };
-      systemd.services = { ${daemon("echo", v)} ${daemon("hot", v, "stopIfChanged = false;")} }; }`;
+      systemd.services = { ${daemon("hot", v, "stopIfChanged = false;")}
+        echo = { description = "echo"; script = "echo ${v} >> /run/echo.starts; exec sleep infinity"; }; }; }`;
     const v1 = await buildSystem(conf("1"));
     const v2 = await buildSystem(conf("2"));
     const v3 = await buildSystem(conf("1", `environment.etc."systemd/system.conf".text = "[Manager]\\nDefaultTimeoutStopSec=20s\\n";`));
     for (const p of [v1, v2, v3]) await copyToHost(lab, "bare", p);
     const r1 = await switchTo(lab, "bare", v1);
     assert.equal(r1.code, 0, r1.stderr);
+    // echo.service is socket-activated (as such services are, wanted by nothing): a connection starts it.
+    await ex("bash -c 'exec 3<>/dev/tcp/127.0.0.1/7777'; for i in $(seq 100); do systemctl is-active -q echo.service && break; sleep 0.1; done", "bare");
     assert.equal(await ex("systemctl is-active echo.socket echo.service hot.service phase.target", "bare"), "active\nactive\nactive\nactive");
     const dry = await switchTo(lab, "bare", v2, "dry-activate");
     assert.equal(dry.code, 0, dry.stderr);
@@ -163,5 +166,6 @@ describe("dry-activate: what each host would do, before a deploy", { skip }, () 
     assert.match(r2.stderr, /^restarting the following units: hot\.service$/m);
     assert.notEqual(await entered(), t0, "phase.target was stopped and started again");
     assert.equal(await ex("systemctl is-active echo.socket hot.service phase.target; cat /run/hot.starts", "bare"), "active\nactive\nactive\n1\n2");
+    assert.equal(await ex("systemctl is-active echo.service", "bare"), "inactive", "the service waits for its socket again");
   });
 });
