@@ -261,7 +261,7 @@ describe("issue 19: what a new user trips over", { skip }, () => {
       await lab.restore("host1");
     }
 
-    for (const cmd of ["info", "check", "list-generations", "diff", "rollback", "reboot", "send-keys", "ssh", "targets", "unlock", "pin add", "pin update"]) {
+    for (const cmd of ["info", "check", "list-generations", "diff", "dry-activate", "rollback", "reboot", "send-keys", "ssh", "targets", "unlock", "pin add", "pin update"]) {
       const h = await cli(...cmd.split(" "), "--help");
       assert.equal(h.code, 0, cmd);
       assert.match(h.stdout, new RegExp(`\\nExamples:\\n  \\$ .*pulumi-nixos ${cmd} `), `${cmd} --help has an example`);
