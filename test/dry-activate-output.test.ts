@@ -29,7 +29,7 @@ describe("switch-to-configuration's unit lines (Perl and ng samples)", () => {
     ]);
   });
 
-  test("Perl (22.05+ and older order) read the same; the swap line is not a unit", () => {
+  test("Perl (later and older order) read the same; the swap line is not a unit", () => {
     const p = parseDryActivate(sample("perl-dry-activate.txt"));
     assert.deepEqual(p.wouldStop, ["Xvfb.service", "bars-app.service", "nix-daemon.service", "nix-daemon.socket", "old-cron.service"]);
     assert.deepEqual(p.wouldStart, ["Xvfb.service", "bars-app.service", "nix-daemon.socket"]);

@@ -5,8 +5,9 @@
  *   do_system_switch, "Show dry-run actions."): would stop, would NOT stop the following changed
  *   units, would activate the configuration..., would restart systemd, would reload, would restart,
  *   would start — units sorted case-insensitively, joined by ", ";
- * - the Perl one (nixos/modules/system/activation/switch-to-configuration.pl; before 22.05 it
- *   printed "would restart systemd" right after the skipped units, and reload last).
+ * - the Perl one (nixos/modules/system/activation/switch-to-configuration.pl; its later versions,
+ *   with dry activation scripts, print the same order; older ones, without "would activate", printed
+ *   "would restart systemd" right after the skipped units, and reload last).
  * A changed service keeps its default `stopIfChanged = true`: it is stopped before the activation
  * and started after it, so it appears under both "would stop" and "would start"; that pair is a
  * restart to the operator (`unitChangeLines`).
