@@ -77,6 +77,13 @@ export interface MachineSpec {
   healthChecks?: HealthCheck[];
   /** System generations kept on the host after each deploy: a count (the newest N) or "all" (default). */
   keepGenerations?: number | "all";
+  /**
+   * Module arguments of the machine's NixOS modules (JSON values), over the Network's own
+   * `specialArgs` and `defaults.specialArgs` by name. Never secrets: see Machine's `specialArgs`.
+   */
+  specialArgs?: Record<string, unknown>;
+  /** Seconds to keep dialing while the host comes up (default 0). See Machine's `waitForSsh`. */
+  waitForSsh?: number;
 }
 
 /** The whole network. */
@@ -104,7 +111,8 @@ export function validateDescription(d: unknown): asserts d is NetworkDescription
 
 /** A machine's spec with the network defaults applied. */
 export function machineSpec(net: NetworkDescription, name: string): MachineSpec {
-  return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) } };
+  return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) },
+    ...(net.defaults?.specialArgs || net.machines[name].specialArgs ? { specialArgs: { ...(net.defaults?.specialArgs ?? {}), ...(net.machines[name].specialArgs ?? {}) } } : {}) };
 }
 
 /**
