@@ -47,7 +47,9 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
   if (!sys || isUnknown(sys) || isUnknown(news.drvPath)) {
     // Evaluated once the program's arguments are known: the plan says which it waits for.
     const pending = dryRun ? unknownPaths(news.specialArgs, "specialArgs") : [];
-    return pending.length ? { ...kept, closureChanges: pending.map((p) => `known after ${p} is known`) } : kept;
+    const lines = pending.map((p) => `known after ${p} is known`);
+    for (const l of lines) resourceLogger(news.name ?? "machine", urnOf(news))(`closure: ${l}`);
+    return lines.length ? { ...kept, closureChanges: lines } : kept;
   }
   if (olds.systemPath === sys) {
     // A state from before manifests were recorded: an up records the deployed one when it is here.
