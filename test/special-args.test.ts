@@ -15,6 +15,9 @@ import YAML from "yaml";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { canRunLab, tempDir, ROOT, STANDIN_NIXPKGS } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
+import { writeStack } from "./helpers/stack";
+import { evaluateSystem } from "../provider/nix/evaluate";
+import { run } from "../provider/util/run";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const PROGRAM = path.join(ROOT, "test/programs/special-args/index.ts");
@@ -31,6 +34,48 @@ ${etc}
 }
 `;
 }
+
+/** Builds an evaluated system and reads one of its /etc files. */
+async function builtEtc(drvPath: string, file: string): Promise<string> {
+  const out = (await run(["nix-store", "--realise", drvPath], { timeoutMs: 300_000 })).stdout.trim().split("\n").pop()!;
+  return fs.readFileSync(path.join(out, "etc", file), "utf8");
+}
+
+describe("specialArgs reach flakes (extendModules) and NixOps networks (beside set-args)", () => {
+  let tmp = "";
+  before(() => { tmp = tempDir("special-args-eval"); });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const module = (host: string) => `{ greeting, ... }: { networking.hostName = "${host}"; environment.etc.greeting.text = greeting; test.closure = { paths = 1; sizeKB = 1; seed = "${host}"; random = false; }; }`;
+
+  test("a flake's system built with lib.nixosSystem-style eval-config gets them through extendModules", async () => {
+    // A flake of its own (outside git: path:), with the stand-in nixpkgs inside its tree.
+    const dir = path.join(tmp, "flake");
+    fs.mkdirSync(dir);
+    fs.cpSync(STANDIN_NIXPKGS, path.join(dir, "nixpkgs"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "m.nix"), module("fm"));
+    fs.writeFileSync(path.join(dir, "flake.nix"), `{ outputs = { self }: { nixosConfigurations.fm = import ./nixpkgs/nixos/lib/eval-config.nix { system = "x86_64-linux"; modules = [ ./m.nix ]; }; }; }`);
+    const e = await evaluateSystem("fm", { flake: `${dir}#fm`, specialArgs: { greeting: "hello flake" } });
+    assert.equal(await builtEtc(e.drvPath, "greeting"), "hello flake");
+    const other = await evaluateSystem("fm", { flake: `${dir}#fm`, specialArgs: { greeting: "another" } });
+    assert.notEqual(other.outPath, e.outPath, "another value, another system");
+  });
+
+  test("a NixOps network's machine gets them beside the network's arguments", async () => {
+    const f = path.join(tmp, "network.nix");
+    fs.writeFileSync(f, `{ flavour ? "plain" }: { network.description = "t"; nm = { greeting, ... }: { deployment.targetHost = "10.0.0.1"; environment.etc.flavour.text = flavour; environment.etc.greeting.text = greeting; test.closure = { paths = 1; sizeKB = 1; seed = "nm"; random = false; }; }; }`);
+    const e = await evaluateSystem("nm", { nixops: { files: [f], args: { flavour: "salty" }, machine: "nm" }, nixPath: [`nixpkgs=${STANDIN_NIXPKGS}`], specialArgs: { greeting: "hello network" } });
+    assert.equal(await builtEtc(e.drvPath, "greeting"), "hello network");
+    assert.equal(await builtEtc(e.drvPath, "flavour"), "salty");
+  });
+
+  test("a configuration without specialArgs evaluates exactly as before (<nixpkgs/nixos>)", async () => {
+    const f = path.join(tmp, "plain.nix");
+    fs.writeFileSync(f, `{ ... }: { networking.hostName = "pm"; test.closure = { paths = 1; sizeKB = 1; seed = "pm"; random = false; }; }`);
+    const e = await evaluateSystem("pm", { configuration: f, nixPath: [`nixpkgs=${STANDIN_NIXPKGS}`], specialArgs: {} });
+    const direct = (await run(["nix-instantiate", "--eval", "-I", `nixpkgs=${STANDIN_NIXPKGS}`, "-E", `(import <nixpkgs/nixos> { configuration = ${f}; }).system.outPath`], { env: { ...process.env, NIX_PATH: "" }, timeoutMs: 120_000 })).stdout.trim();
+    assert.equal(JSON.stringify(e.outPath), direct);
+  });
+});
 
 describe("specialArgs: Pulumi values as module arguments; waitForSsh", { skip }, () => {
   let tmp = "";
@@ -145,6 +190,21 @@ describe("specialArgs: Pulumi values as module arguments; waitForSsh", { skip },
     assert.doesNotMatch(out, /specialArgs\.fine/);
     assert.equal(machinesIn(s).length, 0);
     assert.equal(await profile("sa"), before);
+  });
+
+  test("a machine's specialArgs in the YAML description (over defaults.specialArgs by name)", async () => {
+    const s = writeStack(path.join(tmp, "yaml"), "t", {
+      sa: { targetHost: hosts.sa.address, config: config("sa", { args: ["greeting", "colour"], etc: { greeting: "greeting", colour: "colour" } }), specialArgs: { greeting: "hello yaml" } } as never,
+    }, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+    const file = path.join(s.cwd, "Pulumi.t.yaml");
+    const cfg = YAML.parse(fs.readFileSync(file, "utf8"));
+    cfg.config["pulumi-nixos:network"] = { machines: cfg.config["pulumi-nixos:machines"], defaults: { specialArgs: { greeting: "from defaults", colour: "teal" } } };
+    delete cfg.config["pulumi-nixos:machines"];
+    fs.writeFileSync(file, YAML.stringify(cfg));
+    expectExit(await engine("up", s), 0, "up");
+    assert.equal(await etc("sa", "greeting"), "hello yaml");
+    assert.equal(await etc("sa", "colour"), "teal");
+    expectExit(await engine("destroy", s), 0, "destroy");
   });
 
   test("waitForSsh: a host whose sshd starts after the deploy began is deployed, its key pinned", async () => {
