@@ -18,6 +18,7 @@ import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { writeStack } from "./helpers/stack";
 import { evaluateSystem } from "../provider/nix/evaluate";
 import { run } from "../provider/util/run";
+import { spawnSync } from "child_process";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const PROGRAM = path.join(ROOT, "test/programs/special-args/index.ts");
@@ -86,7 +87,7 @@ describe("specialArgs: Pulumi values as module arguments; waitForSsh", { skip },
 
   before(async () => {
     tmp = tempDir("special-args");
-    lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["sa", "sb", "sc"] });
+    lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["sa", "sb", "sc", "sd"] });
     hosts = Object.fromEntries((await lab.status()).map((h) => [h.name, h]));
   });
   after(async () => {
@@ -204,6 +205,32 @@ describe("specialArgs: Pulumi values as module arguments; waitForSsh", { skip },
     expectExit(await engine("up", s), 0, "up");
     assert.equal(await etc("sa", "greeting"), "hello yaml");
     assert.equal(await etc("sa", "colour"), "teal");
+    expectExit(await engine("destroy", s), 0, "destroy");
+  });
+
+  test("three machines waiting on one producer add one evaluation, not three", async () => {
+    // A nix-instantiate in front of the real one, logging which machines each evaluation holds.
+    const wrap = path.join(tmp, "wrap");
+    fs.mkdirSync(wrap);
+    const log = path.join(wrap, "evals.log");
+    const real = spawnSync("sh", ["-c", "command -v nix-instantiate"], { encoding: "utf8" }).stdout.trim();
+    fs.writeFileSync(path.join(wrap, "nix-instantiate"), `#!${process.execPath}
+const args = process.argv.slice(2);
+const e = args[args.indexOf("-E") + 1] || "";
+const names = [...e.matchAll(/^  "([^"]+)" = info \\(/gm)].map((m) => m[1]);
+if (names.length) require("fs").appendFileSync(${JSON.stringify(log)}, JSON.stringify(names.sort()) + "\\n");
+const r = require("child_process").spawnSync(${JSON.stringify(real)}, args, { stdio: "inherit" });
+process.exit(r.status === null ? 1 : r.status);
+`, { mode: 0o755 });
+    const consumer = (h: string) => config(h, { args: ["aSystem"], etc: { "a-system": "aSystem" } });
+    const s = stack("batched", { sa: config("sa", { role: "sa-batched" }), sb: consumer("sb"), sc: consumer("sc"), sd: consumer("sd") },
+      { wires: { sb: { aSystem: "sa.systemPath" }, sc: { aSystem: "sa.systemPath" }, sd: { aSystem: "sa.systemPath" } } });
+    const up = await engine("up", s, [], { ...process.env, PATH: `${wrap}:${process.env.PATH}` });
+    expectExit(up, 0, "up");
+    const evals = fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]);
+    assert.deepEqual(evals, [["sa"], ["sb", "sc", "sd"]], "a alone (the others wait for it), then the three together");
+    const st = stateResources(s.state);
+    for (const m of ["sb", "sc", "sd"]) assert.equal(await etc(m, "a-system"), st.sa.outputs.systemPath, m);
     expectExit(await engine("destroy", s), 0, "destroy");
   });
 
