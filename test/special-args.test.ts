@@ -208,6 +208,25 @@ describe("specialArgs: Pulumi values as module arguments; waitForSsh", { skip },
     expectExit(await engine("destroy", s), 0, "destroy");
   });
 
+  test("a Network's specialArgs reach all its machines, a machine's own win by name, Outputs included", async () => {
+    const d = config("sd", { args: ["greeting", "colour", "aSystem"], etc: { greeting: "greeting", colour: "colour", "a-system": "aSystem" } });
+    const s = stack("network", { sa: config("sa", { role: "sa-network" }) }, {});
+    fs.writeFileSync(path.join(s.cwd, "sd.nix"), d);
+    const file = path.join(s.cwd, "Pulumi.t.yaml");
+    const cfg = YAML.parse(fs.readFileSync(file, "utf8"));
+    cfg.config["special-args-test:network"] = {
+      machines: { sd: { targetHost: hosts.sd.address, configuration: path.join(s.cwd, "sd.nix"), specialArgs: { greeting: "the machine's own" } } },
+      specialArgs: { greeting: "the network's", colour: "the network's colour" }, wires: { aSystem: "sa.systemPath" },
+    };
+    fs.writeFileSync(file, YAML.stringify(cfg));
+    expectExit(await engine("up", s), 0, "up");
+    const st = stateResources(s.state);
+    assert.equal(await etc("sd", "greeting"), "the machine's own");
+    assert.equal(await etc("sd", "colour"), "the network's colour");
+    assert.equal(await etc("sd", "a-system"), st.sa.outputs.systemPath);
+    expectExit(await engine("destroy", s), 0, "destroy");
+  });
+
   test("three machines waiting on one producer add one evaluation, not three", async () => {
     // A nix-instantiate in front of the real one, logging which machines each evaluation holds.
     const wrap = path.join(tmp, "wrap");

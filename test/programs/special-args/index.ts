@@ -7,11 +7,13 @@
  *   other Machine's output (e.g. `{ b: { aSystem: "a.systemPath" } }`); `plain`: machine →
  *   { argument → JSON value };
  * - `secretArg`: machine → argument name given a nested `pulumi.secret` (must be refused);
- * - `waitForSsh`: machine → seconds; `key`: machine whose configuration gets a DeploymentKey's path.
+ * - `waitForSsh`: machine → seconds; `key`: machine whose configuration gets a DeploymentKey's path;
+ * - `network`: `{ machines, specialArgs, wires }`: a Network `net` of that description, with
+ *   `specialArgs` for all its machines and `wires` (argument → "<machine>.<output>") among them.
  */
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import { DeploymentKey, Machine } from "../../../provider";
+import { DeploymentKey, Machine, Network } from "../../../provider";
 
 const config = new pulumi.Config();
 const hosts = config.requireObject<Record<string, string>>("hosts");
@@ -45,6 +47,15 @@ for (const name of order) {
     ...(Object.keys(args).length ? { specialArgs: args } : {}),
     ...(waitForSsh[name] !== undefined ? { waitForSsh: waitForSsh[name] } : {}),
   }, key ? { dependsOn: [key] } : {});
+}
+
+const net = config.getObject<{ machines: Record<string, never>; specialArgs?: Record<string, unknown>; wires?: Record<string, string> }>("network");
+if (net) {
+  const wired = Object.fromEntries(Object.entries(net.wires ?? {}).map(([arg, wire]) => {
+    const [producer, output] = wire.split(".");
+    return [arg, (machines[producer] as unknown as Record<string, pulumi.Output<unknown>>)[output]];
+  }));
+  new Network("net", { network: { machines: net.machines }, specialArgs: { ...(net.specialArgs ?? {}), ...wired }, privateKey, nixPath: [`nixpkgs=${config.require("nixpkgs")}`] });
 }
 
 export const systems = Object.fromEntries(Object.entries(machines).map(([n, m]) => [n, m.systemPath]));
