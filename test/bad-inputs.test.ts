@@ -173,6 +173,7 @@ describe("bad inputs: every schema field, every rule, every Check failure — on
     ["Machine", "keepGenerations", { keepGenerations: 0 }, /^Machine web: keepGenerations must be a whole number >= 1 or "all", got '0'$/],
     ["Machine", "previewBuild", { previewBuild: "no" }, /^Machine web: previewBuild must be true or false, got 'no'$/],
     ["Machine", "previewDryActivate", { previewDryActivate: "no" }, /^Machine web: previewDryActivate must be true or false, got 'no'$/],
+    ["Machine", "waitForSsh", { waitForSsh: -1 }, /^Machine web: waitForSsh must be a number of seconds >= 0, got '-1'$/],
     ["DeploymentKey", "uploadAt", { uploadAt: "later" }, /^DeploymentKey web\/db: uploadAt must be 'pre-activation' or 'post-activation'$/],
     ["DeploymentKey", "content", { content: 42 }, /^DeploymentKey web\/db: no content$/],
     ["DeploymentKey", "name", { name: "../db" }, /^DeploymentKey web\/db: name '\.\.\/db' is not a valid file name/],

@@ -10,9 +10,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { canRunLab, tempDir, ROOT } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
-import { Bed, flakeBed, nixopsNetworkBed } from "./examples/lab-bed";
+import { Bed, flakeBed, nixopsNetworkBed, twoTierBed } from "./examples/lab-bed";
 
-const EXAMPLES = ["flake", "nixops-network", "typescript-api"];
+const EXAMPLES = ["flake", "nixops-network", "typescript-api", "two-tier"];
 
 test("every example imports pulumi-nixos by package name, as a user's program does", () => {
   for (const e of EXAMPLES) {
@@ -29,6 +29,7 @@ describe("examples against the lab", { skip: canRunLab ? false : "the lab needs 
   for (const [name, bedOf, machines] of [
     ["flake", flakeBed, ["alpha", "beta"]],
     ["nixops-network", nixopsNetworkBed, ["heron", "talon", "tiger", "hound", "pigeon"]],
+    ["two-tier", twoTierBed, ["db", "web"]],
   ] as const) {
     test(`${name}: preview → up → refresh → destroy`, async () => {
       const tmp = tempDir(`example-${name}`);
@@ -37,10 +38,17 @@ describe("examples against the lab", { skip: canRunLab ? false : "the lab needs 
       try {
         const pv = await engine("preview", bed.stack);
         expectExit(pv, 0, "preview");
-        for (const m of machines) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine ${name === "flake" ? m : `nixos-${m}`} create`));
+        for (const m of machines) assert.match(pv.stdout, new RegExp(`\\+\\s+pulumi-nodejs:dynamic/nixos:Machine ${name === "nixops-network" ? `nixos-${m}` : m} create`));
         expectExit(await engine("up", bed.stack), 0, "up");
         const st = stateResources(bed.stack.state);
         for (const m of machines) assert.equal((await bed.lab.exec(m, ["readlink", "/run/current-system"])).stdout.trim(), st[m].outputs.systemPath, m);
+        if (name === "two-tier") {
+          // web's configuration took db's address and system and the key's path (not its content).
+          assert.match(pv.stdout + pv.stderr, /known after specialArgs\.dbHost is known/, "the preview plans web once db is known");
+          const conf = (await bed.lab.exec("web", ["cat", "/etc/web/upstream.conf"])).stdout;
+          assert.equal(conf, `db_host = ${st.db.outputs.host}\ndb_system = ${st.db.outputs.systemPath}\ndb_password_file = /run/keys/db-password\n`);
+          assert.equal((await bed.lab.exec("web", ["cat", "/run/keys/db-password"])).stdout.startsWith("db-password-"), true);
+        }
         const rf = await engine("refresh", bed.stack);
         expectExit(rf, 0, "refresh");
         assert.doesNotMatch(rf.stdout, /drift/);

@@ -33,6 +33,8 @@ interface Side {
   drvPath?: string;
   previewBuild?: boolean;
   closureManifest?: ClosureManifest;
+  /** The program's module arguments (unknown markers inside in a preview). */
+  specialArgs?: unknown;
 }
 
 export const APPROXIMATE = "approximate: not built yet — set previewBuild for the exact list";
@@ -42,7 +44,13 @@ const APPROXIMATE_OLD = "approximate: the deployed system was recorded before it
 export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Promise<ClosureCheck> {
   const sys = news.systemPath;
   const kept: ClosureCheck = olds.closureManifest !== undefined ? { closureManifest: olds.closureManifest } : {};
-  if (!sys || isUnknown(sys) || isUnknown(news.drvPath)) return kept;
+  if (!sys || isUnknown(sys) || isUnknown(news.drvPath)) {
+    // Evaluated once the program's arguments are known: the plan says which it waits for.
+    const pending = dryRun ? unknownPaths(news.specialArgs, "specialArgs") : [];
+    const lines = pending.map((p) => `known after ${p} is known`);
+    for (const l of lines) resourceLogger(news.name ?? "machine", urnOf(news))(`closure: ${l}`);
+    return lines.length ? { ...kept, closureChanges: lines } : kept;
+  }
   if (olds.systemPath === sys) {
     // A state from before manifests were recorded: an up records the deployed one when it is here.
     if (dryRun || isManifest(olds.closureManifest)) return kept;
@@ -60,6 +68,14 @@ export async function closureCheck(olds: Side, news: Side, dryRun: boolean): Pro
     resourceLogger(news.name ?? "machine", urnOf(news))(line);
     return dryRun ? { ...kept, closureChanges: [line] } : {};
   }
+}
+
+/** Paths of the values a preview does not know yet inside `v` (the engine's unknown marker). */
+function unknownPaths(v: unknown, at: string): string[] {
+  if (isUnknown(v)) return [at];
+  if (Array.isArray(v)) return v.flatMap((x, i) => unknownPaths(x, `${at}.${i}`));
+  if (v && typeof v === "object") return Object.entries(v).flatMap(([k, x]) => unknownPaths(x, `${at}.${k}`));
+  return [];
 }
 
 /**

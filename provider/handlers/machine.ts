@@ -72,6 +72,10 @@ export interface MachineInputs {
   confirmTimeout?: number;
   /** Run on the host over the confirming connection; a failure rolls back. */
   healthChecks?: HealthCheck[];
+  /** The program's module arguments (recorded for the plan: closure-changes.ts names those not known yet). */
+  specialArgs?: Record<string, unknown>;
+  /** Seconds to keep dialing a host that is still coming up (default 0). */
+  waitForSsh?: number;
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -135,6 +139,9 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
   if (news.previewDryActivate !== undefined && !isUnknown(news.previewDryActivate) && typeof news.previewDryActivate !== "boolean") {
     f.push({ property: "previewDryActivate", reason: `Machine ${news.name}: previewDryActivate must be true or false, got '${news.previewDryActivate}'` });
   }
+  if (news.waitForSsh !== undefined && !isUnknown(news.waitForSsh) && !(typeof news.waitForSsh === "number" && news.waitForSsh >= 0)) {
+    f.push({ property: "waitForSsh", reason: `Machine ${news.name}: waitForSsh must be a number of seconds >= 0, got '${news.waitForSsh}'` });
+  }
   if (f.length) { const { dryRun: _d, ...clean } = news; return { inputs: clean, failures: f }; }
   // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
   const { closureChanges: _c, closureManifest: _m, unitChanges: _u, dryRun, ...rest } = news;
@@ -145,12 +152,12 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
 
 /** Update when the system, action or anything else changed; replace when the host changes. */
 /** Defaults of inputs that states written before them lack. */
-const INPUT_DEFAULTS: Partial<Record<keyof MachineInputs, unknown>> = { keepGenerations: "all" };
+const INPUT_DEFAULTS: Partial<Record<keyof MachineInputs, unknown>> = { keepGenerations: "all", waitForSsh: 0 };
 
 function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces = olds.connection?.host !== news.connection?.host ? ["connection"] : [];
   const keys: (keyof MachineInputs)[] = ["systemPath", "action", "enableRollback", "keepGenerations", "buildOn", "substituteOnTarget", "compress", "connectTimeout", "activationTimeout", "drvPath", "tags",
-    "magicRollback", "confirmTimeout", "healthChecks"];
+    "magicRollback", "confirmTimeout", "healthChecks", "waitForSsh"];
   // Inputs newer than a recorded state compare as their defaults (an upgrade is no change);
   // paths recorded absolute by older versions name the same file as the relative ones now.
   const value = (x: Partial<MachineInputs>, k: keyof MachineInputs) => JSON.stringify(x[k] ?? INPUT_DEFAULTS[k] ?? null);
@@ -203,7 +210,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
   local.catch(() => undefined);
   log(`connecting to ${connectionLabel(conn)}`);
   // The host stays locked against other deployers from the first command to the activation.
-  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name, stackOf(inputs)) }, async (s) => {
+  return withHost(conn, { pin, connectTimeoutMs: inputs.connectTimeout * 1000, lock: deployLock(inputs.name, stackOf(inputs)), waitForSshMs: (inputs.waitForSsh ?? 0) * 1000, onWait: log }, async (s) => {
     const hostPublicKey = s.hostPublicKey;
     const activation = { timeoutSec: inputs.activationTimeout, log: units.log, magicRollback: magicOption(inputs) };
     let act: ActivationResult | undefined;

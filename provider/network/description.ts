@@ -79,6 +79,13 @@ export interface MachineSpec {
   keepGenerations?: number | "all";
   /** In a preview, dry-activate on the host for the plan's `unitChanges` (copies the closure; default: stack config `pulumi-nixos:previewDryActivate`). */
   previewDryActivate?: boolean;
+  /**
+   * Module arguments of the machine's NixOS modules (JSON values), over the Network's own
+   * `specialArgs` and `defaults.specialArgs` by name. Never secrets: see Machine's `specialArgs`.
+   */
+  specialArgs?: Record<string, unknown>;
+  /** Seconds to keep dialing while the host comes up (default 0). See Machine's `waitForSsh`. */
+  waitForSsh?: number;
 }
 
 /** The whole network. */
@@ -106,7 +113,8 @@ export function validateDescription(d: unknown): asserts d is NetworkDescription
 
 /** A machine's spec with the network defaults applied. */
 export function machineSpec(net: NetworkDescription, name: string): MachineSpec {
-  return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) } };
+  return { ...(net.defaults ?? {}), ...net.machines[name], keys: { ...(net.defaults?.keys ?? {}), ...(net.machines[name].keys ?? {}) },
+    ...(net.defaults?.specialArgs || net.machines[name].specialArgs ? { specialArgs: { ...(net.defaults?.specialArgs ?? {}), ...(net.machines[name].specialArgs ?? {}) } } : {}) };
 }
 
 /**

@@ -63,6 +63,11 @@ export interface NetworkArgs {
    * network as `parent`. Each label must name a child.
    */
   aliases?: Record<string, pulumi.Input<string | pulumi.Alias>[]>;
+  /**
+   * Module arguments for every machine of the network (see Machine's `specialArgs`); a
+   * machine's own `specialArgs` in the description win by name.
+   */
+  specialArgs?: Record<string, pulumi.Input<unknown>>;
 }
 
 /** A child's aliases: the name it had before networks were named, and those the program gives. */
@@ -148,6 +153,7 @@ export class Network extends pulumi.ComponentResource {
         enableRollback: net.enableRollback ?? true,
         keepGenerations: m.keepGenerations,
         previewDryActivate: m.previewDryActivate,
+        ...mergedArgs(args.specialArgs, m.specialArgs), ...(m.waitForSsh !== undefined ? { waitForSsh: m.waitForSsh } : {}),
         tags: m.tags ?? [],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
@@ -238,6 +244,7 @@ export class Network extends pulumi.ComponentResource {
         substituteOnTarget: !d.hasFastConnection,
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
+        ...mergedArgs(args.specialArgs, undefined),
         tags: d.tags,
       }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       this.keys[mName] = Object.fromEntries(keys);
@@ -249,6 +256,11 @@ export class Network extends pulumi.ComponentResource {
       machines: Object.fromEntries(Object.entries(this.machines).map(([n, m]) => [n, m.systemPath])),
     });
   }
+}
+
+/** The Network's specialArgs with the machine's over them (by name); nothing when neither has any. */
+function mergedArgs(network: Record<string, pulumi.Input<unknown>> | undefined, machine: Record<string, unknown> | undefined): { specialArgs?: Record<string, pulumi.Input<unknown>> } {
+  return network || machine ? { specialArgs: { ...(network ?? {}), ...(machine ?? {}) } } : {};
 }
 
 /** NixOps's default `deployment.privilegeEscalationCommand` (nix/options.nix). */

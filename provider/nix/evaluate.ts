@@ -5,6 +5,7 @@
  * when that fails, each machine is evaluated alone to say which one failed and why.
  */
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { run, RunError, RunTimeoutError } from "../util/run";
 import { describeTimeout, timeoutMs } from "../util/timeouts";
@@ -29,6 +30,15 @@ export interface SystemSource {
    * `deployment.keys` in an extra module, together with pulumi-nixos's keys.nix (which declares the option).
    */
   keys?: Record<string, { name?: string; destDir?: string; user?: string; group?: string; permissions?: string }>;
+  /**
+   * Module arguments from the program (JSON values, never secrets): `configuration` is evaluated
+   * through `<nixpkgs/nixos/lib/eval-config.nix>` with them as `specialArgs`, a flake through its
+   * `extendModules { specialArgs }`, a NixOps machine beside the network's own arguments.
+   * Absent or empty: the evaluation is exactly the one without (same toplevel).
+   */
+  specialArgs?: Record<string, unknown>;
+  /** Why this machine may not evaluate (a refused argument): fails the batch, as a failed evaluation does. */
+  refused?: string;
 }
 
 /** The evaluated toplevel. */
@@ -108,6 +118,7 @@ export class FleetEvaluationError extends Error {
 }
 
 function validateSource(name: string, s: SystemSource): void {
+  if (s.refused) throw new Error(s.refused);
   if (s.nixops) {
     if (s.configuration || s.imports?.length || s.flake) throw new Error(`Machine ${name}: a NixOps network machine takes no configuration, imports or flake`);
     for (const f of [...s.nixops.files, ...(s.nixops.extraBuiltinsFile ? [s.nixops.extraBuiltinsFile] : [])]) {
@@ -141,12 +152,22 @@ export function flakeRef(ref: string): string {
   }
 }
 
-function toplevelExpr(s: SystemSource): string {
-  if (s.nixops) return networkToplevelExpr(s.nixops, s.nixops.machine);
+/**
+ * The machine's toplevel; `argsFile`: a JSON file of its specialArgs (read with builtins.readFile,
+ * so no value is ever spliced into Nix source).
+ */
+function toplevelExpr(s: SystemSource, argsFile?: string): string {
+  const special = argsFile ? `(builtins.fromJSON (builtins.readFile ${nixPath(argsFile)}))` : undefined;
+  if (s.nixops) return networkToplevelExpr(s.nixops, s.nixops.machine, special);
   if (s.flake) {
     const i = s.flake.lastIndexOf("#");
     const ref = flakeRef(s.flake.slice(0, i));
-    const sys = `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}`;
+    const flakeSys = `(builtins.getFlake ${nixString(ref)}).nixosConfigurations.${nixString(s.flake.slice(i + 1))}`;
+    // lib/modules.nix `extendModules = { modules ? [], specialArgs ? {}, prefix ? [] }`: evalModules
+    // again with `evalModulesArgs.specialArgs // specialArgs` (lib.nixosSystem's result has it).
+    const sys = special
+      ? `(let c = ${flakeSys}; in if !(c ? extendModules) then throw ${nixString(`${s.flake}: specialArgs reach a flake's modules through extendModules (build it with nixpkgs.lib.nixosSystem)`)} else c.extendModules { specialArgs = ${special}; })`
+      : flakeSys;
     if (!s.keys || !Object.keys(s.keys).length) return `${sys}.config.system.build.toplevel`;
     // A flake machine with keys gets keys.nix too (its units, the hand-over to owners the deploy
     // creates, keys.target's wait), through the `extendModules` of lib.nixosSystem's result;
@@ -161,11 +182,31 @@ function toplevelExpr(s: SystemSource): string {
   const configuration = hasKeys || files.length > 1
     ? `{ imports = [ ${files.join(" ")} ${hasKeys ? nixPath(KEYS_MODULE) : ""} ]; ${hasKeys ? `deployment.keys = builtins.fromJSON ${nixString(JSON.stringify(s.keys))};` : ""} }`
     : files[0];
-  return `(import <nixpkgs/nixos> { configuration = ${configuration}; }).system`;
+  if (!special) return `(import <nixpkgs/nixos> { configuration = ${configuration}; }).system`;
+  // What <nixpkgs/nixos> (nixos/default.nix) does, with specialArgs: nixpkgs's
+  // nixos/lib/eval-config.nix takes `specialArgs ? {}` and hands them to lib.evalModules beside
+  // modulesPath (nixos/lib/eval-config-minimal.nix: `{ modulesPath = …; } // specialArgs`).
+  return `(import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ${configuration} ]; specialArgs = ${special}; }).config.system.build.toplevel`;
 }
 
 async function instantiate(members: Pending[]): Promise<Record<string, EvaluatedSystem>> {
-  const body = members.map((m) => `  ${nixString(m.name)} = info (${toplevelExpr(m.source)});`).join("\n");
+  // Arguments cross into Nix as JSON files (values are never secrets: refused before this).
+  const withArgs = members.filter((m) => Object.keys(m.source.specialArgs ?? {}).length);
+  const dir = withArgs.length ? fs.mkdtempSync(path.join(os.tmpdir(), "pulumi-nixos-args-")) : undefined;
+  try {
+    const files = new Map(withArgs.map((m, i) => {
+      const f = path.join(dir!, `${i}.json`);
+      fs.writeFileSync(f, JSON.stringify(m.source.specialArgs));
+      return [m, f] as const;
+    }));
+    return await instantiateWith(members, files);
+  } finally {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function instantiateWith(members: Pending[], argsFiles: Map<Pending, string>): Promise<Record<string, EvaluatedSystem>> {
+  const body = members.map((m) => `  ${nixString(m.name)} = info (${toplevelExpr(m.source, argsFiles.get(m))});`).join("\n");
   // Not named outPath: builtins.toJSON would turn a set with outPath into a string.
   const expr = `let info = s: { drv = s.drvPath; out = s.outPath; }; in {\n${body}\n}`;
   const np = members[0].source.flake ? [] : members[0].source.nixPath ?? [];

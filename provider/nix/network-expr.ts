@@ -30,8 +30,12 @@ export interface NixopsNetworkSource {
 const EVAL_NETWORK = path.join(packageRoot, "provider", "nix", "nixops", "eval-network.nix");
 const KEYS_MODULE = path.join(packageRoot, "provider", "nix", "keys.nix");
 
-/** `import eval-network.nix { … }`: its `.info` is the deployment data, `.nodes.<name>` each machine. */
-export function networkExpr(src: NixopsNetworkSource): string {
+/**
+ * `import eval-network.nix { … }`: its `.info` is the deployment data, `.nodes.<name>` each machine.
+ * `machineArgs`: a Nix expression of module arguments by machine (the program's specialArgs),
+ * given to those machines' modules beside NixOps's own (nodes, name, resources, …).
+ */
+export function networkExpr(src: NixopsNetworkSource, machineArgs?: string): string {
   const files = src.files.map((f) => nixPath(path.resolve(f))).join(" ");
   const nixArgs = Object.entries(src.nixArgs ?? {}).map(([k, v]) => `${nixString(k)} = (${v});`).join(" ");
   const args = Object.keys(src.args ?? {}).length || nixArgs ? `args = builtins.fromJSON ${nixString(JSON.stringify(src.args ?? {}))} // { ${nixArgs} };` : "";
@@ -41,11 +45,13 @@ export function networkExpr(src: NixopsNetworkSource): string {
     src.uuid !== undefined ? `uuid = ${nixString(src.uuid)};` : "",
     src.deploymentName !== undefined ? `deploymentName = ${nixString(src.deploymentName)};` : "",
     Object.keys(src.stateVersions ?? {}).length ? `stateVersions = builtins.fromJSON ${nixString(JSON.stringify(src.stateVersions))};` : "",
+    machineArgs ? `machineArgs = ${machineArgs};` : "",
   ].join(" ");
   return `(import ${nixPath(EVAL_NETWORK)} { networkExprs = [ ${files} ]; keysModule = ${nixPath(KEYS_MODULE)}; ${args} ${keys} ${extra} ${deployment} })`;
 }
 
-/** A machine's toplevel in the network. */
-export function networkToplevelExpr(src: NixopsNetworkSource, machine: string): string {
-  return `${networkExpr(src)}.nodes.${nixString(machine)}.config.system.build.toplevel`;
+/** A machine's toplevel in the network; `specialArgs`: a Nix expression of its own module arguments. */
+export function networkToplevelExpr(src: NixopsNetworkSource, machine: string, specialArgs?: string): string {
+  const machineArgs = specialArgs ? `{ ${nixString(machine)} = ${specialArgs}; }` : undefined;
+  return `${networkExpr(src, machineArgs)}.nodes.${nixString(machine)}.config.system.build.toplevel`;
 }

@@ -17,6 +17,7 @@ import { projectRoot } from "./portable-path";
 import { portableFlake, portablePath } from "../util/recorded-path";
 import { keySpecProblems } from "../keys/spec";
 import { TYPE_MODULE, withOldTypeAlias } from "./type-tokens";
+import { checkSpecialArgNames, jsonArgs, refusedArgs, SpecialArgs } from "./special-args";
 
 /** Inputs of a {@link Machine}: a host and the NixOS system it should run. */
 export interface MachineArgs {
@@ -112,6 +113,24 @@ export interface MachineArgs {
    * --include. A {@link Network} names its Machines `<network>-<machine>` and sets this to `<machine>`.
    */
   machineName?: string;
+  /**
+   * Values of the program handed to the machine's modules as module arguments
+   * (`{ config, pkgs, dbHost, ... }:`): JSON values, Outputs of other resources included (the
+   * machine then evaluates once they are known, and a preview plans it as changing "known after
+   * specialArgs.<name> is known"). `configuration` is evaluated through nixpkgs's
+   * `nixos/lib/eval-config.nix` with them as `specialArgs`, a flake through `extendModules`, a
+   * NixOps network machine beside the network's own arguments. Never secrets (they end up in the
+   * Nix store): a secret anywhere inside is refused; deploy it as a {@link DeploymentKey} and pass
+   * the key's `path`. Names NixOS or NixOps give modules (`config`, `lib`, `pkgs`, `options`,
+   * `modulesPath`, `name`, `nodes`, `resources`, `uuid`, `deploymentName`) are refused.
+   */
+  specialArgs?: pulumi.Input<SpecialArgs>;
+  /**
+   * Seconds (in total) to keep dialing a host that does not answer SSH yet — one that is still
+   * being created or booting — logging "waiting for SSH on <host>" once; the host key learned
+   * then is pinned like any other. Default 0: one attempt within connectTimeout.
+   */
+  waitForSsh?: pulumi.Input<number>;
 }
 
 /**
@@ -177,10 +196,14 @@ export class Machine extends pulumi.dynamic.Resource {
     checkArgs("Machine", resourceName, args);
     const name = args.machineName ?? resourceName;
     inlineKeyProblems(name, args.keys);
+    checkSpecialArgNames(name, args.specialArgs);
+    if (args.specialArgs !== undefined && args.systemPath !== undefined) {
+      throw new SchemaError(`invalid arguments of Machine ${name}:\n  specialArgs: only with configuration, imports, flake or a NixOps network (a prebuilt systemPath is not evaluated)`);
+    }
     // Nothing registers (so nothing runs) while two Machines of the program reach one host.
     const claimed = claimHost(name, args.connection);
-    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports]).apply(
-      async ([configuration, flake, systemPath, nixPath, keys, pin, imports]) => {
+    const system = pulumi.all([args.configuration, args.flake, args.systemPath, args.nixPath, args.keys, args.pin, args.imports, args.specialArgs]).apply(
+      async ([configuration, flake, systemPath, nixPath, keys, pin, imports, special]) => {
         const modules = configuration || imports?.length || args.nixopsNetwork;
         const given = [modules, flake, systemPath].filter((v) => v !== undefined && v !== "" && v !== 0);
         if (given.length !== 1) throw new Error(`Machine ${name}: give exactly one of configuration (and/or imports), flake or systemPath`);
@@ -190,8 +213,11 @@ export class Machine extends pulumi.dynamic.Resource {
         if (modules && !np.some((e) => e.startsWith("nixpkgs=")) && !args.allowUnpinned) {
           throw new Error(`Machine ${name}: not pinned: set pin (or a nixpkgs= entry in nixPath), or allowUnpinned: true to evaluate against the operator's NIX_PATH`);
         }
-        if (args.nixopsNetwork) return evaluateSystem(name, { nixops: { ...args.nixopsNetwork, machine: name }, nixPath: np });
-        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys });
+        // A refused argument (a secret, a reserved name) fails the batch it evaluates with: no host is touched.
+        const refused = await refusedArgs(name, args.specialArgs, special);
+        const specialArgs = refused ? undefined : jsonArgs(special as Record<string, unknown> | undefined);
+        if (args.nixopsNetwork) return evaluateSystem(name, { nixops: { ...args.nixopsNetwork, machine: name }, nixPath: np, specialArgs, refused });
+        return evaluateSystem(name, { configuration: configuration ? path.resolve(configuration) : undefined, imports: imports?.map((i) => path.resolve(i)), flake, nixPath: np, keys, specialArgs, refused });
       });
     const urn = engineUrn();
     super(machineProvider, resourceName, {
@@ -218,6 +244,9 @@ export class Machine extends pulumi.dynamic.Resource {
       tags: args.tags ?? [],
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       previewDryActivate: args.previewDryActivate ?? new pulumi.Config("pulumi-nixos").getBoolean("previewDryActivate") ?? false,
+      // Recorded for the plan: Check names the arguments a preview does not know yet (closure-changes.ts).
+      ...(args.specialArgs !== undefined ? { specialArgs: args.specialArgs } : {}),
+      ...(args.waitForSsh !== undefined ? { waitForSsh: args.waitForSsh } : {}),
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       host: undefined, port: undefined, user: undefined, commandConnection: undefined,
       activatedAt: undefined, closureSize: undefined, bytesCopied: undefined, failedUnits: undefined,

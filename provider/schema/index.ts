@@ -49,6 +49,8 @@ export const healthCheckSchema = fields({
   status: z.number({ error: "an HTTP status (100-599)" }).int({ error: "an HTTP status (100-599)" }).min(100, { error: "an HTTP status (100-599)" }).max(599, { error: "an HTTP status (100-599)" }),
   bodyContains: str(), timeout: seconds, retries: z.number({ error: "a whole number >= 0" }).int({ error: "a whole number >= 0" }).min(0, { error: "a whole number >= 0" }), insecure: bool,
 });
+// Total seconds to keep dialing a host that is still coming up (0: no waiting).
+const waitForSsh = z.number({ error: "a number of seconds (0: no waiting)" }).min(0, { error: "a number of seconds (0: no waiting)" });
 // A count of generations to keep, or "all".
 const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { error: 'a whole number >= 1 or "all"' });
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
@@ -61,6 +63,7 @@ export const machineSpecSchema = fields({
   action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds,
   magicRollback: bool, confirmTimeout: seconds, healthChecks, keepGenerations, previewDryActivate: bool,
+  specialArgs: record(z.unknown(), "an object of module arguments (JSON values) by name"), waitForSsh,
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
@@ -148,6 +151,7 @@ export const machineArgsSchema = fields({
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
   previewBuild: bool, previewDryActivate: bool, machineName: text("a machine name"),
+  specialArgs: record(z.unknown(), "an object of module arguments by name"), waitForSsh,
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */

@@ -24,6 +24,10 @@ export interface HostAccess {
    * anything that changes the host. Reads (refresh) take none.
    */
   lock?: LockRequest;
+  /** waitForSsh in ms: keep dialing a host that is still coming up (0/absent: no waiting). */
+  waitForSshMs?: number;
+  /** Where "waiting for SSH on …" is said (once). */
+  onWait?: (line: string) => void;
 }
 
 /** Whole chain (every hop's user, address, credentials and pin): one session per distinct way in. */
@@ -59,7 +63,7 @@ export async function getSession(c: Connection, access: HostAccess = {}): Promis
     if (s?.alive) return s;
     sessions.delete(key);
   }
-  const p = SshSession.connect(c, { pin: access.pin, timeoutMs: access.connectTimeoutMs });
+  const p = SshSession.connect(c, { pin: access.pin, timeoutMs: access.connectTimeoutMs, waitMs: access.waitForSshMs, onWait: access.onWait });
   sessions.set(key, p);
   p.catch(() => sessions.delete(key));
   return p;

@@ -124,7 +124,15 @@ export class SshSession {
    * `hostPublicKey` (`proxyHostKeys` for the bastions), for the caller to record. Each hop is
    * dialled up to its `dialErrorLimit` times with backoff; auth and host-key errors fail at once.
    */
-  static async connect(given: Connection, opts: { pin?: string; timeoutMs?: number; deadline?: number } = {}): Promise<SshSession> {
+  static async connect(given: Connection, opts: { pin?: string; timeoutMs?: number; deadline?: number; waitMs?: number; onWait?: (line: string) => void } = {}): Promise<SshSession> {
+    // waitForSsh: a host still coming up refuses or drops connections; keep dialing until then.
+    const waitUntil = opts.waitMs ? Date.now() + opts.waitMs : undefined;
+    let told = false;
+    const onWait = (hop: Connection) => {
+      if (told || waitUntil === undefined) return;
+      told = true;
+      opts.onWait?.(`waiting for SSH on ${connectionLabel(hop)} (until ${new Date(waitUntil).toTimeString().slice(0, 8)})`);
+    };
     // The operator's ~/.ssh/config (unless sshConfig: false), read now: nothing of it is stored.
     const conn = applySshConfig(given, (m) => { if (!warned.has(m)) { warned.add(m); writeLogLine(`${m}\n`); } });
     const chain = hops(conn);
@@ -141,7 +149,7 @@ export class SshSession {
             "and pin it: give the bastion as connection.proxy with that hostKey (a machine's `proxy` in a network description); it takes precedence over the ProxyJump." : undefined,
           pin, field, policy: hop.hostKeyPolicy ?? conn.hostKeyPolicy ?? "tofu", configured: isTarget ? !!conn.hostPublicKey && !!pin && normalizeHostKey(conn.hostPublicKey) === normalizeHostKey(pin) : true,
           timeoutMs: hop.perDialTimeout ? hop.perDialTimeout * 1000 : opts.timeoutMs ?? timeoutMs("connect"),
-          deadline: opts.deadline,
+          deadline: opts.deadline, waitUntil, onWait: () => onWait(hop),
           sock: prev ? () => forwardTo(prev, hop, chain[i - 1]) : undefined,
         }).catch((e) => {
           if (e instanceof HostKeyMismatchError || e instanceof KnownHostsError || isTarget) throw e;
@@ -420,6 +428,10 @@ interface DialOptions {
   deadline?: number;
   /** A fresh socket through the previous hop, per attempt (absent: TCP from here). */
   sock?: () => Promise<Duplex>;
+  /** waitForSsh: epoch ms until which retryable failures are dialled again, whatever dialErrorLimit. */
+  waitUntil?: number;
+  /** Called at the first failure while waiting (to say so once). */
+  onWait?: () => void;
 }
 
 /** Errors a new attempt cannot fix: wrong credentials, a wrong host key, an undecryptable key. */
@@ -481,7 +493,10 @@ async function dialHop(hop: Connection, o: DialOptions): Promise<{ ssh: NodeSSH;
       ssh.dispose();
       if (mismatch) throw mismatch;
       const outOfTime = o.deadline !== undefined && Date.now() + dialBackoffMs(attempt) >= o.deadline;
-      if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit) || outOfTime) {
+      // While waiting for the host to come up: every retryable failure is dialled again, until then.
+      const waiting = o.waitUntil !== undefined && Date.now() + dialBackoffMs(attempt) < o.waitUntil && !outOfTime && !isPermanentDialError(e);
+      if (waiting) o.onWait?.();
+      else if (isPermanentDialError(e) || (limit >= 0 && attempt >= limit) || outOfTime) {
         const tries = attempt > 1 ? ` (${attempt} attempts)` : "";
         const auth = plan && /All configured authentication methods failed/.test((e as Error)?.message ?? "") ? `; ${describeAttempts(plan)}` : "";
         throw new Error(`cannot connect to ${connectionLabel(hop)}: ${describeConnectError(e, budget)}${auth}${tries}`);

@@ -10,7 +10,7 @@ import { Lab } from "../../provider/lab/lab";
 import { startVaultServer, VaultServer } from "../vault/server";
 import { startChannelServer, ChannelServer } from "../channels/server";
 import { StackRef } from "../helpers/engine";
-import { ROOT } from "../helpers/env";
+import { ROOT, STANDIN_NIXPKGS } from "../helpers/env";
 
 /**
  * Unique to this run: the tests search the whole store for these values, and the store holds
@@ -112,6 +112,20 @@ export async function flakeBed(tmp: string): Promise<Bed> {
   fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
     "flake-example:machines": Object.fromEntries(hosts.map((h) => [h.name, { host: h.address }])),
     "flake-example:sshPrivateKeyFile": lab.privateKeyPath,
+  } }));
+  return { lab, stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") }, stop: () => lab.down() };
+}
+
+/** The two-tier example (specialArgs) on lab hosts db and web, against the stand-in nixpkgs. */
+export async function twoTierBed(tmp: string): Promise<Bed> {
+  const lab = await Lab.up({ dir: path.join(tmp, "lab"), names: ["db", "web"] });
+  const hosts = Object.fromEntries((await lab.status()).map((h) => [h.name, h.address]));
+  const prog = path.join(tmp, "two-tier");
+  fs.mkdirSync(prog, { recursive: true });
+  fs.writeFileSync(path.join(prog, "Pulumi.yaml"), `name: two-tier\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.join(ROOT, "examples/two-tier/index.ts")}\n`);
+  fs.writeFileSync(path.join(prog, "Pulumi.lab.yaml"), YAML.stringify({ config: {
+    "two-tier:hosts": hosts, "two-tier:sshPrivateKeyFile": lab.privateKeyPath, "two-tier:nixpkgs": STANDIN_NIXPKGS,
+    "two-tier:dbPassword": `db-password-${RUN}`,
   } }));
   return { lab, stack: { cwd: prog, stack: "lab", state: path.join(prog, "lab.state.json") }, stop: () => lab.down() };
 }

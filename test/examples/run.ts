@@ -1,5 +1,5 @@
 /**
- * `npm run example -- nixops-network|nixops-network-nix|flake [--keep]`: an example deployed on lab
+ * `npm run example -- nixops-network|nixops-network-nix|flake|two-tier [--keep]`: an example deployed on lab
  * hosts (the seed's network — YAML, or its NixOps files unchanged — on 5 hosts with the test
  * Vault and a pinned channel; or machines from the test flake), then `pulumi-nixos info`; the lab
  * is torn down unless --keep.
@@ -7,14 +7,14 @@
 import "../helpers/env";
 import * as fs from "fs";
 import * as path from "path";
-import { nixopsNetworkBed, nixopsNetworkNixBed, flakeBed, Bed } from "./lab-bed";
+import { nixopsNetworkBed, nixopsNetworkNixBed, flakeBed, twoTierBed, Bed } from "./lab-bed";
 import { engine } from "../helpers/engine";
 import { run } from "../../provider/util/run";
 import { ROOT, tempDir } from "../helpers/env";
 
 async function main(): Promise<void> {
   const which = process.argv[2] ?? "nixops-network";
-  const beds: Record<string, (tmp: string) => Promise<Bed>> = { "nixops-network": nixopsNetworkBed, "nixops-network-nix": nixopsNetworkNixBed, flake: flakeBed };
+  const beds: Record<string, (tmp: string) => Promise<Bed>> = { "nixops-network": nixopsNetworkBed, "nixops-network-nix": nixopsNetworkNixBed, flake: flakeBed, "two-tier": twoTierBed };
   if (!beds[which]) throw new Error(`unknown example '${which}' (${Object.keys(beds).join(", ")})`);
   const keep = process.argv.includes("--keep");
   const tmp = tempDir("example");

@@ -20,6 +20,7 @@
 , uuid ? ""                    # nixops/deployment.py `eval`: --argstr uuid self.uuid
 , deploymentName ? ""          # … --argstr deploymentName (self.name or "")
 , stateVersions ? { }          # machine → the stateVersion NixOps recorded (ResourceAttrs)
+, machineArgs ? { }            # machine → module arguments from the Pulumi program (specialArgs)
 }:
 let
   inherit (builtins) attrNames concatMap filter functionArgs isAttrs isFunction isPath isString listToAttrs mapAttrs removeAttrs;
@@ -101,7 +102,8 @@ let
         # `system.stateVersion = lib.mkDefault (m.state_version or nixosRelease)`; without a
         # recorded version that is the release, which NixOS's own default already is.
         ++ (if stateVersions ? ${name} then [ { key = "pulumi-nixos-state-version"; system.stateVersion = lib.mkDefault stateVersions.${name}; } ] else [ ]);
-      specialArgs = { inherit nodes name resources uuid deploymentName; };
+      # The program's arguments beside NixOps's own (their names never shadow these: refused before).
+      specialArgs = (machineArgs.${name} or { }) // { inherit nodes name resources uuid deploymentName; };
     };
   }) machineNames);
 
