@@ -13,6 +13,7 @@ import { fetchPinSync } from "../pins/pin";
 import { configSecretRef } from "../secrets/sources";
 import { PACKAGE_NAME } from "../resources/handler-path";
 import { OLD_TYPE } from "../resources/type-tokens";
+import { RolloutSpec, machineRollouts, validateRollout } from "../rollout/settings";
 
 /** A key's `config:` source (see {@link configSecretRef}): must exist and be set with `--secret`. */
 function requireSecretConfig(ref: string, keyName: string): pulumi.Output<string> {
@@ -63,6 +64,11 @@ export interface NetworkArgs {
    * network as `parent`. Each label must name a child.
    */
   aliases?: Record<string, pulumi.Input<string | pulumi.Alias>[]>;
+  /**
+   * Waves: a canary first, then batches, stopping before a bad system reaches the rest (over the
+   * description's `rollout`; stack config `pulumi-nixos:rollout` for networkNix). Default: all at once.
+   */
+  rollout?: RolloutSpec;
 }
 
 /** A child's aliases: the name it had before networks were named, and those the program gives. */
@@ -106,6 +112,8 @@ export class Network extends pulumi.ComponentResource {
     }
     const net = args.network!;
     validateDescription(net);
+    validateRollout(`rollout of Network ${name}`, args.rollout);
+    const rollouts = machineRollouts(name, args.rollout ?? net.rollout, Object.fromEntries(Object.keys(net.machines).map((m) => [m, machineSpec(net, m)])));
     checkAliases(name, args, Object.keys(net.machines).flatMap((mName) => {
       const m = machineSpec(net, mName);
       return [mName, ...Object.keys(m.keys ?? {}).map((k) => `${mName}/${k}`), ...(m.pin && m.channel !== false ? [`${mName}/channel`] : [])];
@@ -148,6 +156,7 @@ export class Network extends pulumi.ComponentResource {
         enableRollback: net.enableRollback ?? true,
         keepGenerations: m.keepGenerations,
         tags: m.tags ?? [],
+        rollout: rollouts?.[mName],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       const postKeys = keySpecs.filter(([, k]) => k.uploadAt === "post-activation").map(([k, spec]) => [k, makeKey(k, spec, machine.connection, [machine])] as const);
@@ -187,6 +196,8 @@ export class Network extends pulumi.ComponentResource {
       nixPath = [`nixpkgs=${own}`, ...nixPath];
     }
     const info = evaluateNetworkNix(src, nixPath);
+    validateRollout(`rollout of Network ${name}`, args.rollout);
+    const rollouts = machineRollouts(name, args.rollout, info.machines);
     for (const n of networkNotes(info, nn.pin)) pulumi.log.info(`networkNix: ${n}`, this);
     const problems = [...unsupportedProblems(info),
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
@@ -238,6 +249,7 @@ export class Network extends pulumi.ComponentResource {
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
+        rollout: rollouts?.[mName],
       }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       this.keys[mName] = Object.fromEntries(keys);
       if (channel) this.channels[mName] = channel;

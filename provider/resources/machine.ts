@@ -8,6 +8,7 @@ import { fetchPin, Pin } from "../pins/pin";
 import { runtimeProvider } from "./runtime-provider";
 import { engineUrn } from "./engine-urn";
 import type { HealthCheck } from "../host/health";
+import type { MachineRollout } from "../rollout/settings";
 
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
@@ -105,6 +106,8 @@ export interface MachineArgs {
    * --include. A {@link Network} names its Machines `<network>-<machine>` and sets this to `<machine>`.
    */
   machineName?: string;
+  /** Set by a {@link Network} with a `rollout`: the machine's place in the waves (recorded only, never redeploys). */
+  rollout?: MachineRollout;
 }
 
 /**
@@ -207,6 +210,7 @@ export class Machine extends pulumi.dynamic.Resource {
       enableRollback: args.enableRollback ?? true,
       keepGenerations: args.keepGenerations ?? "all",
       tags: args.tags ?? [],
+      ...(args.rollout ? { rollout: args.rollout } : {}),
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       generation: undefined, previousSystemPath: undefined, nixosVersion: undefined, hostPublicKey: undefined,
       host: undefined, port: undefined, user: undefined, commandConnection: undefined,

@@ -53,6 +53,19 @@ export const healthCheckSchema = fields({
 const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { error: 'a whole number >= 1 or "all"' });
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
+// A rollout's machine counts: a whole number or a percentage such as "20%" (of the network's machines).
+const countOrPercent = (min: number) => z.union([
+  z.number().int().min(min),
+  z.string().regex(/^(100|[1-9]?[0-9](\.[0-9]+)?)%$/).refine((v) => Number(v.slice(0, -1)) > 0),
+], { error: `a whole number >= ${min} or a percentage such as "20%"` });
+
+/** `rollout` of a network: waves of machines (see provider/rollout/settings.ts). */
+export const rolloutSchema = fields({
+  canary: countOrPercent(0), batchSize: countOrPercent(1), maxFailures: countOrPercent(0),
+  pauseSeconds: z.number({ error: "a number of seconds >= 0" }).min(0, { error: "a number of seconds >= 0" }),
+  order: fields({ tags: z.array(z.string({ error: "a tag" }), { error: "a list of tags" }) }),
+});
+
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
 export const machineSpecSchema = fields({
   targetHost: text("the machine's host name or address"), targetPort: port, targetUser: text("a user name"), hostPublicKey: publicKey,
@@ -103,7 +116,7 @@ function networkRules(net: Obj, ctx: z.RefinementCtx): void {
 /** The network description (`pulumi-nixos:network`, a networkFile). */
 export const networkSchema = fields({
   description: str(), enableRollback: bool, defaults: machineSpecSchema, pins: record(pinSchema, "an object of pins by name"),
-  machines: record(machineSpecSchema, "an object of machines by name"),
+  machines: record(machineSpecSchema, "an object of machines by name"), rollout: rolloutSchema,
 }).superRefine((v, ctx) => { if (isObj(v)) networkRules(v, ctx); }, { when: () => true });
 
 /** A network given as NixOps files (`pulumi-nixos:networkNix`). */
@@ -148,6 +161,8 @@ export const machineArgsSchema = fields({
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
   previewBuild: bool, machineName: text("a machine name"),
+  rollout: fields({ network: text("a network name"), members: strings, canary: z.number().int().min(0), batchSize: z.number().int().min(0),
+    maxFailures: countOrPercent(0), pauseSeconds: z.number().min(0), rank: z.number().int().min(0) }, ["network", "members"]),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */
@@ -195,6 +210,11 @@ export function checkArgs(kind: "Machine" | "DeploymentKey" | "ChannelPin", name
 export function descriptionProblems(d: unknown): string[] {
   if (!isObj(d)) return ["network: the description must be an object with 'machines'"];
   return problems(networkSchema, d, "network");
+}
+
+/** Every problem of a rollout (`network.rollout`, `pulumi-nixos:rollout`), `WHERE.…: …` (empty when valid or absent). */
+export function rolloutProblems(where: string, v: unknown): string[] {
+  return v === undefined ? [] : problems(rolloutSchema, v, where);
 }
 
 /** Every problem of a networkNix description, `networkNix.…: …` (empty when valid). */
