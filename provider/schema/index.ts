@@ -54,10 +54,8 @@ const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { e
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
 // A rollout's machine counts: a whole number or a percentage such as "20%" (of the network's machines).
-const countOrPercent = (min: number) => z.union([
-  z.number().int().min(min),
-  z.string().regex(/^(100|[1-9]?[0-9](\.[0-9]+)?)%$/).refine((v) => Number(v.slice(0, -1)) > 0),
-], { error: `a whole number >= ${min} or a percentage such as "20%"` });
+const countOrPercent = (min: number) => z.any().refine((v) => (Number.isInteger(v) && v >= min)
+  || (typeof v === "string" && /^(100|[1-9]?[0-9](\.[0-9]+)?)%$/.test(v) && Number(v.slice(0, -1)) > 0), { error: `a whole number >= ${min} or a percentage such as "20%"` });
 
 /** `rollout` of a network: waves of machines (see provider/rollout/settings.ts). */
 export const rolloutSchema = fields({
