@@ -8,9 +8,10 @@ import "./helpers/env";
 import { describe, test, before, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
+import { spawn } from "child_process";
 import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
-import { canRunLab, tempDir } from "./helpers/env";
+import { ROOT, canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { writeStack, nixConfig, TestMachine } from "./helpers/stack";
 import { resolveCount } from "../provider/rollout/settings";
@@ -141,6 +142,34 @@ describe("rolling deploys in the lab: 5 hosts, canary 1, batches of 2", { skip }
     const waves = wavesStarted(r.stdout);
     assert.deepEqual(waves.map((w) => w.split(": ")[1]).join(", ").split(", ").sort(), NAMES, "every machine deployed in some wave");
     assert.ok(waves.every((w) => !w.includes(",")), `one deploy at a time: ${waves.join(" | ")}`);
+    for (const [i, n] of NAMES.entries()) assert.equal((await onHost(i)).system, outputs()[n].outputs.systemPath, `${n} deployed`);
+  });
+  test("an interrupted run (^C twice between waves): the next up resumes with the machines not deployed yet", async () => {
+    const before = await Promise.all(NAMES.map((_, i) => onHost(i)));
+    write("v6", [], { pauseSeconds: 120 });
+    // The harness as a foreground job: ^C goes to its process group (the plugin has its own, as under the CLI).
+    const child = spawn(process.execPath, [path.join(ROOT, "dist/test/engine/cli.js"), "up", "--cwd", s.cwd, "--stack", s.stack, "--state", s.state],
+      { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let text = "";
+    child.stdout!.on("data", (d) => { text += d; });
+    child.stderr!.on("data", (d) => { text += d; });
+    const exit = new Promise<number>((r) => child.once("exit", (c) => r(c ?? 128)));
+    for (let t0 = Date.now(); !/rollout network: wave 1 \(canary\): m1; .* deployed/.test(text);) {
+      if (Date.now() - t0 > 120_000) throw new Error(`the canary wave did not end:\n${text}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // During the pause: the canary is deployed and recorded, the others wait for their wave.
+    process.kill(-child.pid!, "SIGINT");
+    await new Promise((r) => setTimeout(r, 500));
+    process.kill(-child.pid!, "SIGINT");
+    assert.notEqual(await exit, 0, "the run was interrupted");
+    assert.equal(outputs().m1.outputs.systemPath, (await onHost(0)).system, "the canary is recorded");
+    assert.notEqual(outputs().m1.outputs.systemPath, before[0].system);
+    for (const [i, n] of NAMES.entries()) if (i > 0) assert.deepEqual(await onHost(i), before[i], `${n} untouched`);
+    write("v6");
+    const r = await engine("up", s);
+    expectExit(r, 0, "the next up");
+    assert.deepEqual(wavesStarted(r.stdout), ["1: m2", "2: m3, m4", "3: m5"], "only what is still to change, in waves again");
     for (const [i, n] of NAMES.entries()) assert.equal((await onHost(i)).system, outputs()[n].outputs.systemPath, `${n} deployed`);
   });
 });
