@@ -54,11 +54,11 @@ describe("rolling deploys in the lab: 5 hosts, canary 1, batches of 2", { skip }
     generation: Number((await ex(i, "readlink /nix/var/nix/profiles/system")).replace(/\D/g, "")),
   });
   /** Every machine with role `role`; `bad` machines get a health check that fails; m1 is the canary by tag. */
-  const write = (role: string, bad: string[] = [], rollout: Record<string, unknown> = {}) => {
+  const write = (role: string, bad: string[] = [], rollout: Record<string, unknown> = {}, m: Partial<TestMachine> = {}) => {
     const ms: Record<string, TestMachine & { tags?: string[] }> = {};
     NAMES.forEach((n, i) => {
       ms[n] = { targetHost: hosts[i].address, config: nixConfig(n, { role: `${role}-${n}`, paths: 2 }), connectTimeout: 5, activationTimeout: 30, confirmTimeout: 5,
-        ...(bad.includes(n) ? { healthChecks: [{ name: "app", command: "echo app-down >&2; exit 1" }] } : {}), ...(n === "m1" ? { tags: ["canary"] } : {}) };
+        ...(bad.includes(n) ? { healthChecks: [{ name: "app", command: "echo app-down >&2; exit 1" }] } : {}), ...(n === "m1" ? { tags: ["canary"] } : {}), ...m };
     });
     s = writeStack(s.cwd, "t", ms, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath,
       "pulumi-nixos:rollout": { canary: 1, batchSize: 2, order: { tags: ["canary"] }, ...rollout } });
@@ -170,6 +170,23 @@ describe("rolling deploys in the lab: 5 hosts, canary 1, batches of 2", { skip }
     const r = await engine("up", s);
     expectExit(r, 0, "the next up");
     assert.deepEqual(wavesStarted(r.stdout), ["1: m2", "2: m3, m4", "3: m5"], "only what is still to change, in waves again");
+    for (const [i, n] of NAMES.entries()) assert.equal((await onHost(i)).system, outputs()[n].outputs.systemPath, `${n} deployed`);
+  });
+  test("magicRollback off: the health checks still gate the wave; the failed canary keeps its new system, recorded as unhealthy; the rest not started", async () => {
+    const before = await Promise.all(NAMES.map((_, i) => onHost(i)));
+    write("v7", ["m1"], {}, { magicRollback: false });
+    const r = await engine("up", s);
+    expectExit(r, 1, "up with a bad canary, no magic rollback");
+    assert.match(r.stdout, /Machine m1: health check failed: app failed: app-down; magicRollback is off, so m1 keeps running \/nix\/store\//);
+    assert.match(r.stdout, /rollout network: the rollout stopped after wave 1: m1 failed its health check; not started: m2, m3, m4, m5/);
+    const m1 = outputs().m1;
+    assert.equal((await onHost(0)).system, m1.outputs.systemPath, "m1 runs the new system, and the state says so");
+    assert.notEqual(m1.outputs.systemPath, before[0].system);
+    assert.ok(m1.initErrors?.length, "recorded as unhealthy: the next up retries it");
+    for (const [i, n] of NAMES.entries()) if (i > 0) assert.deepEqual(await onHost(i), before[i], `${n} untouched`);
+    write("v7", [], {}, { magicRollback: false });
+    const again = await engine("up", s);
+    expectExit(again, 0, "the fixed checks");
     for (const [i, n] of NAMES.entries()) assert.equal((await onHost(i)).system, outputs()[n].outputs.systemPath, `${n} deployed`);
   });
 });

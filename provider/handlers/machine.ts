@@ -27,6 +27,7 @@ import { ClosureManifest, isManifest, manifestOf, manifestOfClosure } from "../n
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
 import { readRemoteClosure } from "../host/remote-closure";
 import { inWave, noteChange } from "../rollout/coordinator";
+import { healthGate } from "../rollout/health-gate";
 import type { MachineRollout } from "../rollout/settings";
 
 /** Machine inputs as the provider receives them (plain values). */
@@ -160,8 +161,10 @@ function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { 
 
 
 async function createMachine(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
-  const outs = await inWave(inputs.rollout, inputs.name, resourceLogger(inputs.name, urnOf(inputs)), () => deploy(inputs, inputs.connection.hostPublicKey));
-  return { id: `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`, outs };
+  const id = `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`;
+  const log = resourceLogger(inputs.name, urnOf(inputs));
+  const outs = await inWave(inputs.rollout, inputs.name, log, async () => healthGate(inputs, await deploy(inputs, inputs.connection.hostPublicKey), id, log));
+  return { id, outs };
 }
 
 async function updateMachine(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
@@ -172,8 +175,9 @@ async function updateMachine(id: string, olds: MachineOutputs, news: MachineInpu
     const connection = recordedConnection(news.connection, pin, olds.connection);
     return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), ...reachedAt(connection) } };
   }
-  return { outs: await inWave(news.rollout, news.name, resourceLogger(news.name, urnOf(news)),
-    () => deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest)) };
+  const log = resourceLogger(news.name, urnOf(news));
+  return { outs: await inWave(news.rollout, news.name, log, async () => healthGate(news,
+    await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest), id, log)) };
 }
 
 /** Whether an update touches the host (a new system or action, a retry), not only the record. */
