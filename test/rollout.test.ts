@@ -14,8 +14,9 @@ import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { ROOT, canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { writeStack, nixConfig, TestMachine } from "./helpers/stack";
-import { resolveCount } from "../provider/rollout/settings";
-import { rolloutProblems } from "../provider/schema";
+import { MachineRollout, resolveCount } from "../provider/rollout/settings";
+import { inWave, noteChange, wavesOf } from "../provider/rollout/coordinator";
+import { descriptionProblems, rolloutProblems } from "../provider/schema";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const NAMES = ["m1", "m2", "m3", "m4", "m5"];
@@ -39,7 +40,61 @@ describe("rollout settings", () => {
       'network.rollout.order.tags: a list of tags (got "web")',
       "network.rollout.batchsize: unknown field (did you mean 'batchSize'?)",
     ]);
+    assert.deepEqual(descriptionProblems({ machines: { a: { targetHost: "a", configuration: "./a.nix" } }, rollout: { canary: -1 } }),
+      ['network.rollout.canary: a whole number >= 0 or a percentage such as "20%" (got -1)']);
     assert.deepEqual(rolloutProblems("network.rollout", { canary: 1, batchSize: "40%", maxFailures: "10%", pauseSeconds: 0, order: { tags: ["canary"] } }), []);
+  });
+});
+
+describe("the coordinator (in-process, no hosts)", () => {
+  const settings = (network: string, members: string[], o: Partial<MachineRollout> = {}): MachineRollout =>
+    ({ network, members, canary: 1, batchSize: 2, maxFailures: 0, pauseSeconds: 0, rank: 1, ...o });
+  const quiet = () => undefined;
+
+  test("waves by order.tags rank, then name: the canary first, then batches; each starts after the previous ended", async () => {
+    const members = ["a", "b", "c", "d", "e"];
+    const events: string[] = [];
+    await Promise.all(members.map((m) => inWave(settings("u1", members, { rank: m === "e" ? 0 : 1 }), m, quiet, async () => {
+      events.push(`start ${m}`);
+      await new Promise((r) => setTimeout(r, 20));
+      events.push(`end ${m}`);
+    })));
+    assert.deepEqual(wavesOf("u1").map((w) => w.machines), [["e"], ["a", "b"], ["c", "d"]]);
+    const at = (e: string) => events.indexOf(e);
+    assert.ok(at("end e") < at("start a") && at("end e") < at("start b"), events.join(", "));
+    assert.ok(Math.max(at("end a"), at("end b")) < Math.min(at("start c"), at("start d")), events.join(", "));
+  });
+
+  test("a canary that fails stops the rollout: the others fail without running, naming the failed machine", async () => {
+    const members = ["a", "b", "c"];
+    const ran: string[] = [];
+    const results = await Promise.allSettled(members.map((m) => inWave(settings("u2", members), m, quiet, async () => {
+      ran.push(m);
+      if (m === "a") throw new Error("Machine a: confirmation: health check failed: app failed: down; the host rolled back");
+    })));
+    assert.deepEqual(ran, ["a"]);
+    assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected", "rejected"]);
+    for (const [i, m] of members.entries()) if (i > 0) {
+      assert.equal((results[i] as PromiseRejectedResult).reason.message, `Machine ${m}: not started: the rollout stopped after wave 1: a failed its health check; ${m} was left exactly as it was`);
+    }
+    // A deploy arriving after the stop fails at once too.
+    await assert.rejects(inWave(settings("u2", members), "c", quiet, async () => { ran.push("late"); }), /not started: the rollout stopped after wave 1/);
+    assert.deepEqual(ran, ["a"]);
+  });
+
+  test("deploys that arrive one at a time (as at --parallel 1), and members that never come: every wave closes, none waits for a deploy not started", async () => {
+    const members = ["a", "b", "c", "d"];
+    noteChange(settings("u3", members), "d", true); // d is to change, but its Update never comes
+    for (const m of ["a", "b", "c"]) await inWave(settings("u3", members), m, quiet, async () => undefined);
+    assert.deepEqual(wavesOf("u3").map((w) => w.machines), [["a"], ["b"], ["c"]]);
+  });
+
+  test("unchanged members are not waited for: Diff says no change, the wave of what arrived closes at once", async () => {
+    const members = ["a", "b", "c"];
+    noteChange(settings("u4", members), "b", false);
+    noteChange(settings("u4", members), "c", false);
+    await inWave(settings("u4", members), "a", quiet, async () => undefined);
+    assert.deepEqual(wavesOf("u4").map((w) => w.machines), [["a"]]);
   });
 });
 

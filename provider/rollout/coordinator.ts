@@ -54,12 +54,16 @@ class Rollout {
     return this.settings.members.every((m) => this.arrived.has(m) || this.changes.get(m) === false);
   }
 
-  /** Starts the next wave when one may start; otherwise arms the timer that will. */
-  schedule(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+  /**
+   * Starts the next wave when one may start; otherwise arms the timer that will. An arrival
+   * (`restart`) restarts the settle time; what Check/Diff learn only closes a wave earlier.
+   */
+  schedule(restart = true): void {
     if (this.running || this.stopped || !this.waiting.length) return;
     const wait = Math.max(this.pauseUntil - Date.now(), this.complete() ? 0 : SETTLE_MS);
-    if (wait > 0) { this.timer = setTimeout(() => { this.timer = undefined; this.pauseUntil = 0; this.close(); }, wait); this.timer.unref?.(); return; }
+    if (this.timer && (restart || wait === 0)) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.timer) return;
+    if (wait > 0) { this.timer = setTimeout(() => { this.timer = undefined; this.pauseUntil = 0; this.close(); }, wait); return; }
     this.close();
   }
 
@@ -121,7 +125,7 @@ export function noteChange(s: MachineRollout | undefined, name: string, willDepl
   if (!s) return;
   const r = rolloutOf(s);
   r.changes.set(name, willDeploy);
-  r.schedule();
+  r.schedule(false);
 }
 
 /**
