@@ -46,6 +46,22 @@ describe("rollout settings", () => {
   });
 });
 
+describe("a bad rollout in stack config, through the engine", () => {
+  let tmp = "";
+  before(() => { tmp = tempDir("rollout-bad"); });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  test("named before anything runs: the field, what it must be, what was given; no stack trace", async () => {
+    const s = writeStack(path.join(tmp, "p"), "t", { a: { targetHost: "192.0.2.1", config: nixConfig("a") } }, { "pulumi-nixos:rollout": { canary: 1, batchSize: 0 } });
+    const r = await engine("preview", s);
+    assert.notEqual(r.code, 0);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /invalid pulumi-nixos:rollout:\n\s+pulumi-nixos:rollout\.batchSize: a whole number >= 1 or a percentage such as "20%" \(got 0\)/);
+    assert.doesNotMatch(out, /^\s+at .*\.(js|ts):\d+/m, "no stack trace");
+    assert.doesNotMatch(out, /Machine a: (connecting|checking)/, "nothing ran");
+  });
+});
+
 describe("the coordinator (in-process, no hosts)", () => {
   const settings = (network: string, members: string[], o: Partial<MachineRollout> = {}): MachineRollout =>
     ({ network, members, canary: 1, batchSize: 2, maxFailures: 0, pauseSeconds: 0, rank: 1, ...o });
