@@ -16,6 +16,8 @@
  *   pulumi-nixos:sshPrivateKey: { secure: … }  # or sshPrivateKeyFile: /path (read at run time)
  *
  * `pulumi-nixos:machines` (+ `pins`, `nixPath`) is accepted as a short form of `network`.
+ * `pulumi-nixos:rollout: { canary: 1, batchSize: "20%" }` sets waves for it and for networkNix (over
+ * a description's `network.rollout`; README "Rolling deploys").
  *
  * A NixOps network as it is (its Nix files, unchanged) instead:
  *
