@@ -60,6 +60,15 @@ describe("a bad rollout in stack config, through the engine", () => {
     assert.doesNotMatch(out, /^\s+at .*\.(js|ts):\d+/m, "no stack trace");
     assert.doesNotMatch(out, /Machine a: (connecting|checking)/, "nothing ran");
   });
+
+  test("in a description: network.rollout, named with its path", async () => {
+    const dir = path.join(tmp, "d");
+    const s = writeStack(dir, "t", {}, { "pulumi-nixos:network": { machines: { a: { targetHost: "192.0.2.1", configuration: "./a.nix" } }, rollout: { canary: "0%" } } });
+    fs.writeFileSync(path.join(dir, "a.nix"), nixConfig("a"));
+    const r = await engine("preview", s);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stdout + r.stderr, /network\.rollout\.canary: a whole number >= 0 or a percentage such as "20%" \(got "0%"\)/);
+  });
 });
 
 describe("the coordinator (in-process, no hosts)", () => {
