@@ -22,6 +22,8 @@ export const STACK_CONFIG_KEYS = [
   "sshPrivateKey", "sshPrivateKeyFile", "sshConfig", "hostKeyPolicy", "vaultAddr", "vaultToken",
   // Plans.
   "previewBuild", "previewDryActivate",
+  // Waves (for networkNix and `machines`; a description has network.rollout).
+  "rollout",
 ];
 /** Keys with a per-machine suffix (`pulumi-nixos:sshPrivateKey.heron`). */
 const PER_MACHINE = ["sshPrivateKey."];

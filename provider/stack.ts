@@ -16,6 +16,8 @@
  *   pulumi-nixos:sshPrivateKey: { secure: … }  # or sshPrivateKeyFile: /path (read at run time)
  *
  * `pulumi-nixos:machines` (+ `pins`, `nixPath`) is accepted as a short form of `network`.
+ * `pulumi-nixos:rollout: { canary: 1, batchSize: "20%" }` sets waves for it and for networkNix (over
+ * a description's `network.rollout`; README "Rolling deploys").
  *
  * A NixOps network as it is (its Nix files, unchanged) instead:
  *
@@ -47,6 +49,7 @@ import { NetworkDescription, NetworkNixDescription } from "./network/description
 import { getSecretConfig, isSecretConfig, plainSecretError, requireSecretIfSet } from "./util/secret-config";
 import { checkStackConfig } from "./stack-config";
 import { SchemaError } from "./schema";
+import { validateRollout } from "./rollout/settings";
 
 /**
  * A key's `text:` in a network given as plain config would sit in clear text in the stack file and
@@ -138,8 +141,10 @@ const nixPath = (config.getObject<string[]>("nixPath") ?? []).map((e) => {
   return /^[a-z]+:\/\//.test(v) ? e : `${i < 0 ? "" : e.slice(0, i + 1)}${fromRoot(v)}`;
 });
 
+const rollout = config.getObject("rollout");
+validateRollout("pulumi-nixos:rollout", rollout);
 const net = new Network(network?.description ?? "network", {
-  network, networkNix, baseDir, privateKey, privateKeys, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
+  network, networkNix, rollout, baseDir, privateKey, privateKeys, nixPath, allowUnpinned: config.getBoolean("allowUnpinned") ?? false,
 });
 
 /** Each machine's deployed generation and system path (`generation 3: /nix/store/…`). */

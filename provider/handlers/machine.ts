@@ -28,6 +28,9 @@ import { ClosureManifest, isManifest, manifestOf, manifestOfClosure } from "../n
 import { diffManifests, summarizeDiff } from "../nix/closure-diff";
 import { readRemoteClosure } from "../host/remote-closure";
 import { SwitchUnitLines, SwitchUnits } from "../host/dry-activate";
+import { inWave, noteChange } from "../rollout/coordinator";
+import { healthGate } from "../rollout/health-gate";
+import type { MachineRollout } from "../rollout/settings";
 
 /** Machine inputs as the provider receives them (plain values). */
 export interface MachineInputs {
@@ -76,6 +79,8 @@ export interface MachineInputs {
   specialArgs?: Record<string, unknown>;
   /** Seconds to keep dialing a host that is still coming up (default 0). */
   waitForSsh?: number;
+  /** Set by a Network with a rollout: the machine's place in the waves (recorded only). */
+  rollout?: MachineRollout;
 }
 
 /** Machine outputs: the inputs plus what the deploy found. */
@@ -143,6 +148,8 @@ async function checkMachine(olds: Partial<MachineInputs>, news: MachineInputs): 
     f.push({ property: "waitForSsh", reason: `Machine ${news.name}: waitForSsh must be a number of seconds >= 0, got '${news.waitForSsh}'` });
   }
   if (f.length) { const { dryRun: _d, ...clean } = news; return { inputs: clean, failures: f }; }
+  // A new machine deploys in a wave (an existing one is known after its Diff).
+  if (!olds.systemPath) noteChange(news.rollout, news.name, true);
   // What changes inside the machine, for the plan (closureChanges is never a reason to update: see diff).
   const { closureChanges: _c, closureManifest: _m, unitChanges: _u, dryRun, ...rest } = news;
   const previewBuild = news.previewBuild === true || news.previewDryActivate === true;
@@ -164,25 +171,36 @@ function diffMachine(_id: string, olds: MachineOutputs, news: MachineInputs): { 
   const changed = keys.some((k) => value(olds, k) !== value(news, k))
     || !samePath(olds.configuration, news.configuration) || !samePath(olds.flake, news.flake)
     || connectionChanged(olds.connection, news.connection, olds.hostPublicKey);
-  return { changes: changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0, replaces, deleteBeforeReplace: false };
+  const changes = changed || replaces.length > 0 || (olds.failedUnits?.length ?? 0) > 0;
+  // Only deploys take turns in a rollout: record-only updates go at once (see updateMachine).
+  noteChange(news.rollout, news.name, changes && (replaces.length > 0 || redeploys(olds, news)));
+  return { changes, replaces, deleteBeforeReplace: false };
 }
 
 
 async function createMachine(inputs: MachineInputs): Promise<{ id: string; outs: MachineOutputs }> {
-  const outs = await deploy(inputs, inputs.connection.hostPublicKey);
-  return { id: `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`, outs };
+  const id = `${inputs.name}@${inputs.connection.host}:${portOf(inputs.connection)}`;
+  const log = resourceLogger(inputs.name, urnOf(inputs));
+  const outs = await inWave(inputs.rollout, inputs.name, log, async () => healthGate(inputs, await deploy(inputs, inputs.connection.hostPublicKey), id, log));
+  return { id, outs };
 }
 
 async function updateMachine(id: string, olds: MachineOutputs, news: MachineInputs): Promise<{ outs: MachineOutputs }> {
   const pin = news.connection.hostPublicKey || olds.hostPublicKey;
-  const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
-  if (!redeploy) {
+  if (!redeploys(olds, news)) {
     // Only connection details or options changed: record them, the host is not touched.
     const { closureManifest: _m, ...rest } = { ...olds, ...news };
     const connection = recordedConnection(news.connection, pin, olds.connection);
     return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), ...reachedAt(connection) } };
   }
-  return { outs: await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest) };
+  const log = resourceLogger(news.name, urnOf(news));
+  return { outs: await inWave(news.rollout, news.name, log, async () => healthGate(news,
+    await deploy({ ...news, connection: withRecordedProxyKeys(normalizeConnection(news.connection), olds.connection) }, pin, id, olds.closureManifest), id, log)) };
+}
+
+/** Whether an update touches the host (a new system or action, a retry), not only the record. */
+function redeploys(olds: MachineOutputs, news: MachineInputs): boolean {
+  return olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
 }
 
 /** Refresh: what does the host run now? A network error is an error, never "resource gone". */

@@ -8,6 +8,7 @@ import { SchemaError, descriptionProblems as schemaDescriptionProblems, networkN
 import { VaultRef } from "../secrets/vault";
 import { KeyPlacement } from "../keys/spec";
 import { HealthCheck } from "../host/health";
+import type { RolloutSpec } from "../rollout/settings";
 
 /** One deployment key of a machine, as written in YAML. Exactly one source. */
 export interface KeySpec extends KeyPlacement {
@@ -98,6 +99,8 @@ export interface NetworkDescription {
   defaults?: Partial<MachineSpec>;
   pins?: Record<string, Pin>;
   machines: Record<string, MachineSpec>;
+  /** Waves of machines: a canary first, then batches, stopping at failures (provider/rollout/settings.ts). */
+  rollout?: RolloutSpec;
 }
 
 /** Every problem of a description (empty when valid). Paths read like `network.machines.heron.keys.x.vault`. */

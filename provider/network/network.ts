@@ -13,6 +13,7 @@ import { fetchPinSync } from "../pins/pin";
 import { configSecretRef } from "../secrets/sources";
 import { PACKAGE_NAME } from "../resources/handler-path";
 import { OLD_TYPE } from "../resources/type-tokens";
+import { RolloutSpec, machineRollouts, validateRollout } from "../rollout/settings";
 
 /** A key's `config:` source (see {@link configSecretRef}): must exist and be set with `--secret`. */
 function requireSecretConfig(ref: string, keyName: string): pulumi.Output<string> {
@@ -68,6 +69,11 @@ export interface NetworkArgs {
    * machine's own `specialArgs` in the description win by name.
    */
   specialArgs?: Record<string, pulumi.Input<unknown>>;
+  /**
+   * Waves: a canary first, then batches, stopping before a bad system reaches the rest (over the
+   * description's `rollout`; stack config `pulumi-nixos:rollout` for networkNix). Default: all at once.
+   */
+  rollout?: RolloutSpec;
 }
 
 /** A child's aliases: the name it had before networks were named, and those the program gives. */
@@ -111,6 +117,8 @@ export class Network extends pulumi.ComponentResource {
     }
     const net = args.network!;
     validateDescription(net);
+    validateRollout(`rollout of Network ${name}`, args.rollout);
+    const rollouts = machineRollouts(name, args.rollout ?? net.rollout, Object.fromEntries(Object.keys(net.machines).map((m) => [m, machineSpec(net, m)])));
     checkAliases(name, args, Object.keys(net.machines).flatMap((mName) => {
       const m = machineSpec(net, mName);
       return [mName, ...Object.keys(m.keys ?? {}).map((k) => `${mName}/${k}`), ...(m.pin && m.channel !== false ? [`${mName}/channel`] : [])];
@@ -155,6 +163,7 @@ export class Network extends pulumi.ComponentResource {
         previewDryActivate: m.previewDryActivate,
         ...mergedArgs(args.specialArgs, m.specialArgs), ...(m.waitForSsh !== undefined ? { waitForSsh: m.waitForSsh } : {}),
         tags: m.tags ?? [],
+        rollout: rollouts?.[mName],
         keys: Object.fromEntries(keySpecs.map(([k, s]) => [k, { name: s.name ?? k, user: s.user ?? "root", group: s.group ?? "root", permissions: s.permissions ?? "0600", destDir: s.destDir ?? "/run/keys" }])),
       }, { ...child, dependsOn: [...preKeys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       const postKeys = keySpecs.filter(([, k]) => k.uploadAt === "post-activation").map(([k, spec]) => [k, makeKey(k, spec, machine.connection, [machine])] as const);
@@ -194,6 +203,8 @@ export class Network extends pulumi.ComponentResource {
       nixPath = [`nixpkgs=${own}`, ...nixPath];
     }
     const info = evaluateNetworkNix(src, nixPath);
+    validateRollout(`rollout of Network ${name}`, args.rollout);
+    const rollouts = machineRollouts(name, args.rollout, info.machines);
     for (const n of networkNotes(info, nn.pin)) pulumi.log.info(`networkNix: ${n}`, this);
     const problems = [...unsupportedProblems(info),
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
@@ -246,6 +257,7 @@ export class Network extends pulumi.ComponentResource {
         keepGenerations: stackKeepGenerations(config),
         ...mergedArgs(args.specialArgs, undefined),
         tags: d.tags,
+        rollout: rollouts?.[mName],
       }, { ...child, dependsOn: [...keys.map(([, k]) => k), ...(channel ? [channel] : [])], aliases: childAliases(args, mName) });
       this.keys[mName] = Object.fromEntries(keys);
       if (channel) this.channels[mName] = channel;

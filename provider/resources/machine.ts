@@ -8,6 +8,7 @@ import { fetchPin, Pin } from "../pins/pin";
 import { runtimeProvider } from "./runtime-provider";
 import { engineUrn } from "./engine-urn";
 import type { HealthCheck } from "../host/health";
+import type { MachineRollout } from "../rollout/settings";
 
 const machineProvider = runtimeProvider("machine");
 import { connectionInputs } from "./connection-inputs";
@@ -131,6 +132,8 @@ export interface MachineArgs {
    * then is pinned like any other. Default 0: one attempt within connectTimeout.
    */
   waitForSsh?: pulumi.Input<number>;
+  /** Set by a {@link Network} with a `rollout`: the machine's place in the waves (recorded only, never redeploys). */
+  rollout?: MachineRollout;
 }
 
 /**
@@ -242,6 +245,7 @@ export class Machine extends pulumi.dynamic.Resource {
       enableRollback: args.enableRollback ?? true,
       keepGenerations: args.keepGenerations ?? "all",
       tags: args.tags ?? [],
+      ...(args.rollout ? { rollout: args.rollout } : {}),
       previewBuild: args.previewBuild ?? new pulumi.Config("pulumi-nixos").getBoolean("previewBuild") ?? false,
       previewDryActivate: args.previewDryActivate ?? new pulumi.Config("pulumi-nixos").getBoolean("previewDryActivate") ?? false,
       // Recorded for the plan: Check names the arguments a preview does not know yet (closure-changes.ts).

@@ -55,6 +55,17 @@ const waitForSsh = z.number({ error: "a number of seconds (0: no waiting)" }).mi
 const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { error: 'a whole number >= 1 or "all"' });
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
+// A rollout's machine counts: a whole number or a percentage such as "20%" (of the network's machines).
+const countOrPercent = (min: number) => z.any().refine((v) => (Number.isInteger(v) && v >= min)
+  || (typeof v === "string" && /^(100|[1-9]?[0-9](\.[0-9]+)?)%$/.test(v) && Number(v.slice(0, -1)) > 0), { error: `a whole number >= ${min} or a percentage such as "20%"` });
+
+/** `rollout` of a network: waves of machines (see provider/rollout/settings.ts). */
+export const rolloutSchema = fields({
+  canary: countOrPercent(0), batchSize: countOrPercent(1), maxFailures: countOrPercent(0),
+  pauseSeconds: z.number({ error: "a number of seconds >= 0" }).min(0, { error: "a number of seconds >= 0" }),
+  order: fields({ tags: z.array(z.string({ error: "a tag" }), { error: "a list of tags" }) }),
+});
+
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
 export const machineSpecSchema = fields({
   targetHost: text("the machine's host name or address"), targetPort: port, targetUser: text("a user name"), hostPublicKey: publicKey,
@@ -106,7 +117,7 @@ function networkRules(net: Obj, ctx: z.RefinementCtx): void {
 /** The network description (`pulumi-nixos:network`, a networkFile). */
 export const networkSchema = fields({
   description: str(), enableRollback: bool, defaults: machineSpecSchema, pins: record(pinSchema, "an object of pins by name"),
-  machines: record(machineSpecSchema, "an object of machines by name"),
+  machines: record(machineSpecSchema, "an object of machines by name"), rollout: rolloutSchema,
 }).superRefine((v, ctx) => { if (isObj(v)) networkRules(v, ctx); }, { when: () => true });
 
 /** A network given as NixOps files (`pulumi-nixos:networkNix`). */
@@ -152,6 +163,8 @@ export const machineArgsSchema = fields({
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
   previewBuild: bool, previewDryActivate: bool, machineName: text("a machine name"),
   specialArgs: record(z.unknown(), "an object of module arguments by name"), waitForSsh,
+  rollout: fields({ network: text("a network name"), members: strings, canary: z.number().int().min(0), batchSize: z.number().int().min(0),
+    maxFailures: countOrPercent(0), pauseSeconds: z.number().min(0), rank: z.number().int().min(0) }, ["network", "members"]),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */
@@ -199,6 +212,11 @@ export function checkArgs(kind: "Machine" | "DeploymentKey" | "ChannelPin", name
 export function descriptionProblems(d: unknown): string[] {
   if (!isObj(d)) return ["network: the description must be an object with 'machines'"];
   return problems(networkSchema, d, "network");
+}
+
+/** Every problem of a rollout (`network.rollout`, `pulumi-nixos:rollout`), `WHERE.…: …` (empty when valid or absent). */
+export function rolloutProblems(where: string, v: unknown): string[] {
+  return v === undefined ? [] : problems(rolloutSchema, v, where);
 }
 
 /** Every problem of a networkNix description, `networkNix.…: …` (empty when valid). */

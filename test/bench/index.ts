@@ -24,6 +24,7 @@ import { closureDiffScenario } from "./closure-diff";
 import { confirmScenario } from "./confirm";
 import { bastionScenario } from "./bastion";
 import { configErrorScenario } from "./config-error";
+import { rolloutScenario } from "./rollout";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -139,6 +140,11 @@ async function main(): Promise<void> {
   if (process.argv.includes("--bastion")) return bastionScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --confirm` runs only (m) (its own one-host lab).
   if (process.argv.includes("--confirm")) return confirmScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  // `npm run bench -- --rollout [--rollout-hosts N]` runs only (o) (its own lab; N fitted to inotify).
+  if (process.argv.includes("--rollout")) {
+    const i = process.argv.indexOf("--rollout-hosts");
+    return rolloutScenario(tmp, emit, i > 0 ? Number(process.argv[i + 1]) : 20).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  }
   // `npm run bench -- --config-error` runs only (n) (no lab).
   if (process.argv.includes("--config-error")) return configErrorScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   // `npm run bench -- --closure-diff` runs only (k) (no lab).
