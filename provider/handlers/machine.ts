@@ -11,6 +11,9 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, por
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
+import { missingOnHost } from "../host/copy";
+import { timeoutMs } from "../util/timeouts";
+import { FanOutResult, describeFanOut, siteCoordinator } from "../fanout/site";
 import { activationStep, Action, ActivationResult, ActivationStep, SYSTEM_PROFILE } from "../host/activate";
 import { HealthCheck, healthCheckProblems } from "../host/health";
 import { confirmOrRollBack, isLost, magicOption, recoverAfterDrop } from "./magic-rollback";
@@ -39,6 +42,8 @@ export interface MachineInputs {
   action: Action;
   buildOn: "local" | "target";
   substituteOnTarget: boolean;
+  /** The machine's site (fan-out over its LAN); absent: copied straight over the deployer's link. */
+  site?: string;
   /** true/false: always/never zstd; "auto": measured per link. */
   compress: boolean | "auto";
   connectTimeout: number;
@@ -214,6 +219,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       return true;
     };
     let transfer: Transfer;
+    let fanned: FanOutResult | undefined;
     let manifest: ClosureManifest | undefined;
     if (inputs.buildOn === "target") {
       transfer = await buildOnTarget(s, inputs, await local, log);
@@ -225,11 +231,19 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       const first = activationStep(inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
       act = (await activateWith(first, alone(first)))!;
       if (act.missing.length) {
+        let missing = act.missing;
+        if (inputs.site) {
+          // Over the site's LAN from peers where one has it, else over the uplink once for the site.
+          fanned = await siteCoordinator(inputs.site).obtain({ name: inputs.name, session: s, lanAddress: conn.host, lanPort: portOf(conn), hostPublicKey },
+            closure, missing, log, timeoutMs("command"));
+          log(describeFanOut(inputs.site, fanned));
+          missing = await missingOnHost(s, missing);
+        }
         // The activation follows the import in the same command.
         const step = activationStep(inputs.systemPath, inputs.action, activation);
         let pushed: Awaited<ReturnType<typeof pushClosure>> | undefined;
         act = await activateWith(step, async () => {
-          pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act!.missing, log,
+          pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing, log,
             then: { ...step, announce: `activating (${inputs.action})` } });
           return pushed.followedUp;
         });
@@ -239,7 +253,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
         transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };
       }
     }
-    const { closureSize, bytesCopied } = transfer;
+    const { closureSize } = transfer;
+    const bytesCopied = transfer.bytesCopied + (fanned ? fanned.uplink.bytes + Object.values(fanned.peers).reduce((n, x) => n + x.bytes, 0) : 0);
     manifest ??= transfer.manifest;
     if (!act) {
       log(`activating (${inputs.action})`);
@@ -263,7 +278,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     };
     // The summary compares with what the host ran before (read there when it drifted from the record).
     const before = await manifestBefore(s, previous, act.previousSystemPath, manifest);
-    const summary = () => log(deploySummary(act!.generation, before, manifest, bytesCopied, units.seen));
+    const summary = () => {
+      log(deploySummary(act!.generation, before, manifest, bytesCopied, units.seen));
+      if (fanned) log(describeFanOut(inputs.site!, { ...fanned, siteUplinkBytes: siteCoordinator(inputs.site!).uplinkBytes }));
+    };
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
       await pruneGenerations(s, inputs.keepGenerations, log);

@@ -67,6 +67,8 @@ export interface MachineSpec {
   buildOn?: "local" | "target";
   substituteOnTarget?: boolean;
   compress?: boolean | "auto";
+  /** The machine's site: hosts on one LAN behind one uplink, each path crossing it once (fan-out). */
+  site?: string;
   connectTimeout?: number;
   activationTimeout?: number;
   /** Arm a rollback before switching; only a confirmation over a new SSH connection cancels it (default true; not for `boot`). */

@@ -142,7 +142,7 @@ export class Network extends pulumi.ComponentResource {
         pin,
         nixPath: pin ? [] : args.nixPath,
         allowUnpinned: args.allowUnpinned,
-        action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress,
+        action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress, site: m.site,
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
@@ -235,6 +235,7 @@ export class Network extends pulumi.ComponentResource {
         // copy_closure_to: nix-copy-closure `--use-substitutes` unless hasFastConnection).
         compress: d.hasFastConnection ? false : "auto",
         substituteOnTarget: !d.hasFastConnection,
+        site: stackSites(config)[mName],
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
@@ -260,6 +261,16 @@ function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`config ${config.name}:keepGenerations: a whole number >= 1 or "all" (got ${JSON.stringify(raw)})`);
   return n;
+}
+
+/** Stack config `pulumi-nixos:sites` (`{ <machine>: <site> }`) for a networkNix network's machines. */
+function stackSites(config: pulumi.Config): Record<string, string> {
+  const raw = config.getObject<unknown>("sites");
+  if (raw === undefined) return {};
+  const bad = typeof raw !== "object" || raw === null || Array.isArray(raw) ? "an object of site names by machine"
+    : Object.entries(raw).map(([m, s]) => typeof s === "string" && /^[a-z][a-z0-9-]{0,62}$/.test(s) ? "" : `${m}: a site name (lowercase letters, digits, '-'), got ${JSON.stringify(s)}`).find(Boolean);
+  if (bad) throw new Error(`config ${config.name}:sites: ${bad}`);
+  return raw as Record<string, string>;
 }
 
 /** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */

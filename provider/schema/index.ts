@@ -53,6 +53,9 @@ export const healthCheckSchema = fields({
 const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { error: 'a whole number >= 1 or "all"' });
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
+/** A site (hosts sharing a LAN behind one uplink: provider/fanout/site.ts). */
+const siteName = z.string({ error: "a site name (lowercase letters, digits, '-')" }).regex(/^[a-z][a-z0-9-]{0,62}$/, { error: "a site name (lowercase letters, digits, '-')" });
+
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
 export const machineSpecSchema = fields({
   targetHost: text("the machine's host name or address"), targetPort: port, targetUser: text("a user name"), hostPublicKey: publicKey,
@@ -64,6 +67,7 @@ export const machineSpecSchema = fields({
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
+  site: siteName,
 });
 
 /** A machine's `proxy` in the description: `{ host, port?, user?, hostKey?, proxy? }`. */
@@ -147,7 +151,7 @@ export const machineArgsSchema = fields({
   systemPath: str("a store path"), action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
-  previewBuild: bool, machineName: text("a machine name"),
+  previewBuild: bool, machineName: text("a machine name"), site: siteName,
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */
