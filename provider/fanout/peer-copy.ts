@@ -56,6 +56,7 @@ export async function copyFromPeer(from: PeerEnd, to: PeerEnd, paths: ClosurePat
   const stubInfo = stubs.map((r) => `${r}\n${"sha256:" + "0".repeat(64)}\n0\n\n0\n`).join("");
   const forced = `nix-store --store 'local?root=${scratch}' --import >/dev/null`;
   const authLine = `restrict,command="${forced}" ${key.publicLine}`;
+  const dir = `${RUN_DIR}/${id}`;
   const cleanReceiver = `sed -i '/ pulumi-nixos-fanout-${id}$/d' /root/.ssh/authorized_keys 2>/dev/null; chmod -R u+w ${scratch} 2>/dev/null; rm -rf ${scratch}`;
   try {
     await to.session.exec([
@@ -64,7 +65,6 @@ export async function copyFromPeer(from: PeerEnd, to: PeerEnd, paths: ClosurePat
       "install -d -m 700 /root/.ssh", `printf '%s\\n' ${shQuote(authLine)} >> /root/.ssh/authorized_keys`,
     ].join("\n"), { stdin: stubInfo, privileged: true, what: `fan-out receive setup on ${to.name}`, timeoutMs: 60_000 });
     const known = `${to.lanPort === 22 ? to.lanAddress : `[${to.lanAddress}]:${to.lanPort}`} ${to.hostPublicKey}`;
-    const dir = `${RUN_DIR}/${id}`;
     // The key is read from stdin into /run (mode 0600), never argv; the trap removes it however the send ends.
     const send = await from.session.exec([
       "umask 077", `mkdir -p ${dir}`, `trap 'rm -rf ${dir}' EXIT`, `cat > ${dir}/key`, `printf '%s\\n' ${shQuote(known)} > ${dir}/known_hosts`,
@@ -88,6 +88,10 @@ export async function copyFromPeer(from: PeerEnd, to: PeerEnd, paths: ClosurePat
       { privileged: true, what: `fan-out registration on ${to.name}`, timeoutMs });
     return { bytes: paths.reduce((n, p) => n + p.narSize, 0) };
   } finally {
-    await to.session.exec(cleanReceiver, { privileged: true, check: false, what: `fan-out cleanup on ${to.name}`, timeoutMs: 60_000 }).catch(() => undefined);
+    // The sender's trap misses a killed send: its key is removed from here too (a dead host's /run goes with its reboot).
+    await Promise.all([
+      to.session.exec(cleanReceiver, { privileged: true, check: false, what: `fan-out cleanup on ${to.name}`, timeoutMs: 60_000 }),
+      from.session.exec(`rm -rf ${dir}`, { privileged: true, check: false, what: `fan-out cleanup on ${from.name}`, timeoutMs: 30_000 }),
+    ].map((p) => p.catch(() => undefined)));
   }
 }

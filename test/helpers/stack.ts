@@ -23,6 +23,8 @@ export interface TestMachine {
   magicRollback?: boolean;
   confirmTimeout?: number;
   healthChecks?: unknown[];
+  /** The machine's site (fan-out). */
+  site?: string;
 }
 
 /** Writes Pulumi.yaml + Pulumi.<stack>.yaml for the given machines; returns the engine's StackRef. */

@@ -1,0 +1,119 @@
+import "./helpers/env";
+import { describe, test, before, after } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { Lab, LabHostInfo } from "../provider/lab/lab";
+import { canRunLab, tempDir } from "./helpers/env";
+import { engine, expectExit, stateResources } from "./helpers/engine";
+import { writeStack, nixConfig } from "./helpers/stack";
+
+const skip = canRunLab ? false : "the lab needs root on Linux";
+const NAMES = ["s1", "s2", "s3", "s4"];
+
+/**
+ * A site of four hosts on one LAN behind one uplink veth: each path crosses the uplink once, the
+ * hosts pass it on; a peer whose send dies, or whose stream is corrupted, is not taken.
+ */
+describe("fan-out: a site through one uplink", { skip }, () => {
+  let tmp = "";
+  let lab: Lab;
+  let hosts: LabHostInfo[] = [];
+  /** Bytes the machine sent into the site (its end of the uplink veth). */
+  const uplinkTx = () => Number(fs.readFileSync(`/sys/class/net/${lab.uplinkDevice("lan")}/statistics/tx_bytes`, "utf8"));
+  const current = async (name: string) => (await lab.exec(name, ["sh", "-c", "readlink /run/current-system || true"])).stdout.trim();
+
+  before(async () => {
+    tmp = tempDir("fan-out");
+    lab = await Lab.up({ dir: path.join(tmp, "lab"), names: NAMES, sites: { lan: NAMES } });
+    hosts = await lab.status();
+  });
+  after(async () => {
+    await lab?.down();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** One identical system on every host of the site (a fleet of like nodes), ~4 MiB of random content. */
+  const deploy = (dir: string, role: string) => {
+    const machines = Object.fromEntries(hosts.map((h) => [h.name, { targetHost: h.address, site: "lan", config: nixConfig("node", { role, paths: 8, sizeKB: 512, random: true }) }]));
+    return writeStack(path.join(tmp, dir), "lab", machines, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+  };
+
+  /** Nothing of the per-deploy credentials or scratch stores is left on any host. */
+  const assertNoLeftovers = async () => {
+    for (const h of NAMES) {
+      const r = await lab.exec(h, ["sh", "-c", "grep -c pulumi-nixos-fanout /root/.ssh/authorized_keys || true; ls /run/pulumi-nixos-fanout /nix/var/pulumi-nixos/fanout 2>/dev/null | grep -v ':$' | grep -c . || true"]);
+      assert.deepEqual(r.stdout.trim().split("\n"), ["0", "0"], `${h}: fan-out keys or scratch stores left`);
+    }
+  };
+
+  /** Every host runs `system`, its whole closure valid and intact (nix-store --verify-path re-hashes it). */
+  const assertRuns = async (system: string, role: string) => {
+    for (const h of NAMES) {
+      assert.equal(await current(h), system, `${h} runs the new system`);
+      assert.equal((await lab.exec(h, ["cat", "/etc/role"])).stdout, `${role}\n`);
+      const v = await lab.exec(h, ["sh", "-c", `nix-store --verify-path $(nix-store -qR ${system}) && echo intact`], { allowFailure: true });
+      assert.equal(v.stdout.trim(), "intact", `${h}: ${v.stderr}`);
+    }
+  };
+
+  test("four hosts: the closure crosses the uplink about once, the others get it from peers", async (t) => {
+    const s = deploy("fan", "fanned");
+    const before = uplinkTx();
+    const up = await engine("up", s);
+    expectExit(up, 0, "up");
+    const carried = uplinkTx() - before;
+    const st = stateResources(s.state);
+    const system = st.s1.outputs.systemPath;
+    const closureBytes: number = st.s1.outputs.closureSize.bytes;
+    await assertRuns(system, "fanned");
+    // A direct deploy carries it four times; the fan-out once (plus SSH and the hosts' queries).
+    assert.ok(closureBytes > 4 * 1024 * 1024, `closure ${closureBytes} bytes`);
+    assert.ok(carried < 1.5 * closureBytes, `uplink carried ${carried} bytes for a ${closureBytes}-byte closure`);
+    assert.ok(carried > 0.9 * closureBytes, `uplink carried ${carried} bytes: the closure crossed it at least once`);
+    const out = up.stdout + up.stderr;
+    t.diagnostic(`uplink carried ${carried} bytes for a ${closureBytes}-byte closure on 4 hosts; ${out.split("\n").filter((l) => /site lan: .*uplink carried/.test(l)).length} per-host source lines`);
+    for (const l of out.split("\n").filter((x) => /site lan: \d/.test(x))) t.diagnostic(l.trim());
+    assert.match(out, /from s\d over the LAN/);
+    assert.match(out, /the site's uplink carried/);
+    assert.doesNotMatch(out, /not taken/);
+    await assertNoLeftovers();
+  });
+
+  /** A stand-in nix-store on every host whose `--export` (what a sending peer runs) misbehaves. */
+  const plantExport = async (body: string) => {
+    for (const h of NAMES) {
+      await lab.exec(h, ["sh", "-ec", `mkdir -p /root/.nix-profile/bin; cat > /root/.nix-profile/bin/nix-store; chmod 755 /root/.nix-profile/bin/nix-store`],
+        { input: `#!/bin/sh\nif [ "$1" = --export ]; then ${body}; fi\nexec /usr/bin/nix-store "$@"\n` });
+    }
+  };
+  const removeExport = async () => { for (const h of NAMES) await lab.exec(h, ["rm", "-f", "/root/.nix-profile/bin/nix-store"]); };
+
+  test("a peer killed mid-transfer: the host takes the paths over the uplink, the deploy succeeds", async () => {
+    // The sending peer dies after 64 KiB of its stream (its shell killed): the receiver's import breaks off.
+    await plantExport(`/usr/bin/nix-store "$@" | head -c 65536; kill -9 $PPID; exit 1`);
+    try {
+      const s = deploy("killed", "after-a-dead-peer");
+      const up = await engine("up", s);
+      expectExit(up, 0, "up");
+      await assertRuns(stateResources(s.state).s1.outputs.systemPath, "after-a-dead-peer");
+      assert.match(up.stdout + up.stderr, /copy from s\d not taken \(s\d → s\d: the send failed/);
+      await assertNoLeftovers();
+    } finally { await removeExport(); }
+  });
+
+  test("a peer sending a corrupted path: refused before registration, fetched over the uplink, never activated", async () => {
+    // Same length, other bytes: the NAR stays well-formed, only its hash differs.
+    await plantExport(`/usr/bin/nix-store "$@" | LC_ALL=C sed 's/corrupt-me/CORRUPT-ME/g'; exit 0`);
+    try {
+      const s = deploy("corrupt", "corrupt-me");
+      const up = await engine("up", s);
+      expectExit(up, 0, "up");
+      const out = up.stdout + up.stderr;
+      assert.match(out, /do not match the deployer's narHash\/narSize\/references .*refused/);
+      await assertRuns(stateResources(s.state).s1.outputs.systemPath, "corrupt-me");
+      for (const h of NAMES) assert.equal((await lab.exec(h, ["sh", "-c", "grep -rl CORRUPT-ME /etc/ /nix/store/ 2>/dev/null | head -1 || true"])).stdout.trim(), "", `${h}: no corrupted file`);
+      await assertNoLeftovers();
+    } finally { await removeExport(); }
+  });
+});
