@@ -7,6 +7,9 @@ import { Lab, LabHostInfo } from "../provider/lab/lab";
 import { canRunLab, tempDir } from "./helpers/env";
 import { engine, expectExit, stateResources } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
+import { run } from "../provider/util/run";
+import { narHashBytes, sameNarHash } from "../provider/fanout/nar-hash";
+import { newPeerKey } from "../provider/fanout/peer-key";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const NAMES = ["s1", "s2", "s3", "s4"];
@@ -115,5 +118,42 @@ describe("fan-out: a site through one uplink", { skip }, () => {
       for (const h of NAMES) assert.equal((await lab.exec(h, ["sh", "-c", "grep -rl CORRUPT-ME /etc/ /nix/store/ 2>/dev/null | head -1 || true"])).stdout.trim(), "", `${h}: no corrupted file`);
       await assertNoLeftovers();
     } finally { await removeExport(); }
+  });
+
+  test("lab down removes the site: its namespace, uplink veth and route", async () => {
+    const rec = JSON.parse(fs.readFileSync(path.join(lab.dir, "lab.json"), "utf8"));
+    const site = rec.sites[0];
+    assert.ok((await run(["ip", "-o", "route"])).stdout.includes(`10.231.${site.slot}.128/25`), "the machine routes the site's LAN through the uplink");
+    await lab.down();
+    assert.equal(fs.existsSync(`/run/netns/${site.netns}`), false, "site netns");
+    assert.doesNotMatch((await run(["ip", "-o", "link"])).stdout, new RegExp(`\\b${site.vethOuter}\\b`));
+    assert.doesNotMatch((await run(["ip", "-o", "route"])).stdout, new RegExp(`10\\.231\\.${site.slot}\\.128/25`));
+    for (const h of rec.hosts) assert.equal(fs.existsSync(`/run/netns/${h.netns}`), false, `netns ${h.netns}`);
+    assert.equal(fs.existsSync(lab.dir), false);
+  });
+});
+
+describe("fan-out parts", () => {
+  test("NAR hashes compare by their bytes in SRI, base32 and base16 notation", () => {
+    // One hash as `nix path-info --json` (2.8, SRI) and `nix-store -q --hash` (base32) print it.
+    const sri = "sha256-Nj/ct41Jl1Ua73ewRTUC50MlDiY5VPLUrTtW00lGiKQ=";
+    const b32 = "sha256:19488r4x6mivmpag4m1r4q72ahz708slbc3pxwd5b5s9invxqgrn";
+    assert.equal(narHashBytes(b32)!.toString("hex"), "363fdcb78d4997551aef77b0453502e743250e263954f2d4ad3b56d3494688a4");
+    assert.ok(sameNarHash(sri, b32));
+    assert.ok(sameNarHash(sri, "sha256:363fdcb78d4997551aef77b0453502e743250e263954f2d4ad3b56d3494688a4"));
+    assert.ok(!sameNarHash(sri, "sha256:09488r4x6mivmpag4m1r4q72ahz708slbc3pxwd5b5s9invxqgrn"));
+    assert.ok(!sameNarHash(undefined, sri));
+    assert.equal(narHashBytes("md5:abc"), undefined);
+  });
+
+  test("the per-deploy key is a valid OpenSSH ed25519 key: ssh-keygen derives the same public key", async () => {
+    const k = newPeerKey("pulumi-nixos-fanout-test");
+    const dir = tempDir("peer-key");
+    try {
+      fs.writeFileSync(path.join(dir, "k"), k.privatePem, { mode: 0o600 });
+      const r = await run(["ssh-keygen", "-y", "-f", path.join(dir, "k")]);
+      assert.equal(r.stdout.trim(), k.publicLine);
+      assert.match(k.publicLine, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ pulumi-nixos-fanout-test$/);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
 });
