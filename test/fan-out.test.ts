@@ -36,9 +36,9 @@ describe("fan-out: a site through one uplink", { skip }, () => {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  /** One identical system on every host of the site (a fleet of like nodes), ~4 MiB of random content. */
+  /** One identical system on every host of the site (a fleet of like nodes), ~4 MiB of random content new to the site. */
   const deploy = (dir: string, role: string) => {
-    const machines = Object.fromEntries(hosts.map((h) => [h.name, { targetHost: h.address, site: "lan", config: nixConfig("node", { role, paths: 8, sizeKB: 512, random: true }) }]));
+    const machines = Object.fromEntries(hosts.map((h) => [h.name, { targetHost: h.address, targetPort: h.port, site: "lan", config: nixConfig(`node-${dir}`, { role, paths: 8, sizeKB: 512, random: true }) }]));
     return writeStack(path.join(tmp, dir), "lab", machines, { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
   };
 
@@ -81,6 +81,28 @@ describe("fan-out: a site through one uplink", { skip }, () => {
     assert.match(out, /the site's uplink carried/);
     assert.doesNotMatch(out, /not taken/);
     await assertNoLeftovers();
+  });
+
+  test("a shaped uplink (100 Mbit/s, 40 ms RTT through relays): the peers pass paths over the LAN, not back through the uplink", async (t) => {
+    await lab.linkSite("lan", { rateMbit: 100, rttMs: 40 });
+    try {
+      hosts = await lab.status();
+      assert.ok(hosts.every((h) => h.port !== 22), "every host is reached through its relay on the uplink");
+      const s = deploy("shaped", "shaped");
+      const before = uplinkTx();
+      const up = await engine("up", s);
+      expectExit(up, 0, "up");
+      const carried = uplinkTx() - before;
+      const closureBytes: number = stateResources(s.state).s1.outputs.closureSize.bytes;
+      t.diagnostic(`uplink carried ${carried} bytes for a ${closureBytes}-byte closure`);
+      await assertRuns(stateResources(s.state).s1.outputs.systemPath, "shaped");
+      assert.match(up.stdout + up.stderr, /from s\d over the LAN/);
+      assert.ok(carried < 1.5 * closureBytes && carried > 0.9 * closureBytes, `uplink carried ${carried} bytes for a ${closureBytes}-byte closure`);
+      await assertNoLeftovers();
+    } finally {
+      await lab.clearSiteLink("lan");
+      hosts = await lab.status();
+    }
   });
 
   /** A stand-in nix-store on every host whose `--export` (what a sending peer runs) misbehaves. */

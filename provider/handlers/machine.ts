@@ -234,7 +234,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
         let missing = act.missing;
         if (inputs.site) {
           // Over the site's LAN from peers where one has it, else over the uplink once for the site.
-          fanned = await siteCoordinator(inputs.site).obtain({ name: inputs.name, session: s, lanAddress: conn.host, lanPort: portOf(conn), hostPublicKey },
+          // Peers reach the host where its sshd answered us (SSH_CONNECTION's server address): its
+          // LAN address, also when we come through a bastion or a relay (sshd(8), ENVIRONMENT).
+          const [, , lanAddress, lanPort] = (await s.exec(`echo "$SSH_CONNECTION"`, { what: "address query", timeoutMs: 30_000 })).stdout.trim().split(/\s+/);
+          fanned = await siteCoordinator(inputs.site).obtain({ name: inputs.name, session: s, lanAddress: lanAddress || conn.host, lanPort: Number(lanPort) || portOf(conn), hostPublicKey },
             closure, missing, log, timeoutMs("command"));
           log(describeFanOut(inputs.site, fanned));
           missing = await missingOnHost(s, missing);

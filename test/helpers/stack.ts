@@ -10,6 +10,7 @@ import { StackRef } from "./engine";
 /** One machine of a test stack (NixOps-style names, as in stack config). */
 export interface TestMachine {
   targetHost: string;
+  targetPort?: number;
   targetUser?: string;
   hostPublicKey?: string;
   /** Body of the machine's configuration.nix (written to <dir>/<name>.nix). */
