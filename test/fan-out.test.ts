@@ -10,6 +10,7 @@ import { writeStack, nixConfig } from "./helpers/stack";
 import { run } from "../provider/util/run";
 import { narHashBytes, sameNarHash } from "../provider/fanout/nar-hash";
 import { newPeerKey } from "../provider/fanout/peer-key";
+import { descriptionProblems, machineSpec, NetworkDescription } from "../provider/network/description";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
 const NAMES = ["s1", "s2", "s3", "s4"];
@@ -69,6 +70,7 @@ describe("fan-out: a site through one uplink", { skip }, () => {
     const st = stateResources(s.state);
     const system = st.s1.outputs.systemPath;
     const closureBytes: number = st.s1.outputs.closureSize.bytes;
+    for (const h of NAMES) assert.equal(st[h].inputs.site, "lan", `${h}: its site recorded`);
     await assertRuns(system, "fanned");
     // A direct deploy carries it four times; the fan-out once (plus SSH and the hosts' queries).
     assert.ok(closureBytes > 4 * 1024 * 1024, `closure ${closureBytes} bytes`);
@@ -156,6 +158,16 @@ describe("fan-out: a site through one uplink", { skip }, () => {
 });
 
 describe("fan-out parts", () => {
+  test("site in the description: per machine and in defaults; a bad name refused by its field", () => {
+    const d = { defaults: { site: "rack-a" }, machines: { web: { targetHost: "10.0.0.1", configuration: "./web.nix" }, db: { targetHost: "10.0.0.2", configuration: "./db.nix", site: "rack-b" } } };
+    assert.deepEqual(descriptionProblems(d), []);
+    assert.equal(machineSpec(d as NetworkDescription, "web").site, "rack-a");
+    assert.equal(machineSpec(d as NetworkDescription, "db").site, "rack-b");
+    const bad = descriptionProblems({ machines: { web: { targetHost: "10.0.0.1", configuration: "./web.nix", site: "Rack A" } } });
+    assert.equal(bad.length, 1);
+    assert.match(bad[0], /machines\.web\.site: a site name/);
+  });
+
   test("NAR hashes compare by their bytes in SRI, base32 and base16 notation", () => {
     // One hash as `nix path-info --json` (2.8, SRI) and `nix-store -q --hash` (base32) print it.
     const sri = "sha256-Nj/ct41Jl1Ua73ewRTUC50MlDiY5VPLUrTtW00lGiKQ=";

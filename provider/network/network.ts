@@ -192,6 +192,9 @@ export class Network extends pulumi.ComponentResource {
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
         .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
     if (problems.length) throw new SchemaError(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
+    const sites = stackSites(packageConfig());
+    const strays = Object.keys(sites).filter((m) => !info.machines[m]);
+    if (strays.length) throw new SchemaError(`config pulumi-nixos:sites: ${strays.map((m) => `${m}: no such machine in the network`).join("; ")}`);
     checkAliases(name, args, Object.entries(info.machines).flatMap(([mName, d]) =>
       [mName, ...Object.keys(d.keys).map((k) => `${mName}/${k}`), ...(pin && nn.channel !== false ? [`${mName}/channel`] : [])]));
     const config = packageConfig();
@@ -235,7 +238,7 @@ export class Network extends pulumi.ComponentResource {
         // copy_closure_to: nix-copy-closure `--use-substitutes` unless hasFastConnection).
         compress: d.hasFastConnection ? false : "auto",
         substituteOnTarget: !d.hasFastConnection,
-        site: stackSites(config)[mName],
+        site: sites[mName],
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         tags: d.tags,
