@@ -12,6 +12,9 @@ import { Logger, formatBytes, plural } from "../util/log";
 import { copyToHost } from "../host/copy";
 import { PeerEnd, copyFromPeer } from "./peer-copy";
 
+/** Transfers one host sends at once: more wait for it, or for a host that got the paths meanwhile. */
+const MAX_SENDS = 2;
+
 /** A site host joining the fan-out: its deploy's session and how its peers reach it. */
 export interface SiteMember extends Omit<PeerEnd, "session"> {
   session: SshSession;
@@ -39,6 +42,10 @@ class Site {
   /** Transfers each host is sending now (the least busy holder is asked). */
   private readonly load = new Map<string, number>();
   uplinkBytes = 0;
+  /** Resolved (and renewed) whenever a transfer ends: who has what, and who is busy, changed. */
+  private waiters: (() => void)[] = [];
+  private changed(): void { const w = this.waiters; this.waiters = []; for (const r of w) r(); }
+  private nextChange(): Promise<void> { return new Promise((r) => this.waiters.push(r)); }
 
   constructor(readonly name: string) {}
 
@@ -73,6 +80,7 @@ class Site {
         throw e;
       } finally {
         for (const x of paths) if (this.inflight.get(x.path) === p) this.inflight.delete(x.path);
+        this.changed();
       }
     };
     // In closure order, runs of consecutive paths from one source: every path's references are
@@ -92,6 +100,8 @@ class Site {
         continue;
       }
       const peer = holders.sort((x, y) => (this.load.get(x) ?? 0) - (this.load.get(y) ?? 0))[0];
+      // Every holder busy: wait for one to finish, or for a host that got it to become a holder (a tree, not a star).
+      if ((this.load.get(peer) ?? 0) >= MAX_SENDS) { await this.nextChange(); continue; }
       const batch = prefix(rest, (p) => !!this.holders.get(p.path)?.has(peer));
       rest = rest.slice(batch.length);
       this.load.set(peer, (this.load.get(peer) ?? 0) + 1);
@@ -111,6 +121,7 @@ class Site {
         await viaUplink(batch);
       } finally {
         this.load.set(peer, (this.load.get(peer) ?? 1) - 1);
+        this.changed();
       }
     }
     res.siteUplinkBytes = this.uplinkBytes;
