@@ -10,6 +10,11 @@ import { writeStack, nixConfig } from "./helpers/stack";
 import { run } from "../provider/util/run";
 import { narHashBytes, sameNarHash } from "../provider/fanout/nar-hash";
 import { newPeerKey } from "../provider/fanout/peer-key";
+import { buildSystem } from "./bench/closures";
+import { closureOf } from "../provider/nix/closure";
+import { missingOnHost } from "../provider/host/copy";
+import { closeAllSessions, withHost } from "../provider/ssh/pool";
+import { siteCoordinator } from "../provider/fanout/site";
 import { descriptionProblems, machineSpec, NetworkDescription } from "../provider/network/description";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
@@ -142,6 +147,41 @@ describe("fan-out: a site through one uplink", { skip }, () => {
       for (const h of NAMES) assert.equal((await lab.exec(h, ["sh", "-c", "grep -rl CORRUPT-ME /etc/ /nix/store/ 2>/dev/null | head -1 || true"])).stdout.trim(), "", `${h}: no corrupted file`);
       await assertNoLeftovers();
     } finally { await removeExport(); }
+  });
+
+  test("a dead peer (cut off the network): the next host takes the paths over the uplink", async () => {
+    fs.mkdirSync(path.join(tmp, "dead"));
+    const sys = await buildSystem(path.join(tmp, "dead"), "dead-peer", { paths: 4, sizeKB: 256, seed: "dead-peer", random: true });
+    const closure = await closureOf([sys.outPath]);
+    const all = closure.map((p) => p.path);
+    const key = fs.readFileSync(lab.privateKeyPath, "utf8");
+    const [a, b] = hosts;
+    const conn = (h: LabHostInfo) => ({ host: h.address, port: h.port, user: "root", privateKey: key });
+    const member = (h: LabHostInfo, s: Parameters<Parameters<typeof withHost>[2]>[0]) => ({ name: h.name, session: s, lanAddress: h.address, lanPort: 22, hostPublicKey: h.hostPublicKey });
+    const site = siteCoordinator("dead-peer");
+    const log = () => undefined;
+    const [seeded, lackedA] = await withHost(conn(a), { pin: a.hostPublicKey }, async (s) => {
+      const missing = await missingOnHost(s, all);
+      return [await site.obtain(member(a, s), closure, missing, log, 60_000), missing.length] as const;
+    });
+    assert.ok(lackedA > 0 && seeded.uplink.paths === lackedA, "the first host took what it lacked over the uplink");
+    await lab.cut(a.name);
+    try {
+      const [got, lackedB] = await withHost(conn(b), { pin: b.hostPublicKey }, async (s) => {
+        const missing = await missingOnHost(s, all);
+        const r = await site.obtain(member(b, s), closure, missing, log, 60_000);
+        assert.deepEqual(await missingOnHost(s, all), [], "the host has the whole closure");
+        return [r, missing.length] as const;
+      });
+      assert.equal(got.refused.length, 1, "the dead peer's copy was not taken");
+      assert.deepEqual(got.peers, {});
+      assert.ok(lackedB > 0 && got.uplink.paths === lackedB, "all it lacked came over the uplink");
+      const v = await lab.exec(b.name, ["sh", "-c", `nix-store --verify-path ${all.join(" ")} && echo intact`], { allowFailure: true });
+      assert.equal(v.stdout.trim(), "intact", v.stderr);
+    } finally {
+      await lab.restore(a.name);
+      await closeAllSessions();
+    }
   });
 
   test("lab down removes the site: its namespace, uplink veth and route", async () => {
