@@ -15,6 +15,7 @@ import { closureOf } from "../provider/nix/closure";
 import { missingOnHost } from "../provider/host/copy";
 import { closeAllSessions, withHost } from "../provider/ssh/pool";
 import { siteCoordinator } from "../provider/fanout/site";
+import { parseSigningKey, signNarInfo } from "../provider/fanout/cache-sign";
 import { descriptionProblems, machineSpec, NetworkDescription } from "../provider/network/description";
 
 const skip = canRunLab ? false : "the lab needs root on Linux";
@@ -229,5 +230,34 @@ describe("fan-out parts", () => {
       assert.equal(r.stdout.trim(), k.publicLine);
       assert.match(k.publicLine, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ pulumi-nixos-fanout-test$/);
     } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  test("cache signatures made in-process: Nix accepts them with the key's public half, refuses them with another key", async () => {
+    const dir = tempDir("cache-sign");
+    try {
+      // Keys as Nix makes them; the secret is read into memory here (a stack secret in a deploy).
+      await run(["nix-store", "--generate-binary-cache-key", "pnx-test-1", path.join(dir, "sec"), path.join(dir, "pub")]);
+      await run(["nix-store", "--generate-binary-cache-key", "pnx-other-1", path.join(dir, "sec2"), path.join(dir, "pub2")]);
+      const key = parseSigningKey(fs.readFileSync(path.join(dir, "sec"), "utf8"));
+      assert.equal(key.publicKey, fs.readFileSync(path.join(dir, "pub"), "utf8").trim());
+      fs.mkdirSync(path.join(dir, "sys"));
+      const sys = await buildSystem(path.join(dir, "sys"), "signed", { paths: 2, sizeKB: 4, seed: "signed" });
+      const cache = path.join(dir, "cache");
+      await run(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", `file://${cache}?compression=none`, sys.outPath]);
+      const infos = fs.readdirSync(cache).filter((f) => f.endsWith(".narinfo"));
+      assert.ok(infos.length >= 3);
+      for (const f of infos) fs.writeFileSync(path.join(cache, f), signNarInfo(fs.readFileSync(path.join(cache, f), "utf8"), key));
+      const fetch = (pub: string, into: string) => run(["nix", "--extra-experimental-features", "nix-command", "copy", "--from", `file://${cache}`, "--to", `local?root=${path.join(dir, into)}`,
+        "--option", "require-sigs", "true", "--option", "trusted-public-keys", pub, sys.outPath], { allowFailure: true });
+      const good = await fetch(key.publicKey, "good");
+      assert.equal(good.code, 0, good.stderr);
+      const wrong = await fetch(fs.readFileSync(path.join(dir, "pub2"), "utf8").trim(), "wrong");
+      assert.notEqual(wrong.code, 0);
+      assert.match(wrong.stderr, /lacks a valid signature/);
+      assert.throws(() => parseSigningKey("pnx-test-1:AAAA", "pulumi-nixos:cacheSigningKey"), /^Error: pulumi-nixos:cacheSigningKey: not a Nix binary-cache secret key/);
+    } finally {
+      await run(["chmod", "-R", "u+w", dir], { allowFailure: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -19,6 +19,18 @@ function fromBase32(s: string, size: number): Buffer | undefined {
   return out;
 }
 
+/** Bytes in Nix's base32 (the inverse of the parser above: libutil/hash.cc printHash32). */
+export function toBase32(hash: Buffer): string {
+  const len = Math.ceil((hash.length * 8) / 5);
+  let s = "";
+  for (let n = len - 1; n >= 0; n--) {
+    const b = n * 5, i = b >> 3, j = b & 7;
+    const c = (hash[i] >> j) | (i + 1 < hash.length ? hash[i + 1] << (8 - j) : 0);
+    s += BASE32[c & 0x1f];
+  }
+  return s;
+}
+
 /** The 32 bytes of a SHA-256 NAR hash in any of Nix's notations; undefined when it is not one. */
 export function narHashBytes(h: string): Buffer | undefined {
   const m = /^sha256([:-])(.+)$/.exec(h.trim());
