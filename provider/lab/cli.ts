@@ -84,6 +84,7 @@ export function registerLabCommands(program: Command): void {
 function printStatus(hosts: Awaited<ReturnType<Lab["status"]>>): void {
   // "Via" only for a lab with hosts behind a bastion (the plain table is parsed by scripts).
   const via = hosts.some((h) => h.behind);
-  printTable(["Name", "Address", "Port", ...(via ? ["Via"] : []), "State", "Init", "Generation", "Current system"],
-    hosts.map((h) => [h.name, h.address, h.port, ...(via ? [h.behind ?? "-"] : []), h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]));
+  const site = hosts.some((h) => h.site);
+  printTable(["Name", "Address", "Port", ...(via ? ["Via"] : []), ...(site ? ["Site"] : []), "State", "Init", "Generation", "Current system"],
+    hosts.map((h) => [h.name, h.address, h.port, ...(via ? [h.behind ?? "-"] : []), ...(site ? [h.site ?? "-"] : []), h.state, h.init, h.generation ?? "-", h.currentSystem ?? "-"]));
 }
