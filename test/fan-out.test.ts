@@ -4,8 +4,8 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { Lab, LabHostInfo } from "../provider/lab/lab";
-import { canRunLab, tempDir } from "./helpers/env";
-import { engine, expectExit, stateResources } from "./helpers/engine";
+import { canRunLab, tempDir, ROOT } from "./helpers/env";
+import { engine, expectExit, stateResources, StackRef } from "./helpers/engine";
 import { writeStack, nixConfig } from "./helpers/stack";
 import { run } from "../provider/util/run";
 import { narHashBytes, sameNarHash } from "../provider/fanout/nar-hash";
@@ -183,6 +183,67 @@ describe("fan-out: a site through one uplink", { skip }, () => {
       await lab.restore(a.name);
       await closeAllSessions();
     }
+  });
+
+  /** A binary cache served over HTTP (GET and PUT, as Nix's HttpBinaryCacheStore uses) by lab host s4 on the site's LAN. */
+  const CACHE_SERVER = `const http=require("http"),fs=require("fs"),path=require("path");const root="/var/cache/pnx";
+http.createServer((q,r)=>{const f=path.join(root,path.normalize(decodeURIComponent(q.url.split("?")[0])));if(!f.startsWith(root+"/")){r.statusCode=403;return r.end();}
+if(q.method==="PUT"){fs.mkdirSync(path.dirname(f),{recursive:true});const t=f+"."+Math.random()+".tmp";const w=fs.createWriteStream(t);q.pipe(w);w.on("finish",()=>{fs.renameSync(t,f);r.end();});return;}
+fs.stat(f,(e,st)=>{if(e||!st.isFile()){r.statusCode=404;return r.end();}r.setHeader("content-length",st.size);if(q.method==="HEAD")return r.end();fs.createReadStream(f).pipe(r);});}).listen(8080,process.argv[1]);`;
+  const setSecret = async (s: StackRef, key: string, value: string) => {
+    const r = await run([process.execPath, path.join(ROOT, "dist/test/engine/cli.js"), "config", "set", "--secret", "--cwd", s.cwd, "--stack", s.stack, "--", key, value], { allowFailure: true });
+    assert.equal(r.code, 0, r.stderr);
+  };
+  const withCache = async (fn: (url: string, keys: { secret: string; pub: string; otherPub: string }) => Promise<void>) => {
+    const dir = tempDir("cache-keys");
+    const server = hosts[3];
+    await lab.exec(server.name, ["sh", "-c", `mkdir -p /var/cache/pnx; nohup node -e '${CACHE_SERVER}' ${server.address} >/dev/null 2>&1 & echo $! > /run/cache-server.pid`]);
+    try {
+      await run(["nix-store", "--generate-binary-cache-key", "pnx-lab-cache-1", path.join(dir, "sec"), path.join(dir, "pub")]);
+      await run(["nix-store", "--generate-binary-cache-key", "pnx-other-1", path.join(dir, "sec2"), path.join(dir, "pub2")]);
+      const read = (f: string) => fs.readFileSync(path.join(dir, f), "utf8").trim();
+      await fn(`http://${server.address}:8080`, { secret: read("sec"), pub: read("pub"), otherPub: read("pub2") });
+    } finally {
+      await lab.exec(server.name, ["sh", "-c", "kill $(cat /run/cache-server.pid); rm -rf /var/cache/pnx /run/cache-server.pid"], { allowFailure: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const cacheStack = (dir: string, url: string, publicKey: string) => writeStack(path.join(tmp, dir), "lab", Object.fromEntries(hosts.map((h) => [h.name,
+    { targetHost: h.address, targetPort: h.port, cache: { url, publicKey }, config: nixConfig(`node-${dir}`, { role: dir, paths: 8, sizeKB: 512, random: true }) }])),
+  { "pulumi-nixos:sshPrivateKeyFile": lab.privateKeyPath });
+
+  test("a binary cache as the medium (http, on the site): put there once, signed in-process; the hosts substitute with the signature checked", async (t) => {
+    await withCache(async (url, keys) => {
+      const s = cacheStack("cached", url, keys.pub);
+      await setSecret(s, "pulumi-nixos:cacheSigningKey", keys.secret);
+      const before = uplinkTx();
+      const up = await engine("up", s);
+      expectExit(up, 0, "up");
+      const carried = uplinkTx() - before;
+      const st = stateResources(s.state);
+      const closureBytes: number = st.s1.outputs.closureSize.bytes;
+      t.diagnostic(`uplink carried ${carried} bytes for a ${closureBytes}-byte closure on 4 hosts through the cache`);
+      await assertRuns(st.s1.outputs.systemPath, "cached");
+      const out = up.stdout + up.stderr;
+      assert.match(out, /cache http:\/\/\S+: \d+ paths substituted/);
+      assert.doesNotMatch(out, /not \(refused/);
+      assert.ok(carried < 1.5 * closureBytes, `uplink carried ${carried} bytes for a ${closureBytes}-byte closure`);
+      // The secret key is nowhere in the state or the output in clear text.
+      const secretPart = keys.secret.split(":")[1];
+      assert.ok(!fs.readFileSync(s.state, "utf8").includes(secretPart), "signing key in clear text in state");
+      assert.ok(!out.includes(secretPart), "signing key in the output");
+    });
+  });
+
+  test("a cache whose signatures are not by the trusted key: the hosts refuse its paths, they are copied directly", async () => {
+    await withCache(async (url, keys) => {
+      const s = cacheStack("wrong-key", url, keys.otherPub);
+      await setSecret(s, "pulumi-nixos:cacheSigningKey", keys.secret);
+      const up = await engine("up", s);
+      expectExit(up, 0, "up");
+      assert.match(up.stdout + up.stderr, /refused: no valid signature by pnx-other-1\); copying those/);
+      await assertRuns(stateResources(s.state).s1.outputs.systemPath, "wrong-key");
+    });
   });
 
   test("lab down removes the site: its namespace, uplink veth and route", async () => {

@@ -14,6 +14,7 @@ import { pushClosure, sizeOf } from "../host/push";
 import { missingOnHost } from "../host/copy";
 import { timeoutMs } from "../util/timeouts";
 import { FanOutResult, describeFanOut, siteCoordinator } from "../fanout/site";
+import { throughCache } from "../fanout/cache-deploy";
 import { activationStep, Action, ActivationResult, ActivationStep, SYSTEM_PROFILE } from "../host/activate";
 import { HealthCheck, healthCheckProblems } from "../host/health";
 import { confirmOrRollBack, isLost, magicOption, recoverAfterDrop } from "./magic-rollback";
@@ -44,6 +45,10 @@ export interface MachineInputs {
   substituteOnTarget: boolean;
   /** The machine's site (fan-out over its LAN); absent: copied straight over the deployer's link. */
   site?: string;
+  /** A binary cache the deployer puts the closure into and the host substitutes from. */
+  cache?: { url: string; publicKey: string };
+  /** The cache's secret key (never recorded in outputs). */
+  cacheSigningKey?: string;
   /** true/false: always/never zstd; "auto": measured per link. */
   compress: boolean | "auto";
   connectTimeout: number;
@@ -165,7 +170,7 @@ async function updateMachine(id: string, olds: MachineOutputs, news: MachineInpu
   const redeploy = olds.systemPath !== news.systemPath || olds.action !== news.action || (olds.failedUnits?.length ?? 0) > 0 || !olds.generation;
   if (!redeploy) {
     // Only connection details or options changed: record them, the host is not touched.
-    const { closureManifest: _m, ...rest } = { ...olds, ...news };
+    const { closureManifest: _m, cacheSigningKey: _k, ...rest } = { ...olds, ...news };
     const connection = recordedConnection(news.connection, pin, olds.connection);
     return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), ...reachedAt(connection) } };
   }
@@ -232,7 +237,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       act = (await activateWith(first, alone(first)))!;
       if (act.missing.length) {
         let missing = act.missing;
-        if (inputs.site) {
+        if (inputs.cache) missing = await throughCache(s, inputs, closure, missing, log);
+        if (inputs.site && missing.length) {
           // Over the site's LAN from peers where one has it, else over the uplink once for the site.
           // Peers reach the host where its sshd answered us (SSH_CONNECTION's server address): its
           // LAN address, also when we come through a bastion or a relay (sshd(8), ENVIRONMENT).
@@ -266,8 +272,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     }
     // Armed before the switch: confirmed over a new connection, or rolled back (an error).
     if (act.armed && armedStep) await confirmOrRollBack(inputs, conn, hostPublicKey, s, armedStep, log);
+    // The cache's signing key is an input only: never recorded in outputs.
+    const { cacheSigningKey: _key, ...recorded } = inputs;
     const outs: MachineOutputs = {
-      ...inputs,
+      ...recorded,
       ...reachedAt(pinnedConnection(conn, hostPublicKey, s.proxyHostKeys, s.jumpHostKeys)),
       generation: act.generation,
       previousSystemPath: act.previousSystemPath,

@@ -143,6 +143,7 @@ export class Network extends pulumi.ComponentResource {
         nixPath: pin ? [] : args.nixPath,
         allowUnpinned: args.allowUnpinned,
         action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress, site: m.site,
+        ...(m.cache ? { cache: m.cache, cacheSigningKey: cacheKey(config, mName) } : {}),
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
@@ -264,6 +265,13 @@ function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`config ${config.name}:keepGenerations: a whole number >= 1 or "all" (got ${JSON.stringify(raw)})`);
   return n;
+}
+
+/** The stack secret `pulumi-nixos:cacheSigningKey`, required by a machine with a cache. */
+function cacheKey(config: pulumi.Config, machine: string): pulumi.Output<string> {
+  const k = getSecretConfig(config, "cacheSigningKey", "the binary cache signing key");
+  if (!k) throw new SchemaError(`network.machines.${machine}.cache: needs the signing key in the stack secret ${config.name}:cacheSigningKey (pulumi config set --secret cacheSigningKey …)`);
+  return k;
 }
 
 /** Stack config `pulumi-nixos:sites` (`{ <machine>: <site> }`) for a networkNix network's machines. */

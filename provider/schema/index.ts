@@ -54,6 +54,9 @@ const keepGenerations = z.union([z.number().int().min(1), z.literal("all")], { e
 const healthChecks = z.array(healthCheckSchema, { error: "a list of checks ({ command } or { http })" });
 
 /** A site (hosts sharing a LAN behind one uplink: provider/fanout/site.ts). */
+/** A binary cache as the medium (provider/fanout/cache-publish.ts); its signing key is a stack secret. */
+const cacheSchema = fields({ url: z.string({ error: "a file://, http:// or https:// URL" }).regex(/^(file|https?):\/\/\S+$/, { error: "a file://, http:// or https:// URL" }),
+  publicKey: z.string({ error: "a Nix public key (name:base64)" }).regex(/^[^:\s]+:[A-Za-z0-9+/]{43}=$/, { error: "a Nix public key (name:base64)" }) }, ["url", "publicKey"]);
 const siteName = z.string({ error: "a site name (lowercase letters, digits, '-')" }).regex(/^[a-z][a-z0-9-]{0,62}$/, { error: "a site name (lowercase letters, digits, '-')" });
 
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
@@ -67,7 +70,7 @@ export const machineSpecSchema = fields({
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
-  site: siteName,
+  site: siteName, cache: cacheSchema,
 });
 
 /** A machine's `proxy` in the description: `{ host, port?, user?, hostKey?, proxy? }`. */
@@ -151,7 +154,7 @@ export const machineArgsSchema = fields({
   systemPath: str("a store path"), action: oneOf("switch", "boot", "test"), buildOn: oneOf("local", "target"), substituteOnTarget: bool, compress,
   connectTimeout: seconds, activationTimeout: seconds, magicRollback: bool, confirmTimeout: seconds, healthChecks,
   keys: record(fields({ name: str("a file name"), destDir: str("an absolute directory"), user: str("a user name"), group: str("a group name"), permissions: modeType }), "an object of key metadata by name"),
-  previewBuild: bool, machineName: text("a machine name"), site: siteName,
+  previewBuild: bool, machineName: text("a machine name"), site: siteName, cache: cacheSchema, cacheSigningKey: str("a Nix secret key (name:base64)"),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */

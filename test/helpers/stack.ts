@@ -26,6 +26,8 @@ export interface TestMachine {
   healthChecks?: unknown[];
   /** The machine's site (fan-out). */
   site?: string;
+  /** A binary cache as the medium. */
+  cache?: { url: string; publicKey: string };
 }
 
 /** Writes Pulumi.yaml + Pulumi.<stack>.yaml for the given machines; returns the engine's StackRef. */
