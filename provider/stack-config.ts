@@ -17,7 +17,7 @@ export const STACK_CONFIG_KEYS = [
   "pins", "pin", "nixPath", "allowUnpinned", "channel",
   // networkNix (NixOps's files) and what import-nixops writes.
   "networkArgs", "networkArgsNix", "extraBuiltinsFile", "hosts", "hostPublicKeys", "rootAuthorizedKeys",
-  "deploymentUuid", "deploymentName", "stateVersions", "keepGenerations",
+  "deploymentUuid", "deploymentName", "stateVersions", "keepGenerations", "sites", "cacheSigningKey",
   // Connections and secrets.
   "sshPrivateKey", "sshPrivateKeyFile", "sshConfig", "hostKeyPolicy", "vaultAddr", "vaultToken",
   // Plans.

@@ -11,6 +11,10 @@ import { Connection, connectionLabel, normalizeConnection, pinnedConnection, por
 import { closureOf, isValidLocally, realise, ClosurePath } from "../nix/closure";
 import { BuildProgress, verboseBuilds } from "../nix/build-progress";
 import { pushClosure, sizeOf } from "../host/push";
+import { missingOnHost } from "../host/copy";
+import { timeoutMs } from "../util/timeouts";
+import { FanOutResult, describeFanOut, siteCoordinator } from "../fanout/site";
+import { throughCache } from "../fanout/cache-deploy";
 import { activationStep, Action, ActivationResult, ActivationStep, SYSTEM_PROFILE } from "../host/activate";
 import { HealthCheck, healthCheckProblems } from "../host/health";
 import { confirmOrRollBack, isLost, magicOption, recoverAfterDrop } from "./magic-rollback";
@@ -44,6 +48,12 @@ export interface MachineInputs {
   action: Action;
   buildOn: "local" | "target";
   substituteOnTarget: boolean;
+  /** The machine's site (fan-out over its LAN); absent: copied straight over the deployer's link. */
+  site?: string;
+  /** A binary cache the deployer puts the closure into and the host substitutes from. */
+  cache?: { url: string; publicKey: string };
+  /** The cache's secret key (never recorded in outputs). */
+  cacheSigningKey?: string;
   /** true/false: always/never zstd; "auto": measured per link. */
   compress: boolean | "auto";
   connectTimeout: number;
@@ -189,7 +199,7 @@ async function updateMachine(id: string, olds: MachineOutputs, news: MachineInpu
   const pin = news.connection.hostPublicKey || olds.hostPublicKey;
   if (!redeploys(olds, news)) {
     // Only connection details or options changed: record them, the host is not touched.
-    const { closureManifest: _m, ...rest } = { ...olds, ...news };
+    const { closureManifest: _m, cacheSigningKey: _k, ...rest } = { ...olds, ...news };
     const connection = recordedConnection(news.connection, pin, olds.connection);
     return { outs: { ...rest, ...(olds.closureManifest ? { closureManifest: olds.closureManifest } : {}), ...reachedAt(connection) } };
   }
@@ -250,6 +260,7 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       return true;
     };
     let transfer: Transfer;
+    let fanned: FanOutResult | undefined;
     let manifest: ClosureManifest | undefined;
     if (inputs.buildOn === "target") {
       transfer = await buildOnTarget(s, inputs, await local, log);
@@ -261,11 +272,23 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
       const first = activationStep(inputs.systemPath, inputs.action, { ...activation, requirePaths: closure.map((p) => p.path) });
       act = (await activateWith(first, alone(first)))!;
       if (act.missing.length) {
+        let missing = act.missing;
+        if (inputs.cache) missing = await throughCache(s, inputs, closure, missing, log);
+        if (inputs.site && missing.length) {
+          // Over the site's LAN from peers where one has it, else over the uplink once for the site.
+          // Peers reach the host where its sshd answered us (SSH_CONNECTION's server address): its
+          // LAN address, also when we come through a bastion or a relay (sshd(8), ENVIRONMENT).
+          const [, , lanAddress, lanPort] = (await s.exec(`echo "$SSH_CONNECTION"`, { what: "address query", timeoutMs: 30_000 })).stdout.trim().split(/\s+/);
+          fanned = await siteCoordinator(inputs.site).obtain({ name: inputs.name, session: s, lanAddress: lanAddress || conn.host, lanPort: Number(lanPort) || portOf(conn), hostPublicKey },
+            closure, missing, log, timeoutMs("command"));
+          log(describeFanOut(inputs.site, fanned));
+          missing = await missingOnHost(s, missing);
+        }
         // The activation follows the import in the same command.
         const step = activationStep(inputs.systemPath, inputs.action, activation);
         let pushed: Awaited<ReturnType<typeof pushClosure>> | undefined;
         act = await activateWith(step, async () => {
-          pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing: act!.missing, log,
+          pushed = await pushClosure(s, closure, { compress: inputs.compress, substituteOnTarget: inputs.substituteOnTarget, missing, log,
             then: { ...step, announce: `activating (${inputs.action})` } });
           return pushed.followedUp;
         });
@@ -275,7 +298,8 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
         transfer = { closureSize: sizeOf(closure), bytesCopied: 0 };
       }
     }
-    const { closureSize, bytesCopied } = transfer;
+    const { closureSize } = transfer;
+    const bytesCopied = transfer.bytesCopied + (fanned ? fanned.uplink.bytes + Object.values(fanned.peers).reduce((n, x) => n + x.bytes, 0) : 0);
     manifest ??= transfer.manifest;
     if (!act) {
       log(`activating (${inputs.action})`);
@@ -284,8 +308,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     }
     // Armed before the switch: confirmed over a new connection, or rolled back (an error).
     if (act.armed && armedStep) await confirmOrRollBack(inputs, conn, hostPublicKey, s, armedStep, log);
+    // The cache's signing key is an input only: never recorded in outputs.
+    const { cacheSigningKey: _key, ...recorded } = inputs;
     const outs: MachineOutputs = {
-      ...inputs,
+      ...recorded,
       ...reachedAt(pinnedConnection(conn, hostPublicKey, s.proxyHostKeys, s.jumpHostKeys)),
       generation: act.generation,
       previousSystemPath: act.previousSystemPath,
@@ -299,7 +325,10 @@ async function deploy(inputs: MachineInputs, pin: string | undefined, id?: strin
     };
     // The summary compares with what the host ran before (read there when it drifted from the record).
     const before = await manifestBefore(s, previous, act.previousSystemPath, manifest);
-    const summary = () => log(deploySummary(act!.generation, before, manifest, bytesCopied, units.seen));
+    const summary = () => {
+      log(deploySummary(act!.generation, before, manifest, bytesCopied, units.seen));
+      if (fanned) log(describeFanOut(inputs.site!, { ...fanned, siteUplinkBytes: siteCoordinator(inputs.site!).uplinkBytes }));
+    };
     if (act.exitCode === 0) {
       log(`${inputs.action} done: generation ${act.generation}, ${inputs.systemPath}`);
       await pruneGenerations(s, inputs.keepGenerations, log);

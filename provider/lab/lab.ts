@@ -45,6 +45,8 @@ export interface LabHostInfo {
   link?: { rttMs?: number; rateMbit?: number };
   /** The lab host this one is reachable through (`lab up --behind`): reach it with that host as `proxy`. */
   behind?: string;
+  /** The site this host is on (`lab up --site`): one LAN bridge, reached through the site's uplink. */
+  site?: string;
 }
 
 /** One host's record in lab.json. */
@@ -68,6 +70,26 @@ interface HostRecord {
   link?: { relayPid?: number; relayPort?: number; rttMs?: number; rateMbit?: number };
   /** The host whose netns holds this host's veth (the only way in); absent: the machine's. */
   behind?: string;
+  /** The site whose bridge holds this host's veth (`lab up --site`). */
+  site?: string;
+}
+
+/**
+ * A site (`lab up --site`): a namespace holding a bridge (the site's LAN, unshaped) that its hosts'
+ * veths join, reached from the machine through one veth (the uplink, what `lab link --site` shapes).
+ * It takes a slot like a host: the uplink is 10.231.<slot>.1 (machine) – .2 (site) /30, the LAN
+ * 10.231.<slot>.128/25 (bridge .129, hosts from .130), routed by the machine through the uplink.
+ */
+interface SiteRecord {
+  name: string;
+  slot: number;
+  netns: string;
+  /** The uplink veth: the machine's end (count the site's traffic on its statistics) and the site's. */
+  vethOuter: string;
+  vethInner: string;
+  owned?: boolean;
+  /** Uplink shaping (`lab link --site`): tbf on both ends, and per host a latency relay in front of its sshd. */
+  link?: { rttMs?: number; rateMbit?: number; relays?: Record<string, { pid: number; port: number }> };
 }
 
 interface LabRecord {
@@ -75,8 +97,9 @@ interface LabRecord {
   /** Absent in labs recorded before systemd hosts existed: those are init-less. */
   init?: LabInit;
   hosts: HostRecord[];
+  sites?: SiteRecord[];
 }
-export type { HostRecord };
+export type { HostRecord, SiteRecord };
 
 /** Options for {@link Lab.up}. */
 export interface LabUpOptions {
@@ -97,6 +120,11 @@ export interface LabUpOptions {
    * addresses nowhere. Outbound they reach the lab network through the bastion's NAT.
    */
   behind?: Record<string, string>;
+  /**
+   * Sites: site name → its hosts. Those hosts share one bridge (the LAN) in the site's namespace,
+   * reached from the machine through one veth (the uplink; shape it with {@link Lab.linkSite}).
+   */
+  sites?: Record<string, string[]>;
 }
 
 /** Users of every host: `deployer` (key login, passwordless sudo) and the `keys` group. */
@@ -229,6 +257,17 @@ export class Lab {
       for (let x: string | undefined = b, i = 0; x; x = behind[x], i++) if (x === n || i > names.length) throw new Error(`lab --behind: ${n} is behind itself`);
     }
     if (Object.keys(behind).length) await checkBehindRequirements();
+    const siteOf: Record<string, string> = {};
+    for (const [site, members] of Object.entries(opts.sites ?? {})) {
+      if (!/^[a-z][a-z0-9-]{0,30}$/.test(site)) throw new Error(`lab --site '${site}': use lowercase letters, digits and '-'`);
+      if (!members.length || members.length > 120) throw new Error(`lab --site ${site}: give it 1 to 120 hosts`);
+      for (const n of members) {
+        if (!names.includes(n)) throw new Error(`lab --site ${site}: '${n}' is not a host of this lab (${names.join(", ")})`);
+        if (siteOf[n]) throw new Error(`lab --site: ${n} is on two sites (${siteOf[n]}, ${site})`);
+        if (behind[n]) throw new Error(`lab --site ${site}: ${n} is also behind ${behind[n]}; a host is either on a site or behind a bastion`);
+        siteOf[n] = site;
+      }
+    }
     fs.mkdirSync(path.join(dir, "hosts"), { recursive: true, mode: 0o700 });
     const lab = new Lab(dir, { dir, init, hosts: [] });
     lab.save();
@@ -240,7 +279,17 @@ export class Lab {
       const slots = await freeSlots(names.length);
       const records = names.map((name, i) => lab.recordHost(name, slots[i]));
       for (const h of records) if (behind[h.name]) h.behind = behind[h.name];
+      const siteNames = Object.keys(opts.sites ?? {});
+      if (siteNames.length) {
+        const taken = new Set(records.map((h) => h.slot));
+        const siteSlots = (await freeSlots(taken.size + siteNames.length)).filter((x) => !taken.has(x));
+        lab.record.sites = siteNames.map((name, i) => ({ name, ...siteSlotFields(siteSlots[i]) }));
+        for (const site of lab.record.sites) {
+          opts.sites![site.name].forEach((n, i) => Object.assign(records.find((h) => h.name === n)!, siteHostFields(site, i)));
+        }
+      }
       lab.save(); // recorded before anything exists, so a crash below is still cleaned by down
+      for (const site of lab.record.sites ?? []) await lab.createSite(site);
       const seeded = await seeds;
       // Bastions first: a host's veth goes into its bastion's netns.
       const made = new Set<string>();
@@ -304,15 +353,22 @@ export class Lab {
     await run(["ip", "link", "add", h.vethOuter, "type", "veth", "peer", "name", h.vethInner]);
     await run(["ip", "link", "set", h.vethInner, "netns", h.netns]);
     const outer = this.outerNs(h);
-    if (h.behind) {
+    if (h.site) {
+      // The host's veth joins the site's bridge: the site LAN carries host-to-host traffic unshaped.
+      const site = this.site(h.site);
+      await run(["ip", "link", "set", h.vethOuter, "netns", site.netns]);
+      await run(["ip", "netns", "exec", site.netns, "ip", "link", "set", h.vethOuter, "master", "br0", "up"]);
+    } else if (h.behind) {
       await run(["ip", "link", "set", h.vethOuter, "netns", this.host(h.behind).netns]);
       // Nothing on the machine routes there (nor leaks it to a default route): only the bastion reaches it.
       await run(["ip", "route", "add", "unreachable", `${h.gateway.replace(/\.1$/, ".0")}/30`]);
     }
-    await run([...outer, "ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
-    await run([...outer, "ip", "link", "set", h.vethOuter, "up"]);
+    if (!h.site) {
+      await run([...outer, "ip", "addr", "add", `${h.gateway}/30`, "dev", h.vethOuter]);
+      await run([...outer, "ip", "link", "set", h.vethOuter, "up"]);
+    }
     const inNs = (...a: string[]) => run(["ip", "netns", "exec", h.netns, ...a]);
-    await inNs("ip", "addr", "add", `${h.address}/30`, "dev", h.vethInner);
+    await inNs("ip", "addr", "add", `${h.address}/${h.site ? 25 : 30}`, "dev", h.vethInner);
     await inNs("ip", "link", "set", h.vethInner, "up");
     await inNs("ip", "link", "set", "lo", "up");
     // Only the lab subnet is routed: a lab host can reach the machine and other lab hosts, nothing else.
@@ -321,6 +377,81 @@ export class Lab {
     await this.boot(h);
     // Users and groups go into the host's own copy of /etc (systemd hosts: before their boot).
     if (this.init !== "systemd") await this.exec(h.name, ["sh", "-ec", USER_SETUP]);
+  }
+
+  private site(name: string): SiteRecord {
+    const s = this.record.sites?.find((x) => x.name === name);
+    if (!s) throw new Error(`no lab site '${name}' (sites: ${(this.record.sites ?? []).map((x) => x.name).join(", ") || "none"})`);
+    return s;
+  }
+
+  /** Site names, in creation order. */
+  get sites(): string[] { return (this.record.sites ?? []).map((s) => s.name); }
+
+  /** The machine's end of a site's uplink veth: what crosses the uplink is counted on it (/sys/class/net/NAME/statistics). */
+  uplinkDevice(site: string): string { return this.site(site).vethOuter; }
+
+  /** The site's namespace: a bridge (the LAN), the uplink's inner end, forwarding between them. */
+  private async createSite(site: SiteRecord): Promise<void> {
+    const r = await run(["ip", "netns", "add", site.netns], { allowFailure: true });
+    if (r.code !== 0) throw new Error(`ip netns add ${site.netns}: ${r.stderr.trim()}`);
+    site.owned = true;
+    this.save();
+    const inNs = (...a: string[]) => run(["ip", "netns", "exec", site.netns, ...a]);
+    const base = `${SUBNET_PREFIX}.${site.slot}`;
+    await run(["ip", "link", "add", site.vethOuter, "type", "veth", "peer", "name", site.vethInner]);
+    await run(["ip", "link", "set", site.vethInner, "netns", site.netns]);
+    await run(["ip", "addr", "add", `${base}.1/30`, "dev", site.vethOuter]);
+    await run(["ip", "link", "set", site.vethOuter, "up"]);
+    // The machine reaches the site's LAN only through the uplink.
+    await run(["ip", "route", "add", `${base}.128/25`, "via", `${base}.2`, "dev", site.vethOuter]);
+    await inNs("ip", "link", "set", "lo", "up");
+    await inNs("ip", "addr", "add", `${base}.2/30`, "dev", site.vethInner);
+    await inNs("ip", "link", "set", site.vethInner, "up");
+    await inNs("ip", "link", "add", "br0", "type", "bridge");
+    await inNs("ip", "addr", "add", `${base}.129/25`, "dev", "br0");
+    await inNs("ip", "link", "set", "br0", "up");
+    await inNs("ip", "route", "add", `${SUBNET_PREFIX}.0.0/16`, "via", `${base}.1`);
+    await inNs("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward");
+  }
+
+  /**
+   * Shapes a site's uplink: `rateMbit` with tbf on both ends of its veth; `rttMs` through one
+   * user-space relay per host on the machine's end of the uplink (this kernel has no sch_netem:
+   * `tc qdisc add … netem` answers "Specified qdisc kind is unknown"), so status gives each host
+   * of the site as that relay's address and port. The LAN between the site's hosts stays unshaped.
+   */
+  async linkSite(name: string, o: { rttMs?: number; rateMbit?: number }): Promise<void> {
+    await this.clearSiteLink(name);
+    const site = this.site(name);
+    site.link = {};
+    if (o.rateMbit) {
+      const burst = Math.max(32 * 1024, Math.round((o.rateMbit * 1e6) / 8 / 100));
+      for (const [pre, dev] of [[[], site.vethOuter], [["ip", "netns", "exec", site.netns], site.vethInner]] as const) {
+        await run([...pre, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${o.rateMbit}mbit`, "burst", String(burst), "latency", "100ms"]);
+      }
+      site.link.rateMbit = o.rateMbit;
+    }
+    if (o.rttMs) {
+      site.link.relays = {};
+      for (const h of this.record.hosts.filter((x) => x.site === name)) {
+        site.link.relays[h.name] = await startRelay(`${SUBNET_PREFIX}.${site.slot}.1`, h.address, o.rttMs, (pid) => { site.link!.relays![h.name] = { pid, port: 0 }; this.save(); });
+      }
+      site.link.rttMs = o.rttMs;
+    }
+    this.save();
+  }
+
+  /** Removes a site's uplink shaping. */
+  async clearSiteLink(name: string): Promise<void> {
+    const site = this.site(name);
+    for (const r of Object.values(site.link?.relays ?? {})) if (pidAlive(r.pid)) process.kill(r.pid, "SIGTERM");
+    if (site.link?.rateMbit) {
+      await run(["tc", "qdisc", "del", "dev", site.vethOuter, "root"], { allowFailure: true });
+      await run(["ip", "netns", "exec", site.netns, "tc", "qdisc", "del", "dev", site.vethInner, "root"], { allowFailure: true });
+    }
+    site.link = undefined;
+    this.save();
   }
 
   /** argv prefix running a command where the host's outer veth lives (the machine, or its bastion's netns). */
@@ -471,7 +602,10 @@ export class Lab {
       } catch { /* not created */ }
       // With a latency relay, the host is reached through it (the machine's side of the veth).
       const viaRelay = h.link?.relayPort && pidAlive(h.link.relayPid);
-      return { ...(h.behind ? { behind: h.behind } : {}), name: h.name, address: viaRelay ? h.gateway : h.address, port: viaRelay ? h.link!.relayPort! : 22, user: "root", privateKeyPath: pub, hostPublicKey, state, init: this.init, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
+      const siteRelay = h.site ? this.site(h.site).link?.relays?.[h.name] : undefined;
+      const relayed = siteRelay?.port && pidAlive(siteRelay.pid) ? { address: `${SUBNET_PREFIX}.${this.site(h.site!).slot}.1`, port: siteRelay.port }
+        : viaRelay ? { address: h.gateway, port: h.link!.relayPort! } : { address: h.address, port: 22 };
+      return { ...(h.behind ? { behind: h.behind } : {}), ...(h.site ? { site: h.site } : {}), name: h.name, address: relayed.address, port: relayed.port, user: "root", privateKeyPath: pub, hostPublicKey, state, init: this.init, currentSystem, generation, link: h.link?.rttMs || h.link?.rateMbit ? { rttMs: h.link.rttMs, rateMbit: h.link.rateMbit } : undefined };
     });
   }
 
@@ -511,6 +645,7 @@ export class Lab {
    */
   async link(name: string, o: { rttMs?: number; rateMbit?: number }): Promise<void> {
     if (this.host(name).behind) throw new Error(`lab link ${name}: not for a host behind a bastion (shape the bastion's link instead)`);
+    if (this.host(name).site) throw new Error(`lab link ${name}: the host is on site ${this.host(name).site}; shape the site's uplink (lab link --site ${this.host(name).site})`);
     await this.clearLink(name);
     const h = this.host(name);
     h.link = {};
@@ -624,6 +759,16 @@ export class Lab {
         if (r.code !== 0) errors.push(`netns ${h.netns}: ${r.stderr.trim()}`);
       }
     }));
+    for (const site of this.record.sites ?? []) {
+      for (const r of Object.values(site.link?.relays ?? {})) if (pidAlive(r.pid)) { try { process.kill(r.pid, "SIGKILL"); } catch { /* gone */ } }
+      if (!site.owned) continue;
+      // Deleting the uplink's machine end takes its route with it.
+      await run(["ip", "link", "del", site.vethOuter], { allowFailure: true });
+      if (fs.existsSync(`/run/netns/${site.netns}`)) {
+        const r = await run(["ip", "netns", "del", site.netns], { allowFailure: true });
+        if (r.code !== 0) errors.push(`netns ${site.netns}: ${r.stderr.trim()}`);
+      }
+    }
     if (this.init === "systemd") this.systemd.removeShared();
     if (errors.length) throw new Error(`lab down: ${errors.join("; ")}`);
     // Store paths are read-only: make the tree writable before removing it.
@@ -632,6 +777,29 @@ export class Lab {
       fs.rmSync(this.dir, { recursive: true, force: true });
     }
   }
+}
+
+function siteSlotFields(slot: number) {
+  return { slot, netns: `${NETNS_PREFIX}${slot}`, vethOuter: `${NETNS_PREFIX}${slot}o`, vethInner: `${NETNS_PREFIX}${slot}i` };
+}
+
+/** A site host's address on the site's LAN (10.231.<site slot>.130 + i), its gateway the bridge. */
+function siteHostFields(site: SiteRecord, i: number) {
+  return { site: site.name, address: `${SUBNET_PREFIX}.${site.slot}.${130 + i}`, gateway: `${SUBNET_PREFIX}.${site.slot}.129` };
+}
+
+/** Starts a delay relay listening on `listen` (a free port) to target:22; resolves with its pid and port. */
+async function startRelay(listen: string, target: string, rttMs: number, started: (pid: number) => void): Promise<{ pid: number; port: number }> {
+  const child = spawn(process.execPath, [path.join(packageRoot, "dist/provider/lab/delay-relay.js"), listen, "0", target, "22", String(rttMs)],
+    { detached: true, stdio: ["ignore", "pipe", "inherit"] });
+  started(child.pid!);
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once("exit", (c) => reject(new Error(`delay relay exited with ${c}`)));
+  });
+  child.stdout!.destroy();
+  child.unref();
+  return { pid: child.pid!, port };
 }
 
 /** Slots (10.231.<slot>.0/30) not used by any existing netns of ours. */

@@ -46,6 +46,8 @@ export function writeLabStackFile(file: string, hosts: LabHostInfo[], privateKey
         const b = hosts.find((y) => y.name === x.behind)!;
         return { host: b.address, hostKey: b.hostPublicKey, ...(b.behind ? { proxy: proxyOf(b) } : {}) };
       };
+      // A host on a lab site (`lab up --site`): the same site for the deploy (fan-out over its LAN).
+      if (h.site) machines[h.name].site = h.site;
       if (h.behind) machines[h.name].proxy = proxyOf(h);
       else delete machines[h.name].proxy;
     }

@@ -68,6 +68,10 @@ export interface MachineSpec {
   buildOn?: "local" | "target";
   substituteOnTarget?: boolean;
   compress?: boolean | "auto";
+  /** The machine's site: hosts on one LAN behind one uplink, each path crossing it once (fan-out). */
+  site?: string;
+  /** A binary cache the deployer puts the closure into once and the host substitutes from (signed with the stack secret pulumi-nixos:cacheSigningKey). */
+  cache?: { url: string; publicKey: string };
   connectTimeout?: number;
   activationTimeout?: number;
   /** Arm a rollback before switching; only a confirmation over a new SSH connection cancels it (default true; not for `boot`). */

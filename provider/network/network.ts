@@ -155,7 +155,8 @@ export class Network extends pulumi.ComponentResource {
         pin,
         nixPath: pin ? [] : args.nixPath,
         allowUnpinned: args.allowUnpinned,
-        action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress,
+        action: m.action, buildOn: m.buildOn, substituteOnTarget: m.substituteOnTarget, compress: m.compress, site: m.site,
+        ...(m.cache ? { cache: m.cache, cacheSigningKey: cacheKey(config, mName) } : {}),
         connectTimeout: m.connectTimeout, activationTimeout: m.activationTimeout,
         magicRollback: m.magicRollback, confirmTimeout: m.confirmTimeout, healthChecks: m.healthChecks,
         enableRollback: net.enableRollback ?? true,
@@ -210,6 +211,9 @@ export class Network extends pulumi.ComponentResource {
       ...([["hosts", nn.hosts], ["hostPublicKeys", nn.hostPublicKeys], ["rootAuthorizedKeys", nn.rootAuthorizedKeys], ["stateVersions", nn.stateVersions], ["privateKeys", args.privateKeys]] as const)
         .flatMap(([field, byMachine]) => Object.keys(byMachine ?? {}).filter((m) => !info.machines[m]).map((m) => `networkNix.${field}.${m}: no such machine in the network`))];
     if (problems.length) throw new SchemaError(`networkNix ${files.join(" + ")}: not supported here:\n  ${problems.join("\n  ")}`);
+    const sites = stackSites(packageConfig());
+    const strays = Object.keys(sites).filter((m) => !info.machines[m]);
+    if (strays.length) throw new SchemaError(`config pulumi-nixos:sites: ${strays.map((m) => `${m}: no such machine in the network`).join("; ")}`);
     checkAliases(name, args, Object.entries(info.machines).flatMap(([mName, d]) =>
       [mName, ...Object.keys(d.keys).map((k) => `${mName}/${k}`), ...(pin && nn.channel !== false ? [`${mName}/channel`] : [])]));
     const config = packageConfig();
@@ -253,6 +257,7 @@ export class Network extends pulumi.ComponentResource {
         // copy_closure_to: nix-copy-closure `--use-substitutes` unless hasFastConnection).
         compress: d.hasFastConnection ? false : "auto",
         substituteOnTarget: !d.hasFastConnection,
+        site: sites[mName],
         enableRollback: info.network.enableRollback,
         keepGenerations: stackKeepGenerations(config),
         ...mergedArgs(args.specialArgs, undefined),
@@ -285,6 +290,23 @@ function stackKeepGenerations(config: pulumi.Config): number | "all" | undefined
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`config ${config.name}:keepGenerations: a whole number >= 1 or "all" (got ${JSON.stringify(raw)})`);
   return n;
+}
+
+/** The stack secret `pulumi-nixos:cacheSigningKey`, required by a machine with a cache. */
+function cacheKey(config: pulumi.Config, machine: string): pulumi.Output<string> {
+  const k = getSecretConfig(config, "cacheSigningKey", "the binary cache signing key");
+  if (!k) throw new SchemaError(`network.machines.${machine}.cache: needs the signing key in the stack secret ${config.name}:cacheSigningKey (pulumi config set --secret cacheSigningKey …)`);
+  return k;
+}
+
+/** Stack config `pulumi-nixos:sites` (`{ <machine>: <site> }`) for a networkNix network's machines. */
+function stackSites(config: pulumi.Config): Record<string, string> {
+  const raw = config.getObject<unknown>("sites");
+  if (raw === undefined) return {};
+  const bad = typeof raw !== "object" || raw === null || Array.isArray(raw) ? "an object of site names by machine"
+    : Object.entries(raw).map(([m, s]) => typeof s === "string" && /^[a-z][a-z0-9-]{0,62}$/.test(s) ? "" : `${m}: a site name (lowercase letters, digits, '-'), got ${JSON.stringify(s)}`).find(Boolean);
+  if (bad) throw new Error(`config ${config.name}:sites: ${bad}`);
+  return raw as Record<string, string>;
 }
 
 /** A description's bastion as a connection's `proxy`: each hop logs in with the network's key. */

@@ -9,6 +9,10 @@ import { nixVersion, parsePathInfo, pathInfoCommand } from "./nix-json";
 export interface ClosurePath {
   path: string;
   narSize: number;
+  /** The NAR hash Nix recorded (what a receiving host checks a peer's copy against). */
+  narHash?: string;
+  /** References (full store paths). */
+  references?: string[];
 }
 
 /**
@@ -75,7 +79,8 @@ export async function closureOf(paths: string[]): Promise<ClosurePath[]> {
       const ref = refs[top.next++];
       if (ref === undefined) {
         stack.pop();
-        order.push({ path: top.path, narSize: info.get(top.path)?.narSize ?? 0 });
+        const i = info.get(top.path);
+        order.push({ path: top.path, narSize: i?.narSize ?? 0, ...(i?.narHash ? { narHash: i.narHash } : {}), ...(i ? { references: i.references } : {}) });
       } else if (ref !== top.path && !seen.has(ref) && info.has(ref)) {
         seen.add(ref);
         stack.push({ path: ref, next: 0 });

@@ -19,8 +19,8 @@
  */
 import { run } from "../util/run";
 
-/** One valid store path: its NAR size and references (full store paths). */
-export interface PathInfo { path: string; narSize: number; references: string[] }
+/** One valid store path: its NAR size, references (full store paths) and NAR hash as Nix printed it. */
+export interface PathInfo { path: string; narSize: number; references: string[]; narHash?: string }
 
 /** One derivation: its output paths (when known), input sources and input derivations (full paths). */
 export interface DerivationInfo { outputs: Record<string, string | undefined>; inputSrcs: string[]; inputDrvs: string[] }
@@ -41,6 +41,8 @@ export function parsePathInfo(stdout: string): PathInfo[] {
     path: full(p, storeDir),
     narSize: typeof v.narSize === "number" ? v.narSize : 0,
     references: Array.isArray(v.references) ? (v.references as string[]).map((r) => full(r, storeDir)) : [],
+    // 2.8–2.18 `sha256-<base64>` (SRI) or `sha256:<base32>`; 2.33 format 2 `{ algorithm, format, hash }`: kept as given.
+    ...(typeof v.narHash === "string" ? { narHash: v.narHash } : isObj(v.narHash) ? { narHash: `${v.narHash.algorithm}-${v.narHash.hash}` } : {}),
   });
   if (Array.isArray(data)) {
     // ≤ 2.18 (an invalid path is `{ path, valid: false }`).

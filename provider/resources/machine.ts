@@ -68,6 +68,19 @@ export interface MachineArgs {
   /** Let the host fetch paths from its own binary caches before copying (default false). */
   substituteOnTarget?: pulumi.Input<boolean>;
   /**
+   * The machine's site: hosts sharing a LAN behind one uplink (a rack, an office, a region). In one
+   * run, each path the site lacks crosses the uplink once; the site's hosts pass it on to each
+   * other over the LAN, each checking every path against this deployer's NAR hash and size.
+   */
+  site?: pulumi.Input<string>;
+  /**
+   * A binary cache as the medium: the deployer puts what the host lacks there once (signed
+   * in-process with `cacheSigningKey`), the host substitutes from `url` trusting `publicKey` only.
+   */
+  cache?: pulumi.Input<{ url: string; publicKey: string }>;
+  /** The cache's Nix secret key (`name:base64`); a secret in state, never on disk or in argv. */
+  cacheSigningKey?: pulumi.Input<string>;
+  /**
    * zstd on the copy stream: "auto" (default) measures the link and a sample of the closure when
    * over 32 MiB must be sent, and compresses only when that is faster (the choice is logged);
    * true/false force it.
@@ -236,6 +249,9 @@ export class Machine extends pulumi.dynamic.Resource {
       action: args.action ?? "switch",
       buildOn: args.buildOn ?? "local",
       substituteOnTarget: args.substituteOnTarget ?? false,
+      site: args.site,
+      cache: args.cache,
+      cacheSigningKey: args.cacheSigningKey === undefined ? undefined : pulumi.secret(args.cacheSigningKey),
       compress: args.compress ?? "auto",
       connectTimeout: args.connectTimeout ?? 15,
       activationTimeout: args.activationTimeout ?? 600,

@@ -66,6 +66,12 @@ export const rolloutSchema = fields({
   order: fields({ tags: z.array(z.string({ error: "a tag" }), { error: "a list of tags" }) }),
 });
 
+/** A binary cache as the medium (provider/fanout/cache-publish.ts); its signing key is a stack secret. */
+const cacheSchema = fields({ url: z.string({ error: "a file://, http:// or https:// URL" }).regex(/^(file|https?):\/\/\S+$/, { error: "a file://, http:// or https:// URL" }),
+  publicKey: z.string({ error: "a Nix public key (name:base64)" }).regex(/^[^:\s]+:[A-Za-z0-9+/]{43}=$/, { error: "a Nix public key (name:base64)" }) }, ["url", "publicKey"]);
+/** A site (hosts sharing a LAN behind one uplink: provider/fanout/site.ts). */
+const siteName = z.string({ error: "a site name (lowercase letters, digits, '-')" }).regex(/^[a-z][a-z0-9-]{0,62}$/, { error: "a site name (lowercase letters, digits, '-')" });
+
 /** One machine of the description; requiredness is checked after `defaults` are merged in. */
 export const machineSpecSchema = fields({
   targetHost: text("the machine's host name or address"), targetPort: port, targetUser: text("a user name"), hostPublicKey: publicKey,
@@ -78,6 +84,7 @@ export const machineSpecSchema = fields({
   // A bastion in the description carries no secrets (it logs in with the network's key).
   proxy: z.lazy(() => descriptionProxySchema),
   hostKeyPolicy: oneOf("strict", "tofu"), sshConfig: z.union([z.boolean(), text("a file path")], { error: "true, false or a file path" }),
+  site: siteName, cache: cacheSchema,
 });
 
 /** A machine's `proxy` in the description: `{ host, port?, user?, hostKey?, proxy? }`. */
@@ -165,6 +172,7 @@ export const machineArgsSchema = fields({
   specialArgs: record(z.unknown(), "an object of module arguments by name"), waitForSsh,
   rollout: fields({ network: text("a network name"), members: strings, canary: z.number().int().min(0), batchSize: z.number().int().min(0),
     maxFailures: countOrPercent(0), pauseSeconds: z.number().min(0), rank: z.number().int().min(0) }, ["network", "members"]),
+  site: siteName, cache: cacheSchema, cacheSigningKey: str("a Nix secret key (name:base64)"),
 }, ["connection"]);
 
 /** DeploymentKeyArgs. */

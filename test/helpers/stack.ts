@@ -10,6 +10,7 @@ import { StackRef } from "./engine";
 /** One machine of a test stack (NixOps-style names, as in stack config). */
 export interface TestMachine {
   targetHost: string;
+  targetPort?: number;
   targetUser?: string;
   hostPublicKey?: string;
   /** Body of the machine's configuration.nix (written to <dir>/<name>.nix). */
@@ -23,6 +24,10 @@ export interface TestMachine {
   magicRollback?: boolean;
   confirmTimeout?: number;
   healthChecks?: unknown[];
+  /** The machine's site (fan-out). */
+  site?: string;
+  /** A binary cache as the medium. */
+  cache?: { url: string; publicKey: string };
 }
 
 /** Writes Pulumi.yaml + Pulumi.<stack>.yaml for the given machines; returns the engine's StackRef. */
