@@ -25,6 +25,7 @@ import { confirmScenario } from "./confirm";
 import { bastionScenario } from "./bastion";
 import { configErrorScenario } from "./config-error";
 import { rolloutScenario } from "./rollout";
+import { fanOutScenario } from "./fan-out";
 
 const HOSTS = 10;
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -144,6 +145,12 @@ async function main(): Promise<void> {
   if (process.argv.includes("--rollout")) {
     const i = process.argv.indexOf("--rollout-hosts");
     return rolloutScenario(tmp, emit, i > 0 ? Number(process.argv[i + 1]) : 20).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  }
+  // `npm run bench -- --fan-out [--fan-out-hosts N] [--fan-out-mib M] [--baselines]` runs only (p), (q) (its own site lab).
+  if (process.argv.includes("--fan-out")) {
+    const num = (flag: string, dflt: number) => { const i = process.argv.indexOf(flag); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
+    return fanOutScenario(tmp, emit, { hosts: num("--fan-out-hosts", 10), mib: num("--fan-out-mib", 1024), baselines: process.argv.includes("--baselines") })
+      .finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
   }
   // `npm run bench -- --config-error` runs only (n) (no lab).
   if (process.argv.includes("--config-error")) return configErrorScenario(tmp, emit).finally(() => fs.rmSync(tmp, { recursive: true, force: true }));
