@@ -12,9 +12,8 @@ import { Lab, LabHostInfo } from "../../provider/lab/lab";
 import { run } from "../../provider/util/run";
 import { engine, expectExit, stateResources, StackRef } from "../helpers/engine";
 import { nixConfig, writeStack, TestMachine } from "../helpers/stack";
-import { tempDir } from "../helpers/env";
+import { STANDIN_NIXPKGS, tempDir } from "../helpers/env";
 import { loadProject, setStackConfig } from "../engine/project";
-import { buildSystem } from "./closures";
 import { readCpu, cpuSince } from "./cpu";
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
@@ -38,12 +37,14 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
   const names = ["f00", ...fleet];
   /** A fleet of like nodes: one configuration, one closure; `seed` makes its fillers new. */
   const config = (seed: string) => nixConfig(`fan-${seed}`, { role: seed, paths: PATHS, sizeKB, random: true });
-  // Built by nix in the local store before any timing: the measured `up`s only evaluate and copy.
+  // Built by nix in the local store before any timing (the very systems the stacks evaluate to): the measured `up`s only evaluate and copy.
   const build = async (label: string) => {
     const seed = `${label}-${runId}`;
-    fs.mkdirSync(path.join(tmp, `build-${label}`), { recursive: true });
-    await buildSystem(path.join(tmp, `build-${label}`), `fan-${seed}`, { paths: PATHS, sizeKB, seed: `fan-${seed}`, random: true });
-    return seed;
+    const file = path.join(tmp, `build-${label}.nix`);
+    fs.writeFileSync(file, config(seed));
+    const drv = (await run(["nix-instantiate", `${STANDIN_NIXPKGS}/nixos`, "-A", "system", "--arg", "configuration", file])).stdout.trim();
+    const outPath = (await run(["nix-store", "--realise", "--max-jobs", "8", drv])).stdout.trim();
+    return { seed, outPath };
   };
   console.error(`bench fan-out: ${o.hosts} hosts + 1 on site ${SITE}, ${o.mib} MiB fresh closures, uplink ${RATE_MBIT} Mbit/s ${RTT_MS} ms RTT`);
   const seeds = { one: await build("one"), p: await build("p"), q: await build("q"), ...(o.baselines ? { direct: await build("direct"), loop: await build("loop") } : {}) };
@@ -53,6 +54,8 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
   const onSig = () => { void lab.down().finally(() => process.exit(130)); };
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, onSig);
   try {
+    // The hosts' LAN addresses (once shaped, the deployer reaches each through its relay port instead).
+    const lanAddress = new Map((await lab.status()).map((h) => [h.name, h.address]));
     await lab.linkSite(SITE, { rateMbit: RATE_MBIT, rttMs: RTT_MS });
     const hosts = await lab.status();
     const byName = new Map(hosts.map((h) => [h.name, h]));
@@ -86,22 +89,22 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
     });
 
     // One host alone over the same uplink (on the site, so the same path; nobody to pass it to).
-    const one = await timedUp(stack("one", ["f00"], () => ({ site: SITE }), seeds.one), "one host");
+    const one = await timedUp(stack("one", ["f00"], () => ({ site: SITE }), seeds.one.seed), "one host");
     console.error(`bench fan-out: one host ${round(one.seconds)} s, uplink ${one.uplink} bytes`);
 
     // (p) all N hosts in one `up`, fanned out over the site's LAN.
-    const p = await timedUp(stack("p", fleet, () => ({ site: SITE }), seeds.p), "fan-out up");
+    const p = await timedUp(stack("p", fleet, () => ({ site: SITE }), seeds.p.seed), "fan-out up");
     emit(figures("p-fan-out-site", p, one.seconds));
     emit(detail("p-fan-out-site-detail", p, one));
 
     // (q) the same through a cache on the site: the deployer puts each path there once, the hosts substitute.
-    const server = byName.get("f00")!;
+    const server = { name: "f00", address: lanAddress.get("f00")! };
     const keys = tempDir("fan-out-cache-keys");
     await lab.exec(server.name, ["sh", "-c", `mkdir -p /var/cache/pnx; nohup node -e '${CACHE_SERVER}' ${server.address} >/dev/null 2>&1 & echo $! > /run/cache-server.pid`]);
     try {
       await run(["nix-store", "--generate-binary-cache-key", `pnx-bench-${runId}`, path.join(keys, "sec"), path.join(keys, "pub")]);
       const pub = fs.readFileSync(path.join(keys, "pub"), "utf8").trim();
-      const s = stack("q", fleet, () => ({ cache: { url: `http://${server.address}:8080`, publicKey: pub } }), seeds.q);
+      const s = stack("q", fleet, () => ({ cache: { url: `http://${server.address}:8080`, publicKey: pub } }), seeds.q.seed);
       // The signing key is a stack secret (set in-process, as `config set --secret` does: never in argv).
       setStackConfig(loadProject(s.cwd, s.stack), "pulumi-nixos:cacheSigningKey", fs.readFileSync(path.join(keys, "sec"), "utf8").trim(), true);
       const q = await timedUp(s, "cache up");
@@ -114,9 +117,9 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
 
     if (o.baselines) {
       // Our direct parallel deploy (no site): the closure crosses the uplink once per host.
-      const d = await timedUp(stack("direct", fleet, () => ({}), seeds.direct!), "direct up");
+      const d = await timedUp(stack("direct", fleet, () => ({}), seeds.direct!.seed), "direct up");
       // What an operator scripts today: nix-copy-closure to each host in turn (then switch).
-      const loopSys = (await buildSystem(path.join(tmp, "build-loop"), "fan-loop", { paths: PATHS, sizeKB, seed: `fan-${seeds.loop}`, random: true })).outPath;
+      const loopSys = seeds.loop!.outPath;
       const tx0 = uplinkTx(), t0 = Date.now();
       for (const n of fleet) {
         const h = byName.get(n)!;
