@@ -73,8 +73,11 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
       const closureBytes: number = Object.values(st).find((x) => x.outputs?.closureSize)!.outputs.closureSize.bytes;
       const out = r.stdout + r.stderr;
       const lines = out.split("\n");
+      // Where each host's paths came from, and any peer copy not taken (with why), for the reader.
+      for (const l of lines.filter((x) => /site \S+: \d|not taken|refused|cache \S+: \d/.test(x))) console.error(`bench fan-out: ${what}: ${l.trim()}`);
       return { seconds, uplink, cpu, closureBytes, out,
-        peerLines: lines.filter((l) => /over the LAN/.test(l)).length, refused: lines.filter((l) => /not taken|refused/.test(l)).length };
+        peerLines: lines.filter((l) => /over the LAN/.test(l)).length, refused: lines.filter((l) => /not taken|refused/.test(l)).length,
+        firstRefusal: lines.find((l) => /not taken|refused/.test(l))?.trim().slice(0, 400) };
     };
     const figures = (scenario: string, ours: Awaited<ReturnType<typeof timedUp>>, oneS: number) => ({
       scenario, ours_s: round(ours.seconds), one_host_s: round(oneS), ratio: round(ours.seconds / oneS),
@@ -85,7 +88,7 @@ export async function fanOutScenario(tmp: string, emit: (o: Record<string, unkno
       wire_floor_s: round((ours.closureBytes * 8) / (RATE_MBIT * 1e6)),
       ours_cpu_s: ours.cpu.cpu_s, ours_deployer_cpu_s: ours.cpu.deployer_cpu_s, ours_hosts_and_relays_cpu_s: ours.cpu.hosts_and_relays_cpu_s,
       ours_cpu_floor_s: ours.cpu.cpu_floor_s, one_host_cpu_s: one.cpu.cpu_s, one_host_cpu_floor_s: one.cpu.cpu_floor_s, one_host_uplink_bytes: one.uplink,
-      peer_copy_lines: ours.peerLines, refused_lines: ours.refused,
+      peer_copy_lines: ours.peerLines, refused_lines: ours.refused, ...(ours.firstRefusal ? { first_refusal: ours.firstRefusal } : {}),
     });
 
     // One host alone over the same uplink (on the site, so the same path; nobody to pass it to).
