@@ -413,8 +413,10 @@ function unitWatcher(log: Logger): { log: Logger; seen: SwitchUnits } {
 async function localClosure(inputs: MachineInputs, log: Logger): Promise<ClosurePath[]> {
   try {
     return await closureOf([inputs.systemPath]);
-  } catch (e) {
-    if (await isValidLocally(inputs.systemPath)) throw e;
+  } catch {
+    // Valid now: another Machine's build of the same system registered it meanwhile (read again);
+    // valid before and still unreadable is a real error.
+    if (await isValidLocally(inputs.systemPath)) return closureOf([inputs.systemPath]);
   }
   if (!inputs.drvPath) throw new Error(`Machine ${inputs.name}: ${inputs.systemPath} is not in the local store and there is no derivation to build it`);
   const out = await realise(inputs.drvPath, log);
