@@ -426,10 +426,7 @@ export class Lab {
     const site = this.site(name);
     site.link = {};
     if (o.rateMbit) {
-      const burst = Math.max(32 * 1024, Math.round((o.rateMbit * 1e6) / 8 / 100));
-      for (const [pre, dev] of [[[], site.vethOuter], [["ip", "netns", "exec", site.netns], site.vethInner]] as const) {
-        await run([...pre, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${o.rateMbit}mbit`, "burst", String(burst), "latency", "100ms"]);
-      }
+      await shapeRate(site, o.rateMbit);
       site.link.rateMbit = o.rateMbit;
     }
     if (o.rttMs) {
@@ -650,10 +647,7 @@ export class Lab {
     const h = this.host(name);
     h.link = {};
     if (o.rateMbit) {
-      const burst = Math.max(32 * 1024, Math.round((o.rateMbit * 1e6) / 8 / 100));
-      for (const [pre, dev] of [[[], h.vethOuter], [["ip", "netns", "exec", h.netns], h.vethInner]] as const) {
-        await run([...pre, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${o.rateMbit}mbit`, "burst", String(burst), "latency", "100ms"]);
-      }
+      await shapeRate(h, o.rateMbit);
       h.link.rateMbit = o.rateMbit;
     }
     if (o.rttMs) {
@@ -800,6 +794,17 @@ async function startRelay(listen: string, target: string, rttMs: number, started
   child.stdout!.destroy();
   child.unref();
   return { pid: child.pid!, port };
+}
+
+/**
+ * Limits a veth pair to `rateMbit` each way (tbf on both ends; the burst is 10 ms of the rate, at
+ * least 32 KiB): a host's own link or a site's uplink.
+ */
+async function shapeRate(link: { vethOuter: string; vethInner: string; netns: string }, rateMbit: number): Promise<void> {
+  const burst = Math.max(32 * 1024, Math.round((rateMbit * 1e6) / 8 / 100));
+  for (const [pre, dev] of [[[], link.vethOuter], [["ip", "netns", "exec", link.netns], link.vethInner]] as const) {
+    await run([...pre, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${rateMbit}mbit`, "burst", String(burst), "latency", "100ms"]);
+  }
 }
 
 /** Slots (10.231.<slot>.0/30) not used by any existing netns of ours. */
